@@ -1,0 +1,80 @@
+"""The one place that tames the environment for every entry point of this project.
+
+Imported first by `components/__init__.py`, so anything that imports this project (the local
+runner, the CLI, the tests, the Beam workers unpickling our DoFns) gets the same settings
+before TensorFlow is loaded. Two decisions live here:
+
+1. Keras flavour. `TF_USE_LEGACY_KERAS` defaults to "1", so `tf.keras` is tf_keras 2.16.
+   TFX 1.16's Transform and Evaluator (tensorflow-transform, TFMA) only work with tf_keras,
+   and tensorflow-transform sets this variable on import *if nobody has yet*: without a
+   decision, which Keras `tf.keras` means would depend on import order. A value the user set
+   is respected (the augmentation layer works with both flavours; tests prove each).
+
+2. Noise. TensorFlow's C++ start-up lines (CUDA factories, TensorRT, CPU features), absl INFO
+   chatter and the Google client libraries' Python-version FutureWarnings are hidden unless the
+   user raises `IMAGE_AUGMENT_LOG_LEVEL` (DEBUG, INFO, WARNING; default ERROR). Real TensorFlow
+   failures still surface: they arrive as Python exceptions, not as C++ log lines.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import warnings
+
+LOG_LEVEL_ENV = "IMAGE_AUGMENT_LOG_LEVEL"
+_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR")
+# TF_CPP_MIN_LOG_LEVEL: 0 shows everything, 1 hides INFO, 2 hides WARNING, 3 hides ERROR.
+# ERROR maps to 3 because TF's harmless CUDA-factory registration lines are logged as errors.
+_TF_CPP_LEVEL = {"DEBUG": "0", "INFO": "0", "WARNING": "1", "ERROR": "3"}
+
+_configured = False
+
+
+def third_party_log_level() -> str:
+    """The level asked for third-party logs, from `IMAGE_AUGMENT_LOG_LEVEL` (default ERROR)."""
+    level = os.environ.get(LOG_LEVEL_ENV, "ERROR").strip().upper()
+    return level if level in _LEVELS else "ERROR"
+
+
+def configure() -> None:
+    """Sets the Keras flavour and the log levels; safe to call more than once."""
+    global _configured
+    if _configured:
+        return
+    _configured = True
+    level = third_party_log_level()
+    os.environ.setdefault("TF_USE_LEGACY_KERAS", "1")
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", _TF_CPP_LEVEL[level])
+    os.environ.setdefault("GRPC_VERBOSITY", "ERROR" if level == "ERROR" else level)
+    if level in ("ERROR", "WARNING"):
+        for category in (FutureWarning, DeprecationWarning, PendingDeprecationWarning):
+            for module in ("google", "tensorflow", "tf_keras", "keras", "apache_beam", "tfx",
+                           "tensorflow_transform", "tensorflow_model_analysis", "tfx_bsl",
+                           "tensorflow_data_validation", "ml_metadata", "kfp", "absl"):
+                warnings.filterwarnings("ignore", category=category, module=module)
+        # google.api_core warns once per client package that Python 3.10 nears its end of
+        # support; TFX 1.16 does not run on a newer Python here, so the warning is not
+        # actionable.
+        warnings.filterwarnings("ignore", message=r"You are using a non-supported Python version")
+        warnings.filterwarnings("ignore", message=r"Support for google-cloud-storage < 3\.0\.0")
+    logging.getLogger("tensorflow").setLevel(level)
+    logging.getLogger("apache_beam").setLevel(level)
+    try:
+        from absl import logging as absl_logging
+
+        absl_logging.set_verbosity(level.lower())
+    except ImportError:  # absl comes with TensorFlow; without it there is nothing to tame.
+        pass
+
+
+def progress_logger(name: str = "image_augment") -> logging.Logger:
+    """Our own progress messages: always shown at INFO, whatever the third-party level."""
+    logger = logging.getLogger(name)
+    if not logger.handlers:
+        handler = logging.StreamHandler()
+        handler.setFormatter(logging.Formatter("%(asctime)s %(name)s: %(message)s", "%H:%M:%S"))
+        logger.addHandler(handler)
+        logger.setLevel(logging.INFO)
+        logger.propagate = False
+    return logger

@@ -1,0 +1,28 @@
+"""Shared fixtures: where the real images live, and the environment every test runs in."""
+
+from __future__ import annotations
+
+import os
+import pathlib
+
+import pytest
+
+import components  # noqa: F401  (tames the environment before TensorFlow loads)
+
+PROJECT_ROOT = pathlib.Path(__file__).resolve().parent.parent
+# The CIFAR-10 sample ships beside the project in CI (../shared); a user's clone has none, so
+# tests that need it skip with the reason below. IMAGE_AUGMENT_CIFAR_DIR overrides the place.
+CIFAR_DIR = pathlib.Path(
+    os.environ.get("IMAGE_AUGMENT_CIFAR_DIR", PROJECT_ROOT.parent / "shared/data/cifar10_sample")
+)
+CIFAR_MISSING = (
+    f"the real CIFAR-10 sample is not at {CIFAR_DIR} (it ships beside the project as "
+    "../shared/data/cifar10_sample; set IMAGE_AUGMENT_CIFAR_DIR to point elsewhere)"
+)
+
+
+@pytest.fixture(scope="session")
+def cifar_dir() -> pathlib.Path:
+    if not (CIFAR_DIR / "train").is_dir():
+        pytest.skip(CIFAR_MISSING)
+    return CIFAR_DIR
