@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 
 import tensorflow as tf
 
@@ -415,10 +415,14 @@ def _equalize(x: tf.Tensor) -> tf.Tensor:
 
 
 def _autocontrast(x: tf.Tensor) -> tf.Tensor:
-    low = tf.reduce_min(x, axis=[1, 2], keepdims=True)
-    high = tf.reduce_max(x, axis=[1, 2], keepdims=True)
-    span = high - low
-    return tf.where(span > 0, (x - low) / tf.where(span > 0, span, 1.0), x)
+    """Stretches each channel to the full range, in integer arithmetic so eager and graph
+    execution (where Grappler may rewrite float division) round every pixel alike."""
+    values = tf.cast(tf.round(tf.clip_by_value(x, 0.0, 1.0) * 255.0), tf.int32)
+    low = tf.reduce_min(values, axis=[1, 2], keepdims=True)
+    span = tf.reduce_max(values, axis=[1, 2], keepdims=True) - low
+    safe_span = tf.maximum(span, 1)
+    stretched = ((values - low) * 510 + safe_span) // (2 * safe_span)  # round half up
+    return tf.where(span > 0, tf.cast(stretched, tf.float32) / 255.0, x)
 
 
 def _jpeg(x: tf.Tensor, quality: tf.Tensor) -> tf.Tensor:
@@ -549,11 +553,50 @@ def augment(images, seeds, policy: Policy | Plan, *, value_range: Sequence[float
     validate_images(images)
     if masks is not None:
         masks = tf.convert_to_tensor(masks)
-    out_images, out_masks = _run_plan(plan, images, seeds, value_range, masks)
+    value_range = None if images.dtype == tf.uint8 else tuple(
+        float(v) for v in (value_range or (0.0, 1.0)))
+    run = _graph_for(plan, images.dtype, images.shape[-1], value_range,
+                     None if masks is None else (masks.dtype, masks.shape[-1]))
+    out_images, out_masks = run(images, seeds, masks) if masks is not None else (
+        run(images, seeds), None)
+    # The graph takes any size; give back the static shape the caller passed in.
+    out_images = tf.ensure_shape(out_images, images.shape)
+    if out_masks is not None:
+        out_masks = tf.ensure_shape(out_masks, masks.shape)
     if single:
         out_images = out_images[0]
         out_masks = out_masks[0] if out_masks is not None else None
     return out_images if masks is None else (out_images, out_masks)
+
+
+_GRAPHS: dict = {}
+
+
+def _graph_for(plan: Plan, dtype: tf.DType, channels: int, value_range, mask_spec):
+    """One traced, never-inlined function per (plan, input kind).
+
+    Every caller - eager code, a tf.function, a tf.data map, a Keras model, a SavedModel - runs
+    this same function body with the same dynamic-shape trace, so TensorFlow's graph rewrites
+    (which may reorder float arithmetic) are the same for all of them, and so are the pixels.
+    """
+    key = (plan, dtype, channels, value_range, mask_spec)
+    if key in _GRAPHS:
+        return _GRAPHS[key]
+    signature = [tf.TensorSpec([None, None, None, channels], dtype),
+                 tf.TensorSpec([None, 2], tf.int64)]
+    attributes = {"_noinline": True}
+    if mask_spec is None:
+        def body(images, seeds):
+            return _run_plan(plan, images, seeds, value_range, None)[0]
+    else:
+        signature.append(tf.TensorSpec([None, None, None, mask_spec[1]], mask_spec[0]))
+
+        def body(images, seeds, masks):
+            return _run_plan(plan, images, seeds, value_range, masks)
+    graph = tf.function(body, input_signature=signature, autograph=False,
+                        experimental_attributes=attributes)
+    _GRAPHS[key] = graph
+    return graph
 
 
 def _run_plan(plan: Plan, images, seeds, value_range, masks):
@@ -600,14 +643,3 @@ def _run_plan(plan: Plan, images, seeds, value_range, masks):
         return x, masks
     x = tf.clip_by_value(x, 0.0, 1.0) * (high - low) + low
     return tf.cast(x, input_dtype), masks
-
-
-def augment_fn(policy: Policy, value_range=None) -> Callable:
-    """A traced `(images, seeds) -> images` for repeated calls (one graph per input signature)."""
-    plan = compile_policy(policy)
-
-    @tf.function(reduce_retracing=True)
-    def run(images, seeds):
-        return augment(images, seeds, plan, value_range=value_range)
-
-    return run

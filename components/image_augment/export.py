@@ -1,0 +1,72 @@
+"""The portable artifact: `policy.json` and a SavedModel any TensorFlow job can load.
+
+The SavedModel holds only TensorFlow ops (no Python of this project), so
+`tf.saved_model.load(path).signatures["augment"]` works where this package is not installed.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from typing import Any
+
+import tensorflow as tf
+
+from components.image_augment import core
+from components.image_augment.policy import Policy, load_policy
+
+POLICY_FILE = "policy.json"
+SAVED_MODEL_DIR = "saved_model"
+AUGMENT_SIGNATURE = "augment"
+AUGMENT_WITH_MASKS_SIGNATURE = "augment_with_masks"
+
+
+class _AugmentModule(tf.Module):
+    def __init__(self, policy: Policy, channels: int):
+        super().__init__(name="image_augmentation")
+        plan = core.compile_policy(policy)
+        images = tf.TensorSpec([None, None, None, channels], tf.uint8, name="images")
+        seeds = tf.TensorSpec([None, 2], tf.int64, name="seeds")
+        masks = tf.TensorSpec([None, None, None, 1], tf.uint8, name="masks")
+
+        @tf.function(input_signature=[images, seeds])
+        def augment(images, seeds):
+            return {"images": core.augment(images, seeds, plan)}
+
+        @tf.function(input_signature=[images, masks, seeds])
+        def augment_with_masks(images, masks, seeds):
+            out_images, out_masks = core.augment(images, seeds, plan, masks=masks)
+            return {"images": out_images, "masks": out_masks}
+
+        self.augment = augment
+        self.augment_with_masks = augment_with_masks
+
+
+def export_augmentation_model(policy: Any, seed: int, output_dir: str,
+                              channels: int = 3) -> str:
+    """Writes `output_dir/policy.json` and `output_dir/saved_model/`; returns `output_dir`.
+
+    Signatures: `augment(images uint8 [B,H,W,C], seeds int64 [B,2]) -> {"images"}` and
+    `augment_with_masks(images, masks uint8 [B,H,W,1], seeds) -> {"images", "masks"}`.
+    `seed` is the pipeline seed, recorded in policy.json; the signatures take per-image seeds.
+    """
+    policy = load_policy(policy)
+    if channels not in core.SUPPORTED_CHANNELS:
+        raise ValueError(f"channels must be 1, 3 or 4; got {channels}.")
+    tf.io.gfile.makedirs(output_dir)
+    module = _AugmentModule(policy, channels)
+    tf.saved_model.save(module, os.path.join(output_dir, SAVED_MODEL_DIR), signatures={
+        AUGMENT_SIGNATURE: module.augment,
+        AUGMENT_WITH_MASKS_SIGNATURE: module.augment_with_masks})
+    record = {"policy": policy.to_dict(), "fingerprint": policy.fingerprint,
+              "seed": int(seed), "channels": channels, "preset": policy.name}
+    with tf.io.gfile.GFile(os.path.join(output_dir, POLICY_FILE), "w") as handle:
+        handle.write(json.dumps(record, indent=2, sort_keys=True))
+    return output_dir
+
+
+def load_exported_policy(model_dir: str) -> tuple[Policy, int]:
+    """The policy and seed an exported augmentation model records."""
+    with tf.io.gfile.GFile(os.path.join(model_dir, POLICY_FILE)) as handle:
+        record = json.load(handle)
+    return load_policy(record["policy"]), int(record["seed"])

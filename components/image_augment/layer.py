@@ -1,0 +1,138 @@
+"""`ImageAugmentation`: the online door into the augmentation core, as a Keras layer.
+
+Works with whichever Keras `tf.keras` is (Keras 3 on the TensorFlow backend, or tf_keras when
+`TF_USE_LEGACY_KERAS=1`). Randomness never comes from a stateful RNG: the n-th training call
+gives image i of its batch the seed `batch_seeds(seed, n, i, replica)`, so two runs with the same
+seed see the same augmentations. A model containing the layer saves with
+`tf.saved_model.save` and `model.export`; at inference the layer is an exact identity.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+import tensorflow as tf
+
+from components.image_augment import core
+from components.image_augment.policy import Policy, load_policy
+
+_STEP_BITS = 32  # seeds[:, 1] = step << 32 | replica << 24 | index in batch
+_REPLICA_BITS = 24
+MAX_BATCH = 1 << _REPLICA_BITS
+
+
+def batch_seeds(seed: int | tf.Tensor, step: tf.Tensor, batch_size: tf.Tensor,
+                replica: int | tf.Tensor = 0) -> tf.Tensor:
+    """Per-image seeds [B, 2] of call `step`: (seed, step << 32 | replica << 24 | i).
+
+    Distinct for every (step, replica, image) below 2**31 steps, 256 replicas and 2**24 images
+    per batch; the core mixes the pair further with `fold_in`, so nearby values are unrelated.
+    """
+    step = tf.cast(step, tf.int64)
+    replica = tf.cast(replica, tf.int64)
+    index = tf.range(tf.cast(batch_size, tf.int64), dtype=tf.int64)
+    low = tf.bitwise.bitwise_or(
+        tf.bitwise.left_shift(step, _STEP_BITS),
+        tf.bitwise.bitwise_or(tf.bitwise.left_shift(replica, _REPLICA_BITS), index))
+    high = tf.fill(tf.shape(index), tf.cast(seed, tf.int64))
+    return tf.stack([high, low], axis=1)
+
+
+def _replica_id() -> tf.Tensor | int:
+    context = tf.distribute.get_replica_context()
+    return context.replica_id_in_sync_group if context is not None else 0
+
+
+@tf.keras.utils.register_keras_serializable(package="image_augment")
+class ImageAugmentation(tf.keras.layers.Layer):
+    """Applies an augmentation policy to image batches when training; identity otherwise.
+
+    Args:
+      policy: a preset name, JSON string, dict, JSON file path or `Policy`.
+      seed: the integer all randomness derives from.
+      value_range: (low, high) of floating-point inputs (default (0, 1)); uint8 ignores it.
+
+    Call it on images [B, H, W, C], or on {"images": ..., "seeds": int64 [B, 2]} to pick the
+    seeds yourself (that is what the offline copies record as `aug_seed`).
+    """
+
+    def __init__(self, policy: Any = "standard", seed: int = 0,
+                 value_range: Sequence[float] | None = None, **kwargs):
+        super().__init__(**kwargs)
+        self._policy: Policy = load_policy(policy)
+        self._plan = core.compile_policy(self._policy)
+        self.seed = int(seed)
+        self.value_range = tuple(float(v) for v in value_range) if value_range else None
+        # Created here, not in build(), so the layer can be used inside tf.data functions, where
+        # variables cannot be created. ONLY_FIRST_REPLICA keeps replicas in step; each replica
+        # still gets its own seeds through its replica id.
+        self._step = tf.Variable(0, dtype=tf.int64, trainable=False, name="augment_step",
+                                 aggregation=tf.VariableAggregation.ONLY_FIRST_REPLICA)
+
+    @property
+    def policy(self) -> Policy:
+        return self._policy
+
+    def augment(self, images: tf.Tensor, seeds: tf.Tensor) -> tf.Tensor:
+        """The pure core: the same (images, seeds) give the same pixels, always."""
+        return core.augment(images, seeds, self._plan, value_range=self.value_range)
+
+    def call(self, inputs, training=True):
+        if isinstance(inputs, Mapping):
+            images, seeds = inputs["images"], inputs["seeds"]
+        else:
+            images, seeds = inputs, None
+        if training is False or training is None:
+            return images
+        if seeds is None:
+            step = self._step.assign_add(1, read_value=True) - 1
+            seeds = batch_seeds(self.seed, step, tf.shape(images)[0], _replica_id())
+        if training is True:
+            return self.augment(images, seeds)
+        return tf.cond(tf.cast(training, tf.bool), lambda: self.augment(images, seeds),
+                       lambda: tf.identity(images))
+
+    def compute_output_shape(self, input_shape):
+        if isinstance(input_shape, Mapping):
+            return input_shape["images"]
+        return input_shape
+
+    def get_config(self) -> dict[str, Any]:
+        config = super().get_config()
+        config.update({"policy": self._policy.to_dict(), "seed": self.seed,
+                       "value_range": list(self.value_range) if self.value_range else None})
+        return config
+
+    def map_dataset(self, dataset: tf.data.Dataset, feature: str | int = 0,
+                    num_parallel_calls=tf.data.AUTOTUNE, deterministic: bool = True):
+        """`dataset` with its images augmented, reproducibly even with parallel calls.
+
+        The n-th element gets the seeds of training call n (`batch_seeds(seed, n, i)`), taken
+        from its position in the dataset, not from a counter that parallel calls would race
+        on. Elements are image batches [B, H, W, C] (or single images), or tuples/dicts whose
+        `feature` (an index or a key) holds them. Put `repeat()` before this for new
+        augmentations in every epoch.
+        """
+
+        def apply(index, element):
+            if isinstance(element, Mapping):
+                element = dict(element)
+                element[feature] = self._augment_element(index, element[feature])
+                return element
+            if isinstance(element, tuple):
+                items = list(element)
+                items[feature] = self._augment_element(index, items[feature])
+                return tuple(items)
+            return self._augment_element(index, element)
+
+        if num_parallel_calls is None:
+            return dataset.enumerate().map(apply)
+        return dataset.enumerate().map(apply, num_parallel_calls=num_parallel_calls,
+                                       deterministic=deterministic)
+
+    def _augment_element(self, index: tf.Tensor, images: tf.Tensor) -> tf.Tensor:
+        if images.shape.rank == 3:
+            seeds = batch_seeds(self.seed, index, 1)
+            return self.augment(images[None], seeds)[0]
+        return self.augment(images, batch_seeds(self.seed, index, tf.shape(images)[0]))

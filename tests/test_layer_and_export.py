@@ -1,0 +1,161 @@
+"""The online door (Keras layer) and the portable SavedModel agree with the core."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+import tensorflow as tf
+
+from components.image_augment import (ImageAugmentation, augment, batch_seeds,
+                                      export_augmentation_model, load_exported_policy,
+                                      load_policy)
+from tests import images as real
+from tests.conftest import PROJECT_ROOT
+
+
+@pytest.mark.parametrize("legacy", ["0", "1"], ids=["keras3", "tf_keras"])
+def test_layer_trains_saves_exports_and_serves_in_both_keras_flavours(legacy, tmp_path):
+    images_path = tmp_path / "images.npy"
+    np.save(images_path, real.photo_crops(32, 16))
+    env = {**os.environ, "TF_USE_LEGACY_KERAS": legacy}
+    result = subprocess.run(
+        [sys.executable, str(PROJECT_ROOT / "tests/scripts/keras_flavour_check.py"),
+         str(images_path)], cwd=PROJECT_ROOT, env=env, capture_output=True, text=True,
+        timeout=600)
+    assert result.returncode == 0, result.stderr[-3000:]
+    line = next(x for x in result.stdout.splitlines() if x.startswith("FINDINGS "))
+    findings = json.loads(line.removeprefix("FINDINGS "))
+    assert findings["flavour"] == ("keras" if legacy == "0" else "tf_keras")
+    assert findings["steps_taken"] == 2  # one step counter tick per training batch
+    assert findings["ours_saved_model"], findings["ours_error"]
+    assert findings["served_matches_inference"]
+    assert findings["ours_model_export"] is True
+    assert findings["inference_identity"]
+    assert findings["training_calls_differ"]
+    assert findings["config_round_trip"]
+    assert findings["explicit_seeds_match_clone"]
+    if legacy == "0":
+        # The reason this layer exists: Keras 3's own random layers cannot do this.
+        assert not findings["builtin_random_flip_saved_model"]
+        assert "seed_gener" in findings["builtin_error"]
+
+
+def test_training_call_n_uses_the_documented_seeds():
+    images = real.photo_crops(24, 4)
+    layer = ImageAugmentation("standard", seed=11)
+    layer(images)  # call 0
+    second = layer(images).numpy()  # call 1
+    expected = augment(images, batch_seeds(11, 1, 4), load_policy("standard")).numpy()
+    np.testing.assert_array_equal(second, expected)
+
+
+def test_two_layers_with_the_same_seed_see_the_same_augmentations():
+    images = real.photo_crops(24, 4)
+    first, second = ImageAugmentation("light", seed=5), ImageAugmentation("light", seed=5)
+    for _ in range(3):
+        np.testing.assert_array_equal(first(images).numpy(), second(images).numpy())
+    assert not np.array_equal(ImageAugmentation("light", seed=6)(images).numpy(),
+                              ImageAugmentation("light", seed=5)(images).numpy())
+
+
+def test_dataset_map_is_reproducible_with_parallel_calls():
+    images = real.photo_crops(32, 24)
+    labels = np.arange(24)
+    dataset = tf.data.Dataset.from_tensor_slices((images, labels)).batch(4)
+    layer = ImageAugmentation("standard", seed=1)
+    sequential = [x.numpy() for x, _ in layer.map_dataset(dataset, num_parallel_calls=None)]
+    parallel = [x.numpy() for x, _ in layer.map_dataset(dataset, num_parallel_calls=4)]
+    again = [x.numpy() for x, _ in layer.map_dataset(dataset, num_parallel_calls=8)]
+    for a, b, c in zip(sequential, parallel, again):
+        np.testing.assert_array_equal(a, b)
+        np.testing.assert_array_equal(a, c)
+    # Element n gets the seeds of training call n: the two doors of the layer agree.
+    expected = augment(images[4:8], batch_seeds(1, 1, 4), load_policy("standard")).numpy()
+    np.testing.assert_array_equal(sequential[1], expected)
+    # Plain dataset.map(layer) also works (a single-threaded counter; see the README).
+    assert next(iter(dataset.map(lambda x, y: (layer(x), y))))[0].shape == (4, 32, 32, 3)
+
+
+def test_float_layer_in_value_range():
+    digits, _ = real.digits(32)
+    images = digits[:8].astype(np.float32) / 255.0
+    out = ImageAugmentation("no-flip", seed=2, value_range=(0.0, 1.0))(images).numpy()
+    assert out.dtype == np.float32 and out.min() >= 0.0 and out.max() <= 1.0
+
+
+def test_multi_replica_training_gives_each_replica_its_own_seeds(tmp_path):
+    code = """
+import components, numpy as np, tensorflow as tf
+cpu = tf.config.list_physical_devices("CPU")[0]
+tf.config.set_logical_device_configuration(cpu, [tf.config.LogicalDeviceConfiguration()] * 2)
+from components.image_augment import ImageAugmentation
+strategy = tf.distribute.MirroredStrategy(["/cpu:0", "/cpu:1"])
+with strategy.scope():
+    layer = ImageAugmentation("standard", seed=4)
+image = tf.constant(np.load(%r)[:1])
+@tf.function
+def step():
+    return strategy.run(lambda: layer(image))
+per_replica = strategy.experimental_local_results(step())
+print("REPLICAS", len(per_replica), int(np.array_equal(per_replica[0], per_replica[1])),
+      int(layer._step.numpy()))
+""" % str(tmp_path / "images.npy")
+    np.save(tmp_path / "images.npy", real.photo_crops(32, 2))
+    result = subprocess.run([sys.executable, "-c", code], cwd=PROJECT_ROOT, capture_output=True,
+                            text=True, timeout=300)
+    assert result.returncode == 0, result.stderr[-3000:]
+    line = next(x for x in result.stdout.splitlines() if x.startswith("REPLICAS"))
+    replicas, identical, steps = map(int, line.split()[1:])
+    assert replicas == 2
+    assert identical == 0  # the same image on two replicas is augmented differently
+    assert steps == 1  # replicas share one step counter
+
+
+def test_exported_model_matches_the_core_and_loads_without_this_project(tmp_path):
+    output = export_augmentation_model("randaugment", 9, str(tmp_path / "aug"))
+    policy, seed = load_exported_policy(output)
+    assert policy == load_policy("randaugment") and seed == 9
+    record = json.loads((tmp_path / "aug/policy.json").read_text())
+    assert record["fingerprint"] == policy.fingerprint
+
+    images = real.photo_crops(40, 5)
+    seeds = np.array([[9, i] for i in range(5)], np.int64)
+    masks = np.zeros((5, 40, 40, 1), np.uint8)
+    masks[:, 10:30, 5:20] = 3
+    np.save(tmp_path / "images.npy", images)
+    np.save(tmp_path / "seeds.npy", seeds)
+    np.save(tmp_path / "masks.npy", masks)
+    # `components` is made unimportable: only TensorFlow may be needed to use the export.
+    code = f"""
+import sys; sys.modules["components"] = None
+import numpy as np, tensorflow as tf
+model = tf.saved_model.load({str(tmp_path / 'aug/saved_model')!r})
+images, seeds, masks = (np.load({str(tmp_path)!r} + f"/{{n}}.npy") for n in ("images", "seeds", "masks"))
+np.save({str(tmp_path / 'out.npy')!r}, model.signatures["augment"](images=images, seeds=seeds)["images"].numpy())
+both = model.signatures["augment_with_masks"](images=images, masks=masks, seeds=seeds)
+np.save({str(tmp_path / 'out_masks.npy')!r}, both["masks"].numpy())
+np.save({str(tmp_path / 'out_both.npy')!r}, both["images"].numpy())
+"""
+    result = subprocess.run([sys.executable, "-c", code], cwd=tmp_path, capture_output=True,
+                            text=True, timeout=300)
+    assert result.returncode == 0, result.stderr[-3000:]
+    expected, expected_masks = augment(images, seeds, policy, masks=masks)
+    np.testing.assert_array_equal(np.load(tmp_path / "out.npy"), expected.numpy())
+    np.testing.assert_array_equal(np.load(tmp_path / "out_both.npy"), expected.numpy())
+    np.testing.assert_array_equal(np.load(tmp_path / "out_masks.npy"), expected_masks.numpy())
+
+
+def test_exported_model_matches_the_keras_layer_given_the_same_seeds(tmp_path):
+    export_augmentation_model("standard", 3, str(tmp_path / "aug"))
+    model = tf.saved_model.load(str(tmp_path / "aug/saved_model"))
+    images = real.photo_crops(32, 6)
+    seeds = batch_seeds(3, 7, 6)
+    layer = ImageAugmentation("standard", seed=3)
+    np.testing.assert_array_equal(
+        model.signatures["augment"](images=tf.constant(images), seeds=seeds)["images"].numpy(),
+        layer({"images": images, "seeds": seeds}).numpy())
