@@ -1,0 +1,130 @@
+"""Images/s of each op and of the `standard` preset, against the Keras 3 built-in equivalents.
+
+Every measurement is one `tf.data` pipeline: a cached batch of real photo crops (scikit-learn's
+JPEGs), repeated, mapped through the augmentation (batch 128), consumed on the CPU.
+
+    python -m benchmarks.core_ops [--quick]
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import time
+
+os.environ["TF_USE_LEGACY_KERAS"] = "0"  # Keras 3 built-ins are the comparison
+import components  # noqa: E402,F401
+import numpy as np  # noqa: E402
+import tensorflow as tf  # noqa: E402
+
+from benchmarks.common import write_results  # noqa: E402
+from components.image_augment import ImageAugmentation  # noqa: E402
+from tests.images import photo_crops  # noqa: E402
+
+BATCH = 128
+OPS = {
+    "flip_left_right": {"op": "flip_left_right", "p": 0.5},
+    "rotate": {"op": "rotate", "max_degrees": 20},
+    "zoom": {"op": "zoom", "min_scale": 0.8, "max_scale": 1.2},
+    "translate": {"op": "translate", "max_dx": 0.1, "max_dy": 0.1},
+    "shear": {"op": "shear", "max_degrees": 15},
+    "random_resized_crop": {"op": "random_resized_crop"},
+    "brightness": {"op": "brightness", "max_delta": 0.2},
+    "contrast": {"op": "contrast", "lower": 0.8, "upper": 1.2},
+    "saturation": {"op": "saturation", "lower": 0.8, "upper": 1.2},
+    "hue": {"op": "hue", "max_delta": 0.1},
+    "gamma": {"op": "gamma", "min": 0.8, "max": 1.2},
+    "gaussian_noise": {"op": "gaussian_noise", "stddev": 0.05},
+    "gaussian_blur": {"op": "gaussian_blur", "sigma": [0.5, 1.5]},
+    "jpeg_quality": {"op": "jpeg_quality", "min": 50, "max": 95},
+    "grayscale": {"op": "grayscale", "p": 0.2},
+    "solarize": {"op": "solarize"},
+    "posterize": {"op": "posterize", "bits": 4},
+    "equalize": {"op": "equalize"},
+    "autocontrast": {"op": "autocontrast"},
+    "sharpness": {"op": "sharpness", "lower": 0.5, "upper": 1.5},
+    "cutout": {"op": "cutout", "size": 0.25},
+}
+
+
+def keras_equivalent(name: str, size: int):
+    layers = tf.keras.layers
+    table = {
+        "flip_left_right": lambda: [layers.RandomFlip("horizontal", seed=1)],
+        "rotate": lambda: [layers.RandomRotation(20 / 360, seed=1)],
+        "zoom": lambda: [layers.RandomZoom(0.2, seed=1)],
+        "translate": lambda: [layers.RandomTranslation(0.1, 0.1, seed=1)],
+        "brightness": lambda: [layers.RandomBrightness(0.2, value_range=(0, 255), seed=1)],
+        "contrast": lambda: [layers.RandomContrast(0.2, seed=1)],
+        "random_resized_crop": lambda: [layers.RandomCrop(int(size * 0.8), int(size * 0.8),
+                                                          seed=1), layers.Resizing(size, size)],
+        "standard": lambda: [layers.RandomFlip("horizontal", seed=1),
+                             layers.RandomRotation(15 / 360, seed=1),
+                             layers.RandomZoom(0.1, seed=1),
+                             layers.RandomTranslation(0.1, 0.1, seed=1),
+                             layers.RandomBrightness(0.2, value_range=(0, 255), seed=1),
+                             layers.RandomContrast(0.2, seed=1)],
+    }
+    if name not in table:
+        return None
+    chain = table[name]()
+
+    def apply(x):
+        x = tf.cast(x, tf.float32)
+        for layer in chain:
+            x = layer(x, training=True)
+        return x
+
+    return apply
+
+
+def _fmt(value) -> str:
+    return "" if value is None else f"{value:,}"
+
+
+def images_per_second(fn, images: np.ndarray, batches: int) -> float:
+    dataset = (tf.data.Dataset.from_tensor_slices(images).batch(BATCH).cache().repeat()
+               .map(fn, num_parallel_calls=tf.data.AUTOTUNE).prefetch(2).take(batches + 2))
+    iterator = iter(dataset)
+    next(iterator), next(iterator)  # warm up: trace and fill the pipeline
+    start = time.perf_counter()
+    for _ in range(batches):
+        next(iterator)
+    return batches * BATCH / (time.perf_counter() - start)
+
+
+def main(argv=None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--quick", action="store_true", help="fewer batches, fewer ops")
+    args = parser.parse_args(argv)
+    started = time.time()
+    rows = []
+    names = ["standard", *OPS] if not args.quick else ["standard", "flip_left_right", "rotate",
+                                                        "brightness", "contrast"]
+    for size in (32, 224):
+        batches = {32: 30, 224: 6}[size] // (3 if args.quick else 1)
+        images = photo_crops(size, BATCH)
+        for name in names:
+            config = "standard" if name == "standard" else {"version": 1, "ops": [OPS[name]]}
+            layer = ImageAugmentation(config, seed=1)
+            ours = images_per_second(layer, images, batches)
+            builtin = keras_equivalent(name, size)
+            theirs = images_per_second(builtin, images, batches) if builtin else None
+            rows.append({"size": size, "op": name, "ours": round(ours),
+                         "keras3": round(theirs) if theirs else None,
+                         "ratio": round(ours / theirs, 2) if theirs else None})
+            print(rows[-1], file=sys.stderr)
+    lines = ["| size | op | ImageAugmentation img/s | Keras 3 built-ins img/s | ours / Keras |",
+             "|---|---|---:|---:|---:|"]
+    for row in rows:
+        lines.append(f"| {row['size']} | {row['op']} | {row['ours']:,} | "
+                     f"{_fmt(row['keras3'])} | "
+                     f"{'' if row['ratio'] is None else row['ratio']} |")
+    command = "python -m benchmarks.core_ops" + (" --quick" if args.quick else "")
+    write_results("core_ops" + ("_quick" if args.quick else ""), rows, "\n".join(lines), command,
+                  started)
+
+
+if __name__ == "__main__":
+    main()

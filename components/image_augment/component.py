@@ -1,0 +1,72 @@
+"""The ImageAugment TFX component: spec, artifact type and component class."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+
+from tfx.dsl.components.base import base_beam_component, executor_spec
+from tfx.types import artifact, component_spec, standard_artifacts
+
+from components.image_augment import executor
+from components.image_augment.config import AugmentConfig
+
+
+class AugmentationModel(artifact.Artifact):
+    """The augmentation that made a dataset: policy.json, saved_model/ and preview.png."""
+
+    TYPE_NAME = "AugmentationModel"
+
+
+class ImageAugmentSpec(component_spec.ComponentSpec):
+    PARAMETERS = {
+        "config": component_spec.ExecutionParameter(type=str),
+    }
+    INPUTS = {
+        "examples": component_spec.ChannelParameter(type=standard_artifacts.Examples),
+    }
+    OUTPUTS = {
+        "augmented_examples": component_spec.ChannelParameter(type=standard_artifacts.Examples),
+        "augmentation_model": component_spec.ChannelParameter(type=AugmentationModel),
+    }
+
+
+class ImageAugment(base_beam_component.BaseBeamComponent):
+    """Writes K seeded augmented copies of every example of the chosen splits, through Beam.
+
+    Every other split is passed through record for record. Parameters are validated here, when
+    the pipeline is built; see README "ImageAugment parameters" for each one.
+    """
+
+    SPEC_CLASS = ImageAugmentSpec
+    EXECUTOR_SPEC = executor_spec.BeamExecutorSpec(executor.Executor)
+
+    def __init__(self, examples, policy: str | dict = "standard", num_copies: int = 4,
+                 seed: int = 0, splits_to_augment: Sequence[str] = ("train",),
+                 include_original: bool = True, image_feature: str = "image",
+                 key_feature: str | None = None, mask_feature: str | None = None,
+                 image_shape: Sequence[int] | None = None,
+                 value_range: Sequence[float] | None = None, output_format: str = "same",
+                 jpeg_quality: int = 95, provenance: bool = True,
+                 max_quarantine_fraction: float = 0.01, batch_size: int = 64):
+        if isinstance(policy, dict):
+            policy = json.dumps(policy, sort_keys=True)
+        config = AugmentConfig(
+            policy=policy, num_copies=num_copies, seed=seed,
+            splits_to_augment=tuple(splits_to_augment), include_original=include_original,
+            image_feature=image_feature, key_feature=key_feature, mask_feature=mask_feature,
+            image_shape=tuple(image_shape) if image_shape else None,
+            value_range=tuple(value_range) if value_range else None,
+            output_format=output_format, jpeg_quality=jpeg_quality, provenance=provenance,
+            max_quarantine_fraction=max_quarantine_fraction, batch_size=batch_size).validate()
+        spec = ImageAugmentSpec(
+            examples=examples, config=config.to_json(),
+            augmented_examples=_channel(standard_artifacts.Examples),
+            augmentation_model=_channel(AugmentationModel))
+        super().__init__(spec=spec)
+
+
+def _channel(artifact_type):
+    from tfx.types import channel_utils
+
+    return channel_utils.as_channel([artifact_type()])

@@ -1,0 +1,112 @@
+"""The offline expansion's settings, validated once: when the pipeline is built, not on workers."""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+from collections.abc import Sequence
+from typing import Any
+
+from components.image_augment.policy import Policy, load_policy
+
+OUTPUT_FORMATS = ("same", "png", "jpeg")
+SEED_SCHEME = "image-augment/v1"
+
+
+@dataclasses.dataclass(frozen=True)
+class AugmentConfig:
+    """Everything the offline expansion needs; `validate()` raises one clear ValueError."""
+
+    policy: str = "standard"  # preset name, JSON text or file path
+    num_copies: int = 4
+    seed: int = 0
+    splits_to_augment: tuple[str, ...] = ("train",)
+    include_original: bool = True
+    image_feature: str = "image"
+    key_feature: str | None = None
+    mask_feature: str | None = None
+    image_shape: tuple[int, int, int] | None = None  # for raw (non-encoded) pixels
+    value_range: tuple[float, float] | None = None  # for raw float pixels
+    output_format: str = "same"
+    jpeg_quality: int = 95
+    provenance: bool = True
+    max_quarantine_fraction: float = 0.01
+    batch_size: int = 64
+
+    def validate(self) -> AugmentConfig:
+        load_policy(self.policy)  # raises PolicyError (a ValueError) with its own sentence
+
+        def fail(field: str, rule: str, got: Any) -> ValueError:
+            return ValueError(f"ImageAugment parameter {field!r} must be {rule}; got {got!r}.")
+
+        if not isinstance(self.num_copies, int) or self.num_copies < 1:
+            raise fail("num_copies", "an integer >= 1", self.num_copies)
+        if not isinstance(self.seed, int) or isinstance(self.seed, bool):
+            raise fail("seed", "an integer", self.seed)
+        if not self.splits_to_augment or not all(
+                isinstance(s, str) and s for s in self.splits_to_augment):
+            raise fail("splits_to_augment", "a non-empty list of split names",
+                       self.splits_to_augment)
+        for field in ("image_feature", "key_feature", "mask_feature"):
+            value = getattr(self, field)
+            if value is not None and (not isinstance(value, str) or not value):
+                raise fail(field, "a feature name", value)
+        if self.image_shape is not None and (
+                len(self.image_shape) != 3 or not all(int(d) > 0 for d in self.image_shape)
+                or self.image_shape[2] not in (1, 3, 4)):
+            raise fail("image_shape", "[height, width, channels] with 1, 3 or 4 channels",
+                       self.image_shape)
+        if self.value_range is not None and (
+                len(self.value_range) != 2 or not self.value_range[0] < self.value_range[1]):
+            raise fail("value_range", "[low, high] with low < high", self.value_range)
+        if self.value_range is not None and self.image_shape is None:
+            raise fail("value_range", "given only with image_shape (raw float pixels)",
+                       self.value_range)
+        if self.output_format not in OUTPUT_FORMATS:
+            raise fail("output_format", "one of 'same', 'png', 'jpeg'", self.output_format)
+        if not 1 <= self.jpeg_quality <= 100:
+            raise fail("jpeg_quality", "an integer in [1, 100]", self.jpeg_quality)
+        if not 0.0 <= self.max_quarantine_fraction <= 1.0:
+            raise fail("max_quarantine_fraction", "a number in [0, 1]",
+                       self.max_quarantine_fraction)
+        if not 1 <= self.batch_size <= 4096:
+            raise fail("batch_size", "an integer in [1, 4096]", self.batch_size)
+        return self
+
+    @property
+    def loaded_policy(self) -> Policy:
+        return load_policy(self.policy)
+
+    def to_json(self) -> str:
+        return json.dumps(dataclasses.asdict(self), sort_keys=True)
+
+    @classmethod
+    def from_json(cls, text: str) -> AugmentConfig:
+        raw = json.loads(text)
+        for field in ("splits_to_augment", "image_shape", "value_range"):
+            if raw.get(field) is not None:
+                raw[field] = tuple(raw[field])
+        return cls(**raw)
+
+
+def copy_seed(seed: int, key: bytes, copy_index: int) -> tuple[int, int]:
+    """The documented seed of copy `copy_index` of the example with stable key `key`.
+
+    SHA-256 of b"image-augment/v1|<seed>|<copy_index>|" + key; the first 16 bytes, read as two
+    signed big-endian int64s, are the [2] seed the core takes. Depends on nothing but these three
+    values: not on process, runner, worker, bundle, sharding or file order.
+    """
+    digest = hashlib.sha256(f"{SEED_SCHEME}|{seed}|{copy_index}|".encode() + key).digest()
+    return (int.from_bytes(digest[:8], "big", signed=True),
+            int.from_bytes(digest[8:16], "big", signed=True))
+
+
+def content_key(example_bytes_deterministic: bytes) -> bytes:
+    """The stable key of an example without a key feature: the SHA-256 (hex) of the example
+    serialized deterministically (feature maps in sorted order, unlike the raw input bytes)."""
+    return hashlib.sha256(example_bytes_deterministic).hexdigest().encode()
+
+
+def as_tuple(values: Sequence | None) -> tuple | None:
+    return None if values is None else tuple(values)

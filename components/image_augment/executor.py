@@ -1,0 +1,72 @@
+"""The ImageAugment executor: one Beam pipeline over all splits, then the model and preview."""
+
+from __future__ import annotations
+
+import json
+import os
+from typing import Any
+
+from tfx.components.util import examples_utils
+from tfx.dsl.components.base import base_beam_executor
+from tfx.types import artifact_utils
+
+from components import _environment
+from components.image_augment import beam_augment
+from components.image_augment.config import AugmentConfig
+from components.image_augment.export import export_augmentation_model
+from components.image_augment.preview import preview_from_pattern, write_png
+
+QUARANTINE_DIR = "quarantine"
+PREVIEW_FILE = "preview.png"
+
+
+class Executor(base_beam_executor.BaseBeamExecutor):
+    def Do(self, input_dict: dict[str, list], output_dict: dict[str, list],
+           exec_properties: dict[str, Any]) -> None:
+        log = _environment.progress_logger()
+        config = AugmentConfig.from_json(exec_properties["config"]).validate()
+        examples = artifact_utils.get_single_instance(input_dict["examples"])
+        augmented = artifact_utils.get_single_instance(output_dict["augmented_examples"])
+        model = artifact_utils.get_single_instance(output_dict["augmentation_model"])
+
+        split_names = artifact_utils.decode_split_names(examples.split_names)
+        unknown = sorted(set(config.splits_to_augment) - set(split_names))
+        if unknown:
+            raise ValueError(f"splits_to_augment names {unknown}, which the input Examples do "
+                             f"not have; its splits are {split_names}.")
+        splits = {
+            name: (os.path.join(artifact_utils.get_split_uri([examples], name), "*"),
+                   os.path.join(augmented.uri, f"Split-{name}"))
+            for name in split_names}
+        quarantine_dir = os.path.join(augmented.uri, QUARANTINE_DIR)
+        policy = config.loaded_policy
+        log.info("ImageAugment: %d copies of %s with policy %s (%s), seed %d",
+                 config.num_copies, ", ".join(config.splits_to_augment),
+                 policy.name or "custom", policy.fingerprint[:12], config.seed)
+
+        counts = beam_augment.run_expansion(self._make_beam_pipeline(), splits, quarantine_dir,
+                                            config)
+
+        augmented.split_names = examples.split_names
+        augmented.span = examples.span
+        augmented.version = examples.version
+        examples_utils.set_payload_format(augmented,
+                                          examples_utils.get_payload_format(examples))
+        examples_utils.set_file_format(augmented, "tfrecords_gzip")
+        for target in (augmented, model):
+            target.set_string_custom_property("policy_fingerprint", policy.fingerprint)
+            target.set_int_custom_property("seed", config.seed)
+            target.set_int_custom_property("num_copies", config.num_copies)
+            target.set_string_custom_property("counts", json.dumps(counts, sort_keys=True))
+        augmented.set_string_custom_property("quarantine_uri", quarantine_dir)
+
+        first_split = config.splits_to_augment[0]
+        sheet, channels = preview_from_pattern(splits[first_split][0], config)
+        export_augmentation_model(policy, config.seed, model.uri, channels=channels or 3)
+        if sheet is not None:
+            write_png(os.path.join(model.uri, PREVIEW_FILE), sheet)
+        for name, split_counts in counts.items():
+            log.info("ImageAugment[%s]: %d read -> %d written, %d quarantined %s", name,
+                     split_counts["examples_read"], split_counts["examples_out"],
+                     sum(split_counts["quarantined"].values()),
+                     split_counts["quarantined"] or "")
