@@ -179,3 +179,35 @@ def test_cifar_sample_through_every_preset(cifar_dir):
         out = augment(images, _seeds(16), load_policy(preset)).numpy()
         assert out.shape == images.shape and out.dtype == np.uint8
         assert not np.array_equal(out, images)
+
+
+EVERY_OP = [
+    {"op": "flip_left_right", "p": 0.5}, {"op": "flip_up_down", "p": 0.5},
+    {"op": "rotate", "max_degrees": 25}, {"op": "zoom", "min_scale": 0.8, "max_scale": 1.3},
+    {"op": "translate", "max_dx": 0.2, "max_dy": 0.1}, {"op": "shear", "max_degrees": 20},
+    {"op": "random_resized_crop"}, {"op": "brightness", "max_delta": 0.2},
+    {"op": "contrast", "lower": 0.6, "upper": 1.4}, {"op": "saturation", "lower": 0, "upper": 2},
+    {"op": "hue", "max_delta": 0.2}, {"op": "gamma", "min": 0.5, "max": 2.0},
+    {"op": "gaussian_noise", "stddev": 0.05}, {"op": "gaussian_blur", "sigma": [0.3, 1.5]},
+    {"op": "jpeg_quality", "min": 30, "max": 90}, {"op": "grayscale", "p": 0.5},
+    {"op": "solarize", "threshold": 0.7, "p": 0.5}, {"op": "posterize", "bits": 5},
+    {"op": "equalize", "p": 0.5}, {"op": "autocontrast", "p": 0.5},
+    {"op": "sharpness", "lower": 0.2, "upper": 1.8},
+    {"op": "cutout", "size": 0.2, "count": 2},
+    {"op": "one_of", "ops": [{"op": "rotate", "max_degrees": 30}, {"op": "equalize"}]},
+    {"op": "randaugment", "num_ops": 2, "magnitude": 12}, {"op": "trivialaugment"},
+]
+
+
+@pytest.mark.parametrize("ops", [[op] for op in EVERY_OP] + [EVERY_OP[:7], EVERY_OP],
+                         ids=[op["op"] for op in EVERY_OP] + ["all_geometric", "everything"])
+def test_a_large_batch_matches_each_image_alone(ops):
+    # Large batches of odd-sized images put an image's pixels at other offsets of TensorFlow's
+    # vectorised kernels and switch reductions to multi-threaded orders; the image must not
+    # notice.
+    images = _real_batch(33, 96, seed=3)
+    seeds = _seeds(96, 40)
+    policy = load_policy({"version": 1, "ops": ops})
+    batch = augment(images, seeds, policy).numpy()
+    for i in (0, 1, 17, 50, 95):
+        np.testing.assert_array_equal(batch[i], augment(images[i], seeds[i], policy).numpy())

@@ -195,8 +195,11 @@ def _symmetric(table: tf.Tensor, column: int, limit: float) -> tf.Tensor:
 def _about_centre(linear: tf.Tensor, shift: tf.Tensor, height: tf.Tensor,
                   width: tf.Tensor) -> tf.Tensor:
     """[B,3,3] output->input map x_in = L (x - c) + c + shift, c the image centre."""
-    centre = tf.stack([(width - 1.0) / 2.0, (height - 1.0) / 2.0])
-    offset = centre[None, :] - tf.linalg.matvec(linear, tf.broadcast_to(centre, tf.shape(shift)))
+    cx, cy = (width - 1.0) / 2.0, (height - 1.0) / 2.0
+    # Written out elementwise: batched matmul kernels change their summation order with the
+    # batch size, which would make an image's warp depend on its batch.
+    offset = tf.stack([cx - (linear[:, 0, 0] * cx + linear[:, 0, 1] * cy),
+                       cy - (linear[:, 1, 0] * cx + linear[:, 1, 1] * cy)], axis=1)
     top = tf.concat([linear, (offset + shift)[:, :, None]], axis=2)
     bottom = tf.broadcast_to(tf.constant([[0.0, 0.0, 1.0]]), [tf.shape(linear)[0], 1, 3])
     return tf.concat([top, bottom], axis=1)
@@ -259,14 +262,36 @@ def _op_matrix(inst: _Instance, table: tf.Tensor, height: tf.Tensor,
     return tf.where(_gate_mask(inst.gate, table)[:, None, None], matrix, identity)
 
 
+def _rowwise(fn, table: tf.Tensor, shape: list[int]) -> tf.Tensor:
+    """fn applied to each image's row of draws alone ([1, n] -> [1, *shape]), stacked.
+
+    Per-image parameters go through transcendental functions (sin, tan, exp, sqrt). TensorFlow
+    evaluates those with vectorised approximations for most of a tensor and scalar code for its
+    tail, so computed batch-wide an image's angle could differ in the last bit depending on its
+    position in the batch. One image at a time, every caller gets the same bits.
+    """
+    return tf.map_fn(lambda row: fn(row[None])[0], table,
+                     fn_output_signature=tf.TensorSpec(shape, tf.float32))
+
+
+def _matmul_3x3(a: tf.Tensor, b: tf.Tensor) -> tf.Tensor:
+    """[B,3,3] @ [B,3,3] as a fixed sum of outer products (see `_about_centre` for why)."""
+    return ((a[:, :, 0:1] * b[:, 0:1, :] + a[:, :, 1:2] * b[:, 1:2, :])
+            + a[:, :, 2:3] * b[:, 2:3, :])
+
+
 def _warp(stage: _Stage, images, masks, table, fill_mode: str, fill_value: float, scale: float):
     shape = tf.shape(images)
     height, width = tf.cast(shape[1], tf.float32), tf.cast(shape[2], tf.float32)
-    # Output->input maps compose left to right: the first listed op's map is applied last.
-    matrix = _op_matrix(stage.instances[0], table, height, width)
-    for inst in stage.instances[1:]:
-        matrix = tf.linalg.matmul(matrix, _op_matrix(inst, table, height, width))
-    transforms = tf.reshape(matrix, [-1, 9])[:, :8]
+
+    def transform_of(row):
+        # Output->input maps compose left to right: the first listed op's map is applied last.
+        matrix = _op_matrix(stage.instances[0], row, height, width)
+        for inst in stage.instances[1:]:
+            matrix = _matmul_3x3(matrix, _op_matrix(inst, row, height, width))
+        return tf.reshape(matrix, [-1, 9])[:, :8]
+
+    transforms = _rowwise(transform_of, table, [8])
 
     def apply(x, interpolation, fill):
         return tf.raw_ops.ImageProjectiveTransformV3(
@@ -302,17 +327,21 @@ def _crop(stage: _Stage, images, masks, table):
     (inst,) = stage.instances
     shape = tf.shape(images)
     height, width = tf.cast(shape[1], tf.float32), tf.cast(shape[2], tf.float32)
-    crop_h, crop_w, y0, x0 = _crop_box(inst.op, table, inst.first_column, height, width)
-    # The same sampling points as the warp path (pixel centres), clamped inside the image.
-    span_y, span_x = tf.maximum(height - 1.0, 1.0), tf.maximum(width - 1.0, 1.0)
-    sy, sx = crop_h / height, crop_w / width
-    boxes = tf.stack([
-        tf.maximum((y0 + 0.5 * sy - 0.5) / span_y, 0.0),
-        tf.maximum((x0 + 0.5 * sx - 0.5) / span_x, 0.0),
-        tf.minimum((y0 + crop_h - 0.5 * sy - 0.5) / span_y, 1.0),
-        tf.minimum((x0 + crop_w - 0.5 * sx - 0.5) / span_x, 1.0)], axis=1)
-    boxes = tf.where(_gate_mask(inst.gate, table)[:, None], boxes,
-                     tf.constant([[0.0, 0.0, 1.0, 1.0]]))
+
+    def box_of(row):
+        crop_h, crop_w, y0, x0 = _crop_box(inst.op, row, inst.first_column, height, width)
+        # The same sampling points as the warp path (pixel centres), clamped inside the image.
+        span_y, span_x = tf.maximum(height - 1.0, 1.0), tf.maximum(width - 1.0, 1.0)
+        sy, sx = crop_h / height, crop_w / width
+        boxes = tf.stack([
+            tf.maximum((y0 + 0.5 * sy - 0.5) / span_y, 0.0),
+            tf.maximum((x0 + 0.5 * sx - 0.5) / span_x, 0.0),
+            tf.minimum((y0 + crop_h - 0.5 * sy - 0.5) / span_y, 1.0),
+            tf.minimum((x0 + crop_w - 0.5 * sx - 0.5) / span_x, 1.0)], axis=1)
+        return tf.where(_gate_mask(inst.gate, row)[:, None], boxes,
+                        tf.constant([[0.0, 0.0, 1.0, 1.0]]))
+
+    boxes = _rowwise(box_of, table, [4])
     indices = tf.range(shape[0])
     out = tf.image.crop_and_resize(images, boxes, indices, shape[1:3], method="bilinear")
     if masks is not None:
@@ -332,7 +361,20 @@ def _per_image(values: tf.Tensor) -> tf.Tensor:
 def _grayscale(x: tf.Tensor) -> tf.Tensor:
     if x.shape[-1] == 1:
         return x
-    return tf.reduce_sum(x * tf.constant(_GRAY_WEIGHTS), axis=-1, keepdims=True)
+    # Written out rather than reduce_sum: a fixed order of additions for every image.
+    red, green, blue = (x[..., i:i + 1] * w for i, w in enumerate(_GRAY_WEIGHTS))
+    return (red + green) + blue
+
+
+def _spatial_mean(x: tf.Tensor) -> tf.Tensor:
+    """Per-image, per-channel mean [B,1,1,C], the same whatever the batch around the image.
+
+    Float32 reductions sum in an order that depends on the tensor's shape (batch size, thread
+    count), so the same image could get a mean one ulp apart in two batches, and a pixel one
+    level apart after rounding. Summing in float64 makes such differences vanish on the way back
+    to float32.
+    """
+    return tf.cast(tf.reduce_mean(tf.cast(x, tf.float64), axis=[1, 2], keepdims=True), x.dtype)
 
 
 def _blend(base: tf.Tensor, x: tf.Tensor, factor: tf.Tensor) -> tf.Tensor:
@@ -356,7 +398,8 @@ def _gaussian_blur(x: tf.Tensor, sigma: tf.Tensor, max_sigma: float) -> tf.Tenso
     """
     radius = max(1, int(math.ceil(3.0 * max_sigma)))
     offsets = tf.range(-radius, radius + 1, dtype=tf.float32)
-    weights = tf.exp(-0.5 * tf.square(offsets[None, :] / sigma[:, None]))  # [B, K]
+    weights = tf.map_fn(lambda one_sigma: tf.exp(-0.5 * tf.square(offsets / one_sigma)), sigma,
+                        fn_output_signature=tf.TensorSpec([2 * radius + 1], tf.float32))
     ones = tf.ones_like(x[..., :1])
 
     def one_pass(values, norm, vertical):
@@ -460,7 +503,7 @@ def _photometric(inst: _Instance, x: tf.Tensor, table: tf.Tensor, seeds: tf.Tens
     if name == "brightness":
         out = x + _per_image(_symmetric(table, col, op["max_delta"]))
     elif name == "contrast":
-        mean = tf.reduce_mean(x, axis=[1, 2], keepdims=True)
+        mean = _spatial_mean(x)
         out = _blend(mean, x, _uniform(table, col, op["lower"], op["upper"]))
     elif name == "saturation":
         if x.shape[-1] == 1:
@@ -474,8 +517,10 @@ def _photometric(inst: _Instance, x: tf.Tensor, table: tf.Tensor, seeds: tf.Tens
                                                                     op["max_delta"])), 1.0)
         out = tf.image.hsv_to_rgb(tf.concat([hue, hsv[..., 1:]], axis=-1))
     elif name == "gamma":
-        out = tf.pow(tf.clip_by_value(x, 0.0, 1.0),
-                     _per_image(_uniform(table, col, op["min"], op["max"])))
+        # One image at a time, for the reason given in `_rowwise`.
+        out = tf.map_fn(lambda args: tf.pow(args[0], args[1]),
+                        (tf.clip_by_value(x, 0.0, 1.0), _uniform(table, col, op["min"], op["max"])),
+                        fn_output_signature=tf.TensorSpec(x.shape[1:], tf.float32))
     elif name == "gaussian_noise":
         node_id = inst.node_id
         noise = tf.map_fn(
