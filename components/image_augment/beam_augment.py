@@ -280,6 +280,30 @@ def _finish_original(record: bytes, key: bytes, config: AugmentConfig) -> bytes:
     return example.SerializeToString(deterministic=True)
 
 
+class _Progress:
+    """Logs this worker's augmented copies every PROGRESS_SECONDS, so long runs show life."""
+
+    PROGRESS_SECONDS = 10.0
+
+    def __init__(self, split: str):
+        import time
+
+        from components import _environment
+
+        self._split, self._clock = split, time.monotonic
+        self._log = _environment.progress_logger()
+        self._start = self._last = self._clock()
+        self._done = 0
+
+    def add(self, count: int) -> None:
+        self._done += count
+        now = self._clock()
+        if now - self._last >= self.PROGRESS_SECONDS:
+            self._last = now
+            self._log.info("[%s] %d copies augmented by this worker (%.0f/s)", self._split,
+                           self._done, self._done / (now - self._start))
+
+
 class AugmentBatchFn(beam.DoFn):
     """A batch of (copy_index, example) -> augmented, re-encoded, serialized examples."""
 
@@ -292,8 +316,13 @@ class AugmentBatchFn(beam.DoFn):
         self._config = AugmentConfig.from_json(self._config_json)
         self._plan = compile_policy(self._config.loaded_policy)
         self._written = _counter(self._split, "copies_written")
+        self._progress = _Progress(self._split)
 
     def process(self, batch: list[tuple[int, DecodedExample]]):
+        self._progress.add(len(batch))
+        yield from self._augment(batch)
+
+    def _augment(self, batch: list[tuple[int, DecodedExample]]):
         import tensorflow as tf
 
         from components.image_augment.core import augment

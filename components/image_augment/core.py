@@ -168,6 +168,18 @@ def _draw_table(plan: Plan, seeds: tf.Tensor) -> tf.Tensor:
                                                                          tf.float32))
 
 
+def _always_applies(gate: _Gate) -> bool:
+    return not gate.choice_columns and all(p >= 1.0 for _, p in gate.probability_columns)
+
+
+def _gated(gate: _Gate, table: tf.Tensor, applied: tf.Tensor, unchanged: tf.Tensor):
+    """`applied` for the images whose gate opens, `unchanged` for the others."""
+    if _always_applies(gate):  # p = 1 outside a choice: skip a pass over the pixels
+        return applied
+    mask = _gate_mask(gate, table)
+    return tf.where(tf.reshape(mask, [-1] + [1] * (applied.shape.rank - 1)), applied, unchanged)
+
+
 def _gate_mask(gate: _Gate, table: tf.Tensor) -> tf.Tensor:
     mask = tf.ones([tf.shape(table)[0]], tf.bool)
     for column, p in gate.probability_columns:
@@ -258,8 +270,7 @@ def _op_matrix(inst: _Instance, table: tf.Tensor, height: tf.Tensor,
         matrix = tf.stack([row0, row1, row2], axis=1)
     else:  # pragma: no cover - the catalogue and this switch are kept in step by tests
         raise NotImplementedError(op.name)
-    identity = tf.eye(3, batch_shape=[batch])
-    return tf.where(_gate_mask(inst.gate, table)[:, None, None], matrix, identity)
+    return _gated(inst.gate, table, matrix, tf.eye(3, batch_shape=[batch]))
 
 
 def _rowwise(fn, table: tf.Tensor, shape: list[int]) -> tf.Tensor:
@@ -338,8 +349,7 @@ def _crop(stage: _Stage, images, masks, table):
             tf.maximum((x0 + 0.5 * sx - 0.5) / span_x, 0.0),
             tf.minimum((y0 + crop_h - 0.5 * sy - 0.5) / span_y, 1.0),
             tf.minimum((x0 + crop_w - 0.5 * sx - 0.5) / span_x, 1.0)], axis=1)
-        return tf.where(_gate_mask(inst.gate, row)[:, None], boxes,
-                        tf.constant([[0.0, 0.0, 1.0, 1.0]]))
+        return _gated(inst.gate, row, boxes, tf.constant([[0.0, 0.0, 1.0, 1.0]]))
 
     boxes = _rowwise(box_of, table, [4])
     indices = tf.range(shape[0])
@@ -553,7 +563,7 @@ def _photometric(inst: _Instance, x: tf.Tensor, table: tf.Tensor, seeds: tf.Tens
         out = _cutout(x, op, table, col)
     else:  # pragma: no cover - the catalogue and this switch are kept in step by tests
         raise NotImplementedError(name)
-    return tf.where(_per_image(_gate_mask(inst.gate, table)), out, x)
+    return _gated(inst.gate, table, out, x)
 
 
 # ----------------------------------------------------------------------------------------------

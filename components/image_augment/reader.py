@@ -1,0 +1,62 @@
+"""Reading augmented (or any TFX-layout) TFRecords back as a `tf.data.Dataset`.
+
+    from components.image_augment.reader import read_images
+    dataset = read_images("out/")                    # the CLI's output folder
+    dataset = read_images("tfx_output/.../Split-train/*")   # a glob, gzipped or not
+
+Elements are `(image, label)`: uint8 [H, W, C] decoded from PNG/JPEG, and the label as int64.
+Only TensorFlow is needed, so any training job can use it.
+"""
+
+from __future__ import annotations
+
+import os
+
+import tensorflow as tf
+
+
+def resolve_files(path_or_glob: str, split: str | None = None) -> list[str]:
+    """The TFRecord files of an output folder (its data_tfrecord-* or Split-<split>/*) or glob."""
+    if tf.io.gfile.isdir(path_or_glob):
+        base = path_or_glob
+        if split is not None:
+            base = os.path.join(base, f"Split-{split}")
+        pattern = os.path.join(base, "data_tfrecord*")
+        files = tf.io.gfile.glob(pattern) or tf.io.gfile.glob(os.path.join(base, "*"))
+    else:
+        files = tf.io.gfile.glob(path_or_glob)
+    files = sorted(f for f in files if not tf.io.gfile.isdir(f))
+    if not files:
+        raise FileNotFoundError(f"No TFRecord files at {path_or_glob!r}"
+                                + (f" (split {split!r})" if split else "") + ".")
+    return files
+
+
+def read_images(path_or_glob: str, image_feature: str = "image", label_feature: str = "label",
+                channels: int = 3, split: str | None = None, batch_size: int | None = None,
+                shuffle_buffer: int = 0, seed: int | None = None) -> tf.data.Dataset:
+    """A dataset of (decoded uint8 image, int64 label) from TFRecords of tf.Examples."""
+    files = resolve_files(path_or_glob, split)
+    gzipped = [f for f in files if f.endswith(".gz")]
+    plain = [f for f in files if not f.endswith(".gz")]
+    parts = [tf.data.TFRecordDataset(group, compression_type=kind,
+                                     num_parallel_reads=tf.data.AUTOTUNE)
+             for group, kind in ((gzipped, "GZIP"), (plain, "")) if group]
+    records = parts[0]
+    for part in parts[1:]:
+        records = records.concatenate(part)
+    if shuffle_buffer:
+        records = records.shuffle(shuffle_buffer, seed=seed)
+    spec = {image_feature: tf.io.FixedLenFeature([], tf.string),
+            label_feature: tf.io.FixedLenFeature([], tf.int64)}
+
+    def decode(record):
+        parsed = tf.io.parse_single_example(record, spec)
+        image = tf.io.decode_image(parsed[image_feature], channels=channels,
+                                   expand_animations=False)
+        return image, parsed[label_feature]
+
+    dataset = records.map(decode, num_parallel_calls=tf.data.AUTOTUNE)
+    if batch_size:
+        dataset = dataset.batch(batch_size)
+    return dataset.prefetch(tf.data.AUTOTUNE)

@@ -1,0 +1,85 @@
+"""The standalone `image-augment` CLI and the reader, on real images."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+import numpy as np
+import tensorflow as tf
+
+from components.image_augment.cli import main
+from components.image_augment.reader import read_images
+from tests import images as real
+from tests.conftest import PROJECT_ROOT
+from tests.pipeline_helpers import write_records
+
+
+def _digit_records(tmp_path, count: int) -> str:
+    """Real scikit-learn digits (32x32 PNG) as tf.Examples in two gzipped files."""
+    digits, labels = real.digits(32)
+    records = []
+    for image, label in zip(digits[:count], labels[:count]):
+        example = tf.train.Example()
+        example.features.feature["image"].bytes_list.value.append(
+            tf.io.encode_png(image).numpy())
+        example.features.feature["label"].int64_list.value.append(int(label))
+        records.append(example.SerializeToString())
+    write_records(tmp_path / "in/part-0.tfrecord.gz", records[::2], gzip=True)
+    write_records(tmp_path / "in/part-1.tfrecord.gz", records[1::2], gzip=True)
+    return str(tmp_path / "in/*.gz")
+
+
+def test_cli_run_writes_data_quarantine_model_and_summary(tmp_path, capsys):
+    pattern = _digit_records(tmp_path, 40)
+    out = tmp_path / "out"
+    code = main(["run", "--input", pattern, "--output", str(out), "--policy", "no-flip",
+                 "--copies", "3", "--seed", "4", "--", "--direct_num_workers=1"])
+    assert code == 0
+    summary = json.loads((out / "augment_summary.json").read_text())
+    assert summary["examples_in"] == 40 and summary["examples_out"] == 160
+    assert summary["quarantined"] == {} and summary["copies"] == 3 and summary["seed"] == 4
+    assert len(summary["policy_fingerprint"]) == 64 and summary["elapsed_seconds"] > 0
+    assert list(out.glob("data_tfrecord-*.gz"))
+    assert (out / "augmentation_model/saved_model/saved_model.pb").exists()
+    assert (out / "augmentation_model/preview.png").exists()
+    assert "40 examples in -> 160 out" in capsys.readouterr().out
+
+    # The reader turns the folder into (image, label) pairs any training job can use.
+    pairs = list(read_images(str(out), channels=1).as_numpy_iterator())
+    assert len(pairs) == 160
+    assert pairs[0][0].shape == (32, 32, 1) and pairs[0][0].dtype == np.uint8
+    labels = sorted(int(label) for _, label in pairs)
+    assert labels == sorted(list(real.digits(32)[1][:40]) * 4)
+    batch = next(iter(read_images(str(out), channels=1, batch_size=16)))
+    assert batch[0].shape == (16, 32, 32, 1)
+
+
+def test_cli_preview_draws_a_sheet_without_writing_a_dataset(tmp_path):
+    pattern = _digit_records(tmp_path, 10)
+    sheet = tmp_path / "sheet.png"
+    assert main(["preview", "--input", pattern, "--policy", "no-flip", "--output", str(sheet),
+                 "--copies", "4", "--rows", "3"]) == 0
+    image = tf.io.decode_png(sheet.read_bytes()).numpy()
+    assert image.shape[0] >= 3 * 96 and image.shape[1] >= 5 * 96
+    assert not list(tmp_path.glob("**/*.gz.*"))
+
+
+def test_cli_errors_are_one_line_with_exit_codes(tmp_path):
+    pattern = _digit_records(tmp_path, 4)
+    command = [sys.executable, "-m", "components.image_augment.cli", "run", "--input", pattern,
+               "--output", str(tmp_path / "o")]
+    result = subprocess.run(command + ["--policy", "heavy"], cwd=PROJECT_ROOT,
+                            capture_output=True, text=True, timeout=300)
+    assert result.returncode == 2
+    assert result.stderr.strip().startswith("image-augment: error: Unknown policy 'heavy'")
+    assert len(result.stderr.strip().splitlines()) == 1
+    result = subprocess.run(command + ["--copies", "0"], cwd=PROJECT_ROOT,
+                            capture_output=True, text=True, timeout=300)
+    assert result.returncode == 2 and "'num_copies' must be an integer >= 1" in result.stderr
+    missing = subprocess.run(
+        [sys.executable, "-m", "components.image_augment.cli", "run", "--input",
+         str(tmp_path / "nothing-*"), "--output", str(tmp_path / "o")], cwd=PROJECT_ROOT,
+        capture_output=True, text=True, timeout=300)
+    assert missing.returncode == 2 and "matches no file" in missing.stderr
