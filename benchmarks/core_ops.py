@@ -14,10 +14,10 @@ import sys
 import time
 
 os.environ["TF_USE_LEGACY_KERAS"] = "0"  # Keras 3 built-ins are the comparison
-import components  # noqa: E402,F401
 import numpy as np  # noqa: E402
 import tensorflow as tf  # noqa: E402
 
+import components  # noqa: E402,F401
 from benchmarks.common import write_results  # noqa: E402
 from components.image_augment import ImageAugmentation  # noqa: E402
 from tests.images import photo_crops  # noqa: E402
@@ -57,14 +57,18 @@ def keras_equivalent(name: str, size: int):
         "translate": lambda: [layers.RandomTranslation(0.1, 0.1, seed=1)],
         "brightness": lambda: [layers.RandomBrightness(0.2, value_range=(0, 255), seed=1)],
         "contrast": lambda: [layers.RandomContrast(0.2, seed=1)],
-        "random_resized_crop": lambda: [layers.RandomCrop(int(size * 0.8), int(size * 0.8),
-                                                          seed=1), layers.Resizing(size, size)],
-        "standard": lambda: [layers.RandomFlip("horizontal", seed=1),
-                             layers.RandomRotation(15 / 360, seed=1),
-                             layers.RandomZoom(0.1, seed=1),
-                             layers.RandomTranslation(0.1, 0.1, seed=1),
-                             layers.RandomBrightness(0.2, value_range=(0, 255), seed=1),
-                             layers.RandomContrast(0.2, seed=1)],
+        "random_resized_crop": lambda: [
+            layers.RandomCrop(int(size * 0.8), int(size * 0.8), seed=1),
+            layers.Resizing(size, size),
+        ],
+        "standard": lambda: [
+            layers.RandomFlip("horizontal", seed=1),
+            layers.RandomRotation(15 / 360, seed=1),
+            layers.RandomZoom(0.1, seed=1),
+            layers.RandomTranslation(0.1, 0.1, seed=1),
+            layers.RandomBrightness(0.2, value_range=(0, 255), seed=1),
+            layers.RandomContrast(0.2, seed=1),
+        ],
     }
     if name not in table:
         return None
@@ -84,8 +88,15 @@ def _fmt(value) -> str:
 
 
 def images_per_second(fn, images: np.ndarray, batches: int) -> float:
-    dataset = (tf.data.Dataset.from_tensor_slices(images).batch(BATCH).cache().repeat()
-               .map(fn, num_parallel_calls=tf.data.AUTOTUNE).prefetch(2).take(batches + 2))
+    dataset = (
+        tf.data.Dataset.from_tensor_slices(images)
+        .batch(BATCH)
+        .cache()
+        .repeat()
+        .map(fn, num_parallel_calls=tf.data.AUTOTUNE)
+        .prefetch(2)
+        .take(batches + 2)
+    )
     iterator = iter(dataset)
     next(iterator), next(iterator)  # warm up: trace and fill the pipeline
     start = time.perf_counter()
@@ -100,8 +111,11 @@ def main(argv=None) -> None:
     args = parser.parse_args(argv)
     started = time.time()
     rows = []
-    names = ["standard", *OPS] if not args.quick else ["standard", "flip_left_right", "rotate",
-                                                        "brightness", "contrast"]
+    names = (
+        ["standard", *OPS]
+        if not args.quick
+        else ["standard", "flip_left_right", "rotate", "brightness", "contrast"]
+    )
     for size in (32, 224):
         batches = {32: 30, 224: 6}[size] // (3 if args.quick else 1)
         images = photo_crops(size, BATCH)
@@ -111,19 +125,30 @@ def main(argv=None) -> None:
             ours = images_per_second(layer, images, batches)
             builtin = keras_equivalent(name, size)
             theirs = images_per_second(builtin, images, batches) if builtin else None
-            rows.append({"size": size, "op": name, "ours": round(ours),
-                         "keras3": round(theirs) if theirs else None,
-                         "ratio": round(ours / theirs, 2) if theirs else None})
+            rows.append(
+                {
+                    "size": size,
+                    "op": name,
+                    "ours": round(ours),
+                    "keras3": round(theirs) if theirs else None,
+                    "ratio": round(ours / theirs, 2) if theirs else None,
+                }
+            )
             print(rows[-1], file=sys.stderr)
-    lines = ["| size | op | ImageAugmentation img/s | Keras 3 built-ins img/s | ours / Keras |",
-             "|---|---|---:|---:|---:|"]
+    lines = [
+        "| size | op | ImageAugmentation img/s | Keras 3 built-ins img/s | ours / Keras |",
+        "|---|---|---:|---:|---:|",
+    ]
     for row in rows:
-        lines.append(f"| {row['size']} | {row['op']} | {row['ours']:,} | "
-                     f"{_fmt(row['keras3'])} | "
-                     f"{'' if row['ratio'] is None else row['ratio']} |")
+        lines.append(
+            f"| {row['size']} | {row['op']} | {row['ours']:,} | "
+            f"{_fmt(row['keras3'])} | "
+            f"{'' if row['ratio'] is None else row['ratio']} |"
+        )
     command = "python -m benchmarks.core_ops" + (" --quick" if args.quick else "")
-    write_results("core_ops" + ("_quick" if args.quick else ""), rows, "\n".join(lines), command,
-                  started)
+    write_results(
+        "core_ops" + ("_quick" if args.quick else ""), rows, "\n".join(lines), command, started
+    )
 
 
 if __name__ == "__main__":

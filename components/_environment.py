@@ -49,9 +49,21 @@ def configure() -> None:
     os.environ.setdefault("GRPC_VERBOSITY", "ERROR" if level == "ERROR" else level)
     if level in ("ERROR", "WARNING"):
         for category in (FutureWarning, DeprecationWarning, PendingDeprecationWarning):
-            for module in ("google", "tensorflow", "tf_keras", "keras", "apache_beam", "tfx",
-                           "tensorflow_transform", "tensorflow_model_analysis", "tfx_bsl",
-                           "tensorflow_data_validation", "ml_metadata", "kfp", "absl"):
+            for module in (
+                "google",
+                "tensorflow",
+                "tf_keras",
+                "keras",
+                "apache_beam",
+                "tfx",
+                "tensorflow_transform",
+                "tensorflow_model_analysis",
+                "tfx_bsl",
+                "tensorflow_data_validation",
+                "ml_metadata",
+                "kfp",
+                "absl",
+            ):
                 warnings.filterwarnings("ignore", category=category, module=module)
         # google.api_core warns once per client package that Python 3.10 nears its end of
         # support; TFX 1.16 does not run on a newer Python here, so the warning is not

@@ -16,14 +16,18 @@ from components.image_augment.executor import Executor
 from tests.pipeline_helpers import write_records
 
 
-def examples_artifact(root: pathlib.Path, splits: dict[str, list[bytes]],
-                      files_per_split: int = 1, gzip: bool = False):
+def examples_artifact(
+    root: pathlib.Path, splits: dict[str, list[bytes]], files_per_split: int = 1, gzip: bool = False
+):
     """An Examples artifact at `root` holding `splits` in `files_per_split` files each."""
     for name, records in splits.items():
         for f in range(files_per_split):
             suffix = ".gz" if gzip else ""
-            write_records(root / f"Split-{name}" / f"data_{f:03d}.tfrecord{suffix}",
-                          records[f::files_per_split], gzip=gzip)
+            write_records(
+                root / f"Split-{name}" / f"data_{f:03d}.tfrecord{suffix}",
+                records[f::files_per_split],
+                gzip=gzip,
+            )
     examples = standard_artifacts.Examples()
     examples.uri = str(root)
     examples.split_names = artifact_utils.encode_split_names(list(splits))
@@ -33,16 +37,22 @@ def examples_artifact(root: pathlib.Path, splits: dict[str, list[bytes]],
     return examples
 
 
-def run_executor(examples, out_root: pathlib.Path, config: AugmentConfig,
-                 beam_args: Sequence[str] = ("--direct_num_workers=1",)):
+def run_executor(
+    examples,
+    out_root: pathlib.Path,
+    config: AugmentConfig,
+    beam_args: Sequence[str] = ("--direct_num_workers=1",),
+):
     augmented = standard_artifacts.Examples()
     augmented.uri = str(out_root / "augmented")
     model = AugmentationModel()
     model.uri = str(out_root / "model")
     context = base_beam_executor.BaseBeamExecutor.Context(beam_pipeline_args=list(beam_args))
-    Executor(context).Do({"examples": [examples]},
-                         {"augmented_examples": [augmented], "augmentation_model": [model]},
-                         {"config": config.to_json()})
+    Executor(context).Do(
+        {"examples": [examples]},
+        {"augmented_examples": [augmented], "augmentation_model": [model]},
+        {"config": config.to_json()},
+    )
     return augmented, model
 
 

@@ -8,7 +8,7 @@ import functools
 import numpy as np
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def sample_photos() -> np.ndarray:
     """scikit-learn's two real JPEG photos (china, flower), 427x640x3 uint8."""
     from sklearn.datasets import load_sample_images
@@ -25,11 +25,11 @@ def photo_crops(size: int, count: int, seed: int = 0) -> np.ndarray:
         photo = photos[i % len(photos)]
         top = rng.integers(0, photo.shape[0] - size + 1)
         left = rng.integers(0, photo.shape[1] - size + 1)
-        crops.append(photo[top:top + size, left:left + size])
+        crops.append(photo[top : top + size, left : left + size])
     return np.stack(crops)
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def digits(size: int = 32) -> tuple[np.ndarray, np.ndarray]:
     """scikit-learn's 1,797 real 8x8 digits upsampled to size x size, uint8 [N, H, W, 1]."""
     from sklearn.datasets import load_digits

@@ -29,8 +29,9 @@ def write_records(path: pathlib.Path, records: Iterable[bytes], gzip: bool = Fal
             writer.write(record)
 
 
-def copy_cifar_subset(cifar_dir: pathlib.Path, data_root: pathlib.Path, train: int,
-                      eval: int) -> pathlib.Path:  # noqa: A002 (the split is called eval)
+def copy_cifar_subset(
+    cifar_dir: pathlib.Path, data_root: pathlib.Path, train: int, eval: int
+) -> pathlib.Path:  # noqa: A002 (the split is called eval)
     """The first `train`/`eval` real CIFAR records, laid out as `data_root/{train,eval}/`."""
     for split, count in (("train", train), ("eval", eval)):
         source = next((cifar_dir / split).glob("*.tfrecord"))
@@ -39,13 +40,18 @@ def copy_cifar_subset(cifar_dir: pathlib.Path, data_root: pathlib.Path, train: i
 
 
 def import_example_gen(data_root: pathlib.Path, splits: Sequence[str] = ("train", "eval")):
-    input_config = tfx.proto.Input(splits=[
-        tfx.proto.Input.Split(name=name, pattern=f"{name}/*") for name in splits])
+    input_config = tfx.proto.Input(
+        splits=[tfx.proto.Input.Split(name=name, pattern=f"{name}/*") for name in splits]
+    )
     return tfx.components.ImportExampleGen(input_base=str(data_root), input_config=input_config)
 
 
-def run_local(components: list, run_dir: pathlib.Path, name: str = "test-pipeline",
-              beam_args: Sequence[str] = ("--direct_num_workers=1",)) -> pathlib.Path:
+def run_local(
+    components: list,
+    run_dir: pathlib.Path,
+    name: str = "test-pipeline",
+    beam_args: Sequence[str] = ("--direct_num_workers=1",),
+) -> pathlib.Path:
     """Runs `components` under LocalDagRunner; returns the MLMD sqlite path."""
     metadata_path = run_dir / "metadata.sqlite"
     pipeline = tfx.dsl.Pipeline(
@@ -54,7 +60,8 @@ def run_local(components: list, run_dir: pathlib.Path, name: str = "test-pipelin
         components=components,
         enable_cache=False,
         metadata_connection_config=tfx.orchestration.metadata.sqlite_metadata_connection_config(
-            str(metadata_path)),
+            str(metadata_path)
+        ),
         beam_pipeline_args=list(beam_args),
     )
     tfx.orchestration.LocalDagRunner().run(pipeline)
@@ -88,5 +95,9 @@ def run_example_gen_and_statistics(data_root: pathlib.Path, run_dir: pathlib.Pat
     for path in sorted(tf.io.gfile.glob(f"{statistics.uri}/Split-*/FeatureStats.pb")):
         split = pathlib.Path(path).parent.name.removeprefix("Split-")
         statistics_counts[split] = load_stats_binary(path).datasets[0].num_examples
-    return {"split_names": names, "counts": counts,
-            "statistics_splits": split_names(statistics), "statistics_counts": statistics_counts}
+    return {
+        "split_names": names,
+        "counts": counts,
+        "statistics_splits": split_names(statistics),
+        "statistics_counts": statistics_counts,
+    }

@@ -34,8 +34,10 @@ def _png(pixels: np.ndarray) -> bytes:
 
 def _good_records(count: int) -> list[bytes]:
     """Real photo crops as PNG examples (the images that scikit-learn ships)."""
-    return [_example(_bytes(_png(crop)), label=i).SerializeToString()
-            for i, crop in enumerate(real.photo_crops(24, count, seed=8))]
+    return [
+        _example(_bytes(_png(crop)), label=i).SerializeToString()
+        for i, crop in enumerate(real.photo_crops(24, count, seed=8))
+    ]
 
 
 def _catalogue() -> dict[str, bytes]:
@@ -48,10 +50,12 @@ def _catalogue() -> dict[str, bytes]:
         ba.IMAGE_EMPTY: _example(_bytes(b"")).SerializeToString(),
         ba.NOT_AN_IMAGE: _example(_bytes(b"this is not a picture")).SerializeToString(),
         ba.IMAGE_UNDECODABLE + "/png": _example(_bytes(png[: len(png) // 2])).SerializeToString(),
-        ba.IMAGE_UNDECODABLE + "/jpeg": _example(_bytes(jpeg[: len(jpeg) // 3])).
-        SerializeToString(),
-        ba.IMAGE_WRONG_TYPE: _example(tf.train.Feature(
-            int64_list=tf.train.Int64List(value=[1, 2, 3]))).SerializeToString(),
+        ba.IMAGE_UNDECODABLE + "/jpeg": _example(
+            _bytes(jpeg[: len(jpeg) // 3])
+        ).SerializeToString(),
+        ba.IMAGE_WRONG_TYPE: _example(
+            tf.train.Feature(int64_list=tf.train.Int64List(value=[1, 2, 3]))
+        ).SerializeToString(),
         ba.IMAGE_MISSING: _example(None).SerializeToString(),
         ba.NOT_AN_EXAMPLE: b"\xff\xfe definitely not a protocol buffer",
         ba.IMAGE_BAD_SHAPE: _example(_bytes(_png(gray_alpha))).SerializeToString(),
@@ -62,8 +66,12 @@ def _quarantined(augmented) -> list[tuple[str, bytes]]:
     out = []
     for record in read_records(f"{augmented.uri}/quarantine/Split-train/*"):
         features = tf.train.Example.FromString(record).features.feature
-        out.append((features[ba.QUARANTINE_REASON_FEATURE].bytes_list.value[0].decode(),
-                    features[ba.QUARANTINE_RECORD_FEATURE].bytes_list.value[0]))
+        out.append(
+            (
+                features[ba.QUARANTINE_REASON_FEATURE].bytes_list.value[0].decode(),
+                features[ba.QUARANTINE_RECORD_FEATURE].bytes_list.value[0],
+            )
+        )
     return out
 
 
@@ -72,8 +80,9 @@ def test_catalogue_of_broken_inputs_is_quarantined_whole_and_counted(tmp_path):
     good = _good_records(40)
     records = good[:20] + list(broken.values()) + good[20:]
     examples = examples_artifact(tmp_path / "in", {"train": records, "eval": good[:5]})
-    augmented, _ = run_executor(examples, tmp_path, AugmentConfig(
-        policy="light", num_copies=2, max_quarantine_fraction=0.5))
+    augmented, _ = run_executor(
+        examples, tmp_path, AugmentConfig(policy="light", num_copies=2, max_quarantine_fraction=0.5)
+    )
 
     split = counts(augmented)["train"]
     expected_reasons = {}
@@ -82,8 +91,7 @@ def test_catalogue_of_broken_inputs_is_quarantined_whole_and_counted(tmp_path):
         expected_reasons[reason] = expected_reasons.get(reason, 0) + 1
     assert split["quarantined"] == expected_reasons
     # Nothing lost: read = augmented (each original written once) + quarantined.
-    assert split["examples_read"] == split["originals_written"] + sum(
-        split["quarantined"].values())
+    assert split["examples_read"] == split["originals_written"] + sum(split["quarantined"].values())
     assert split["originals_written"] == 40 and split["copies_written"] == 80
     # Each bad record sits in the quarantine whole and unchanged, beside its reason.
     quarantined = _quarantined(augmented)
@@ -95,15 +103,23 @@ def test_masks_missing_or_mismatched_are_quarantined(tmp_path):
     crops = real.photo_crops(24, 6, seed=2)
     mask = np.zeros((24, 24, 1), np.uint8)
     mask[5:15, 5:20] = 1
-    good = [_example(_bytes(_png(c)), mask=_bytes(_png(mask))).SerializeToString()
-            for c in crops[:4]]
+    good = [
+        _example(_bytes(_png(c)), mask=_bytes(_png(mask))).SerializeToString() for c in crops[:4]
+    ]
     wrong = _example(_bytes(_png(crops[4])), mask=_bytes(_png(mask[:20]))).SerializeToString()
     missing = _example(_bytes(_png(crops[5]))).SerializeToString()
     examples = examples_artifact(tmp_path / "in", {"train": good + [wrong, missing]})
-    augmented, _ = run_executor(examples, tmp_path, AugmentConfig(
-        policy="standard", num_copies=1, mask_feature="mask", max_quarantine_fraction=0.5))
-    assert counts(augmented)["train"]["quarantined"] == {ba.MASK_SHAPE_MISMATCH: 1,
-                                                         ba.MASK_MISSING: 1}
+    augmented, _ = run_executor(
+        examples,
+        tmp_path,
+        AugmentConfig(
+            policy="standard", num_copies=1, mask_feature="mask", max_quarantine_fraction=0.5
+        ),
+    )
+    assert counts(augmented)["train"]["quarantined"] == {
+        ba.MASK_SHAPE_MISMATCH: 1,
+        ba.MASK_MISSING: 1,
+    }
     for record in read_records(f"{augmented.uri}/Split-train/*"):
         features = tf.train.Example.FromString(record).features.feature
         out_mask = tf.io.decode_png(features["mask"].bytes_list.value[0]).numpy()

@@ -20,10 +20,9 @@ def _digit_records(tmp_path, count: int) -> str:
     """Real scikit-learn digits (32x32 PNG) as tf.Examples in two gzipped files."""
     digits, labels = real.digits(32)
     records = []
-    for image, label in zip(digits[:count], labels[:count]):
+    for image, label in zip(digits[:count], labels[:count], strict=True):
         example = tf.train.Example()
-        example.features.feature["image"].bytes_list.value.append(
-            tf.io.encode_png(image).numpy())
+        example.features.feature["image"].bytes_list.value.append(tf.io.encode_png(image).numpy())
         example.features.feature["label"].int64_list.value.append(int(label))
         records.append(example.SerializeToString())
     write_records(tmp_path / "in/part-0.tfrecord.gz", records[::2], gzip=True)
@@ -34,8 +33,23 @@ def _digit_records(tmp_path, count: int) -> str:
 def test_cli_run_writes_data_quarantine_model_and_summary(tmp_path, capsys):
     pattern = _digit_records(tmp_path, 40)
     out = tmp_path / "out"
-    code = main(["run", "--input", pattern, "--output", str(out), "--policy", "no-flip",
-                 "--copies", "3", "--seed", "4", "--", "--direct_num_workers=1"])
+    code = main(
+        [
+            "run",
+            "--input",
+            pattern,
+            "--output",
+            str(out),
+            "--policy",
+            "no-flip",
+            "--copies",
+            "3",
+            "--seed",
+            "4",
+            "--",
+            "--direct_num_workers=1",
+        ]
+    )
     assert code == 0
     summary = json.loads((out / "augment_summary.json").read_text())
     assert summary["examples_in"] == 40 and summary["examples_out"] == 160
@@ -59,8 +73,24 @@ def test_cli_run_writes_data_quarantine_model_and_summary(tmp_path, capsys):
 def test_cli_preview_draws_a_sheet_without_writing_a_dataset(tmp_path):
     pattern = _digit_records(tmp_path, 10)
     sheet = tmp_path / "sheet.png"
-    assert main(["preview", "--input", pattern, "--policy", "no-flip", "--output", str(sheet),
-                 "--copies", "4", "--rows", "3"]) == 0
+    assert (
+        main(
+            [
+                "preview",
+                "--input",
+                pattern,
+                "--policy",
+                "no-flip",
+                "--output",
+                str(sheet),
+                "--copies",
+                "4",
+                "--rows",
+                "3",
+            ]
+        )
+        == 0
+    )
     image = tf.io.decode_png(sheet.read_bytes()).numpy()
     assert image.shape[0] >= 3 * 96 and image.shape[1] >= 5 * 96
     assert not list(tmp_path.glob("**/*.gz.*"))
@@ -68,18 +98,44 @@ def test_cli_preview_draws_a_sheet_without_writing_a_dataset(tmp_path):
 
 def test_cli_errors_are_one_line_with_exit_codes(tmp_path):
     pattern = _digit_records(tmp_path, 4)
-    command = [sys.executable, "-m", "components.image_augment.cli", "run", "--input", pattern,
-               "--output", str(tmp_path / "o")]
-    result = subprocess.run(command + ["--policy", "heavy"], cwd=PROJECT_ROOT,
-                            capture_output=True, text=True, timeout=300)
+    command = [
+        sys.executable,
+        "-m",
+        "components.image_augment.cli",
+        "run",
+        "--input",
+        pattern,
+        "--output",
+        str(tmp_path / "o"),
+    ]
+    result = subprocess.run(
+        command + ["--policy", "heavy"],
+        cwd=PROJECT_ROOT,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert result.returncode == 2
     assert result.stderr.strip().startswith("image-augment: error: Unknown policy 'heavy'")
     assert len(result.stderr.strip().splitlines()) == 1
-    result = subprocess.run(command + ["--copies", "0"], cwd=PROJECT_ROOT,
-                            capture_output=True, text=True, timeout=300)
+    result = subprocess.run(
+        command + ["--copies", "0"], cwd=PROJECT_ROOT, capture_output=True, text=True, timeout=300
+    )
     assert result.returncode == 2 and "'num_copies' must be an integer >= 1" in result.stderr
     missing = subprocess.run(
-        [sys.executable, "-m", "components.image_augment.cli", "run", "--input",
-         str(tmp_path / "nothing-*"), "--output", str(tmp_path / "o")], cwd=PROJECT_ROOT,
-        capture_output=True, text=True, timeout=300)
+        [
+            sys.executable,
+            "-m",
+            "components.image_augment.cli",
+            "run",
+            "--input",
+            str(tmp_path / "nothing-*"),
+            "--output",
+            str(tmp_path / "o"),
+        ],
+        cwd=PROJECT_ROOT,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert missing.returncode == 2 and "matches no file" in missing.stderr

@@ -13,8 +13,11 @@ from components.image_augment.core import compile_policy
 from tests import images as real
 from tests.strategies import geometric_policies, policies
 
-PROPERTY = settings(max_examples=20, deadline=None,
-                    suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
+PROPERTY = settings(
+    max_examples=20,
+    deadline=None,
+    suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large],
+)
 
 
 def _seeds(count: int, base: int = 0) -> np.ndarray:
@@ -54,8 +57,9 @@ def test_an_image_gets_the_same_pixels_alone_or_inside_any_batch(config, data_se
     np.testing.assert_array_equal(shuffled[2], batch[0])
 
 
-@pytest.mark.parametrize("preset", ["light", "standard", "no-flip", "randaugment",
-                                    "trivialaugment"])
+@pytest.mark.parametrize(
+    "preset", ["light", "standard", "no-flip", "randaugment", "trivialaugment"]
+)
 def test_different_seeds_give_different_images_and_same_seed_the_same(preset):
     images = np.repeat(_real_batch(64, 1), 8, axis=0)  # the same photo eight times
     out = augment(images, _seeds(8), load_policy(preset)).numpy()
@@ -76,8 +80,9 @@ def test_float_images_keep_their_dtype_and_declared_range_like_mnist():
     out = augment(images, _seeds(6), load_policy("randaugment"), value_range=(-0.5, 0.5))
     assert out.dtype == tf.float32
     assert float(tf.reduce_min(out)) >= -0.5 and float(tf.reduce_max(out)) <= 0.5
-    float64 = augment(images.astype(np.float64), _seeds(6), load_policy("no-flip"),
-                      value_range=(-0.5, 0.5))
+    float64 = augment(
+        images.astype(np.float64), _seeds(6), load_policy("no-flip"), value_range=(-0.5, 0.5)
+    )
     assert float64.dtype == tf.float64
 
 
@@ -91,13 +96,21 @@ def test_one_three_and_four_channels_and_alpha_is_kept(channels):
     else:
         alpha = (np.arange(32 * 32).reshape(1, 32, 32, 1) % 256).astype(np.uint8)
         images = np.concatenate([photo, np.repeat(alpha, 3, axis=0)], axis=-1)
-    policy = load_policy({"version": 1, "ops": [
-        {"op": "brightness", "max_delta": 0.3}, {"op": "saturation", "lower": 0, "upper": 2},
-        {"op": "hue", "max_delta": 0.3}, {"op": "equalize"}, {"op": "jpeg_quality", "min": 20,
-                                                               "max": 60}]})
+    policy = load_policy(
+        {
+            "version": 1,
+            "ops": [
+                {"op": "brightness", "max_delta": 0.3},
+                {"op": "saturation", "lower": 0, "upper": 2},
+                {"op": "hue", "max_delta": 0.3},
+                {"op": "equalize"},
+                {"op": "jpeg_quality", "min": 20, "max": 60},
+            ],
+        }
+    )
     out = augment(images, _seeds(3), policy).numpy()
     assert out.shape == images.shape
-    assert not np.array_equal(out[..., :min(channels, 3)], images[..., :min(channels, 3)])
+    assert not np.array_equal(out[..., : min(channels, 3)], images[..., : min(channels, 3)])
     if channels == 4:
         np.testing.assert_array_equal(out[..., 3], images[..., 3])
 
@@ -105,9 +118,9 @@ def test_one_three_and_four_channels_and_alpha_is_kept(channels):
 def _label_mask(size: int) -> np.ndarray:
     """A synthetic 4-region label map (real datasets here carry no masks)."""
     mask = np.zeros((size, size), np.uint8)
-    mask[: size // 2, size // 2:] = 85
-    mask[size // 2:, : size // 2] = 170
-    mask[size // 2:, size // 2:] = 255
+    mask[: size // 2, size // 2 :] = 85
+    mask[size // 2 :, : size // 2] = 170
+    mask[size // 2 :, size // 2 :] = 255
     return mask
 
 
@@ -134,8 +147,7 @@ def test_photometric_ops_leave_masks_untouched():
     images = _real_batch(32, 2)
     mask = np.stack([_label_mask(32)] * 2)[..., None]
     _, out_masks = augment(images, _seeds(2), load_policy("light"), masks=mask)
-    policy = load_policy({"version": 1, "ops": [{"op": "equalize"}, {"op": "cutout",
-                                                                     "size": 0.3}]})
+    policy = load_policy({"version": 1, "ops": [{"op": "equalize"}, {"op": "cutout", "size": 0.3}]})
     _, out_masks = augment(images, _seeds(2), policy, masks=mask)
     np.testing.assert_array_equal(out_masks.numpy(), mask)
 
@@ -143,20 +155,22 @@ def test_photometric_ops_leave_masks_untouched():
 def test_flips_are_exact_pixel_reversals():
     images = _real_batch(20, 4)
     policy = load_policy({"version": 1, "ops": [{"op": "flip_left_right"}]})
-    np.testing.assert_array_equal(augment(images, _seeds(4), policy).numpy(),
-                                  images[:, :, ::-1])
+    np.testing.assert_array_equal(augment(images, _seeds(4), policy).numpy(), images[:, :, ::-1])
 
 
 def test_geometric_runs_compile_to_one_warp_and_flips_or_crop_to_cheap_paths():
     stages = [s.kind for s in compile_policy(load_policy("standard")).stages]
     assert stages == ["warp", "pixel", "pixel", "pixel"]
-    flips = load_policy({"version": 1, "ops": [{"op": "flip_left_right", "p": 0.5},
-                                               {"op": "flip_up_down", "p": 0.5}]})
+    flips = load_policy(
+        {
+            "version": 1,
+            "ops": [{"op": "flip_left_right", "p": 0.5}, {"op": "flip_up_down", "p": 0.5}],
+        }
+    )
     assert [s.kind for s in compile_policy(flips).stages] == ["flip"]
     crop = load_policy({"version": 1, "ops": [{"op": "random_resized_crop"}]})
     assert [s.kind for s in compile_policy(crop).stages] == ["crop"]
-    rand = compile_policy(load_policy({"version": 1, "ops": [{"op": "randaugment",
-                                                              "num_ops": 3}]}))
+    rand = compile_policy(load_policy({"version": 1, "ops": [{"op": "randaugment", "num_ops": 3}]}))
     assert [s.kind for s in rand.stages].count("warp") == 1
 
 
@@ -165,8 +179,10 @@ def test_equalize_and_sharpness_match_pil_on_a_real_photo():
 
     photo = _real_batch(48, 1)
     equalize = load_policy({"version": 1, "ops": [{"op": "equalize"}]})
-    np.testing.assert_array_equal(augment(photo, _seeds(1), equalize).numpy()[0],
-                                  np.asarray(ImageOps.equalize(Image.fromarray(photo[0]))))
+    np.testing.assert_array_equal(
+        augment(photo, _seeds(1), equalize).numpy()[0],
+        np.asarray(ImageOps.equalize(Image.fromarray(photo[0]))),
+    )
     smooth = load_policy({"version": 1, "ops": [{"op": "sharpness", "lower": 0, "upper": 0}]})
     ours = augment(photo, _seeds(1), smooth).numpy()[0].astype(int)
     theirs = np.asarray(ImageEnhance.Sharpness(Image.fromarray(photo[0])).enhance(0.0))
@@ -182,25 +198,39 @@ def test_cifar_sample_through_every_preset(cifar_dir):
 
 
 EVERY_OP = [
-    {"op": "flip_left_right", "p": 0.5}, {"op": "flip_up_down", "p": 0.5},
-    {"op": "rotate", "max_degrees": 25}, {"op": "zoom", "min_scale": 0.8, "max_scale": 1.3},
-    {"op": "translate", "max_dx": 0.2, "max_dy": 0.1}, {"op": "shear", "max_degrees": 20},
-    {"op": "random_resized_crop"}, {"op": "brightness", "max_delta": 0.2},
-    {"op": "contrast", "lower": 0.6, "upper": 1.4}, {"op": "saturation", "lower": 0, "upper": 2},
-    {"op": "hue", "max_delta": 0.2}, {"op": "gamma", "min": 0.5, "max": 2.0},
-    {"op": "gaussian_noise", "stddev": 0.05}, {"op": "gaussian_blur", "sigma": [0.3, 1.5]},
-    {"op": "jpeg_quality", "min": 30, "max": 90}, {"op": "grayscale", "p": 0.5},
-    {"op": "solarize", "threshold": 0.7, "p": 0.5}, {"op": "posterize", "bits": 5},
-    {"op": "equalize", "p": 0.5}, {"op": "autocontrast", "p": 0.5},
+    {"op": "flip_left_right", "p": 0.5},
+    {"op": "flip_up_down", "p": 0.5},
+    {"op": "rotate", "max_degrees": 25},
+    {"op": "zoom", "min_scale": 0.8, "max_scale": 1.3},
+    {"op": "translate", "max_dx": 0.2, "max_dy": 0.1},
+    {"op": "shear", "max_degrees": 20},
+    {"op": "random_resized_crop"},
+    {"op": "brightness", "max_delta": 0.2},
+    {"op": "contrast", "lower": 0.6, "upper": 1.4},
+    {"op": "saturation", "lower": 0, "upper": 2},
+    {"op": "hue", "max_delta": 0.2},
+    {"op": "gamma", "min": 0.5, "max": 2.0},
+    {"op": "gaussian_noise", "stddev": 0.05},
+    {"op": "gaussian_blur", "sigma": [0.3, 1.5]},
+    {"op": "jpeg_quality", "min": 30, "max": 90},
+    {"op": "grayscale", "p": 0.5},
+    {"op": "solarize", "threshold": 0.7, "p": 0.5},
+    {"op": "posterize", "bits": 5},
+    {"op": "equalize", "p": 0.5},
+    {"op": "autocontrast", "p": 0.5},
     {"op": "sharpness", "lower": 0.2, "upper": 1.8},
     {"op": "cutout", "size": 0.2, "count": 2},
     {"op": "one_of", "ops": [{"op": "rotate", "max_degrees": 30}, {"op": "equalize"}]},
-    {"op": "randaugment", "num_ops": 2, "magnitude": 12}, {"op": "trivialaugment"},
+    {"op": "randaugment", "num_ops": 2, "magnitude": 12},
+    {"op": "trivialaugment"},
 ]
 
 
-@pytest.mark.parametrize("ops", [[op] for op in EVERY_OP] + [EVERY_OP[:7], EVERY_OP],
-                         ids=[op["op"] for op in EVERY_OP] + ["all_geometric", "everything"])
+@pytest.mark.parametrize(
+    "ops",
+    [[op] for op in EVERY_OP] + [EVERY_OP[:7], EVERY_OP],
+    ids=[op["op"] for op in EVERY_OP] + ["all_geometric", "everything"],
+)
 def test_a_large_batch_matches_each_image_alone(ops):
     # Large batches of odd-sized images put an image's pixels at other offsets of TensorFlow's
     # vectorised kernels and switch reductions to multi-threaded orders; the image must not

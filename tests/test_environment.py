@@ -12,11 +12,20 @@ from tests.conftest import PROJECT_ROOT
 
 
 def _run_python(code: str, **env: str) -> subprocess.CompletedProcess:
-    full_env = {k: v for k, v in os.environ.items() if k not in ("TF_USE_LEGACY_KERAS",
-                                                                 "TF_CPP_MIN_LOG_LEVEL")}
+    full_env = {
+        k: v
+        for k, v in os.environ.items()
+        if k not in ("TF_USE_LEGACY_KERAS", "TF_CPP_MIN_LOG_LEVEL")
+    }
     full_env.update(env)
-    return subprocess.run([sys.executable, "-c", code], cwd=PROJECT_ROOT, env=full_env,
-                          capture_output=True, text=True, timeout=300)
+    return subprocess.run(
+        [sys.executable, "-c", code],
+        cwd=PROJECT_ROOT,
+        env=full_env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
 
 
 def test_importing_the_project_and_tfx_prints_no_warning_wall():
@@ -34,9 +43,11 @@ def test_importing_the_project_and_tfx_prints_no_warning_wall():
 
 
 def test_keras_flavour_is_decided_before_tensorflow_loads():
-    code = ("import components, tensorflow as tf\n"
-            "print(tf.keras.layers.Layer.__module__.split('.')[0])\n"
-            "import os; print(os.environ['TF_USE_LEGACY_KERAS'])")
+    code = (
+        "import components, tensorflow as tf\n"
+        "print(tf.keras.layers.Layer.__module__.split('.')[0])\n"
+        "import os; print(os.environ['TF_USE_LEGACY_KERAS'])"
+    )
     legacy = _run_python(code)
     assert legacy.returncode == 0, legacy.stderr
     assert legacy.stdout.split()[-1] == "1"
@@ -49,8 +60,9 @@ def test_keras_flavour_is_decided_before_tensorflow_loads():
 
 
 def test_log_level_can_be_raised_to_see_tensorflow_messages():
-    result = _run_python("import components, tensorflow as tf; tf.constant(1)",
-                         IMAGE_AUGMENT_LOG_LEVEL="DEBUG")
+    result = _run_python(
+        "import components, tensorflow as tf; tf.constant(1)", IMAGE_AUGMENT_LOG_LEVEL="DEBUG"
+    )
     assert result.returncode == 0, result.stderr
     assert "tensorflow" in result.stderr  # TF's C++ start-up lines are back
 

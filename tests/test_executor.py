@@ -22,9 +22,10 @@ def _cifar_records(cifar_dir: pathlib.Path, split: str, count: int) -> list[byte
 @pytest.fixture(scope="module")
 def cifar_run(cifar_dir, tmp_path_factory):
     root = tmp_path_factory.mktemp("cifar_run")
-    records = {"train": _cifar_records(cifar_dir, "train", 48),
-               "eval": _cifar_records(cifar_dir, "test" if (cifar_dir / "test").exists()
-                                      else "eval", 16)}
+    records = {
+        "train": _cifar_records(cifar_dir, "train", 48),
+        "eval": _cifar_records(cifar_dir, "test" if (cifar_dir / "test").exists() else "eval", 16),
+    }
     examples = examples_artifact(root / "in", records)
     config = AugmentConfig(policy="standard", num_copies=3, seed=5, key_feature="id")
     augmented, model = run_executor(examples, root, config)
@@ -60,8 +61,9 @@ def test_outputs_are_standard_examples_with_all_splits_and_properties(cifar_run)
     fingerprint = config.loaded_policy.fingerprint
     assert augmented.get_string_custom_property("policy_fingerprint") == fingerprint
     assert model.get_int_custom_property("num_copies") == 3
-    assert json.loads(pathlib.Path(model.uri, "policy.json").read_text())["fingerprint"] == \
-        fingerprint
+    assert (
+        json.loads(pathlib.Path(model.uri, "policy.json").read_text())["fingerprint"] == fingerprint
+    )
     sheet = tf.io.decode_png(pathlib.Path(model.uri, "preview.png").read_bytes())
     assert sheet.shape[0] > 96 and sheet.shape[1] >= 4 * 96  # rows of original + 3 copies
 
@@ -83,7 +85,8 @@ def test_every_record_keeps_its_features_and_gains_provenance(cifar_run):
             assert list(_feature(example, "aug_seed")) == [0, 0]
         else:
             assert list(_feature(example, "aug_seed")) == list(
-                copy_seed(config.seed, _feature(source, "id")[0], copy_index))
+                copy_seed(config.seed, _feature(source, "id")[0], copy_index)
+            )
         copies_seen.setdefault(_feature(source, "id")[0], set()).add(copy_index)
     assert all(seen == {0, 1, 2, 3} for seen in copies_seen.values())
     assert len(copies_seen) == 48
@@ -91,19 +94,32 @@ def test_every_record_keeps_its_features_and_gains_provenance(cifar_run):
 
 def test_eval_split_is_passed_through_with_images_and_labels_exact(cifar_run):
     records, augmented, _, _ = cifar_run
-    source = sorted((_feature(_parse(r), "id")[0], _feature(_parse(r), "image")[0],
-                     list(_feature(_parse(r), "label"))) for r in records["eval"])
-    out = sorted((_feature(_parse(r), "id")[0], _feature(_parse(r), "image")[0],
-                  list(_feature(_parse(r), "label")))
-                 for r in read_records(f"{augmented.uri}/Split-eval/*"))
+    source = sorted(
+        (
+            _feature(_parse(r), "id")[0],
+            _feature(_parse(r), "image")[0],
+            list(_feature(_parse(r), "label")),
+        )
+        for r in records["eval"]
+    )
+    out = sorted(
+        (
+            _feature(_parse(r), "id")[0],
+            _feature(_parse(r), "image")[0],
+            list(_feature(_parse(r), "label")),
+        )
+        for r in read_records(f"{augmented.uri}/Split-eval/*")
+    )
     assert out == source
 
 
 def test_exported_signature_reproduces_every_stored_copy_pixel_for_pixel(cifar_run):
     records, augmented, model, _ = cifar_run
     signature = tf.saved_model.load(f"{model.uri}/saved_model").signatures["augment"]
-    originals = {_feature(_parse(r), "id")[0]: tf.io.decode_png(_feature(_parse(r), "image")[0])
-                 for r in records["train"]}
+    originals = {
+        _feature(_parse(r), "id")[0]: tf.io.decode_png(_feature(_parse(r), "image")[0])
+        for r in records["train"]
+    }
     checked = 0
     for record in read_records(f"{augmented.uri}/Split-train/*"):
         example = _parse(record)
@@ -136,8 +152,7 @@ def test_output_is_byte_identical_across_runs_modes_workers_and_sharding(cifar_d
 
 
 def test_unknown_split_to_augment_is_a_clear_error(cifar_dir, tmp_path):
-    examples = examples_artifact(tmp_path / "in", {"train": _cifar_records(cifar_dir, "train",
-                                                                           4)})
+    examples = examples_artifact(tmp_path / "in", {"train": _cifar_records(cifar_dir, "train", 4)})
     with pytest.raises(ValueError, match=r"splits_to_augment names \['validation'\]"):
         run_executor(examples, tmp_path, AugmentConfig(splits_to_augment=("validation",)))
 
@@ -145,6 +160,9 @@ def test_unknown_split_to_augment_is_a_clear_error(cifar_dir, tmp_path):
 def test_key_feature_missing_is_quarantined_not_dropped(cifar_dir, tmp_path):
     records = _cifar_records(cifar_dir, "train", 10)
     examples = examples_artifact(tmp_path / "in", {"train": records})
-    augmented, _ = run_executor(examples, tmp_path, AugmentConfig(
-        key_feature="photo_id", num_copies=1, max_quarantine_fraction=1.0))
+    augmented, _ = run_executor(
+        examples,
+        tmp_path,
+        AugmentConfig(key_feature="photo_id", num_copies=1, max_quarantine_fraction=1.0),
+    )
     assert counts(augmented)["train"]["quarantined"] == {ba.KEY_MISSING: 10}

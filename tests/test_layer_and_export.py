@@ -11,9 +11,14 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from components.image_augment import (ImageAugmentation, augment, batch_seeds,
-                                      export_augmentation_model, load_exported_policy,
-                                      load_policy)
+from components.image_augment import (
+    ImageAugmentation,
+    augment,
+    batch_seeds,
+    export_augmentation_model,
+    load_exported_policy,
+    load_policy,
+)
 from tests import images as real
 from tests.conftest import PROJECT_ROOT
 
@@ -24,9 +29,17 @@ def test_layer_trains_saves_exports_and_serves_in_both_keras_flavours(legacy, tm
     np.save(images_path, real.photo_crops(32, 16))
     env = {**os.environ, "TF_USE_LEGACY_KERAS": legacy}
     result = subprocess.run(
-        [sys.executable, str(PROJECT_ROOT / "tests/scripts/keras_flavour_check.py"),
-         str(images_path)], cwd=PROJECT_ROOT, env=env, capture_output=True, text=True,
-        timeout=600)
+        [
+            sys.executable,
+            str(PROJECT_ROOT / "tests/scripts/keras_flavour_check.py"),
+            str(images_path),
+        ],
+        cwd=PROJECT_ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
     assert result.returncode == 0, result.stderr[-3000:]
     line = next(x for x in result.stdout.splitlines() if x.startswith("FINDINGS "))
     findings = json.loads(line.removeprefix("FINDINGS "))
@@ -59,8 +72,10 @@ def test_two_layers_with_the_same_seed_see_the_same_augmentations():
     first, second = ImageAugmentation("light", seed=5), ImageAugmentation("light", seed=5)
     for _ in range(3):
         np.testing.assert_array_equal(first(images).numpy(), second(images).numpy())
-    assert not np.array_equal(ImageAugmentation("light", seed=6)(images).numpy(),
-                              ImageAugmentation("light", seed=5)(images).numpy())
+    assert not np.array_equal(
+        ImageAugmentation("light", seed=6)(images).numpy(),
+        ImageAugmentation("light", seed=5)(images).numpy(),
+    )
 
 
 def test_dataset_map_is_reproducible_with_parallel_calls():
@@ -71,7 +86,7 @@ def test_dataset_map_is_reproducible_with_parallel_calls():
     sequential = [x.numpy() for x, _ in layer.map_dataset(dataset, num_parallel_calls=None)]
     parallel = [x.numpy() for x, _ in layer.map_dataset(dataset, num_parallel_calls=4)]
     again = [x.numpy() for x, _ in layer.map_dataset(dataset, num_parallel_calls=8)]
-    for a, b, c in zip(sequential, parallel, again):
+    for a, b, c in zip(sequential, parallel, again, strict=True):
         np.testing.assert_array_equal(a, b)
         np.testing.assert_array_equal(a, c)
     # Element n gets the seeds of training call n: the two doors of the layer agree.
@@ -97,17 +112,18 @@ from components.image_augment import ImageAugmentation
 strategy = tf.distribute.MirroredStrategy(["/cpu:0", "/cpu:1"])
 with strategy.scope():
     layer = ImageAugmentation("standard", seed=4)
-image = tf.constant(np.load(%r)[:1])
+image = tf.constant(np.load(IMAGES)[:1])
 @tf.function
 def step():
     return strategy.run(lambda: layer(image))
 per_replica = strategy.experimental_local_results(step())
 print("REPLICAS", len(per_replica), int(np.array_equal(per_replica[0], per_replica[1])),
       int(layer._step.numpy()))
-""" % str(tmp_path / "images.npy")
+""".replace("IMAGES", repr(str(tmp_path / "images.npy")))
     np.save(tmp_path / "images.npy", real.photo_crops(32, 2))
-    result = subprocess.run([sys.executable, "-c", code], cwd=PROJECT_ROOT, capture_output=True,
-                            text=True, timeout=300)
+    result = subprocess.run(
+        [sys.executable, "-c", code], cwd=PROJECT_ROOT, capture_output=True, text=True, timeout=300
+    )
     assert result.returncode == 0, result.stderr[-3000:]
     line = next(x for x in result.stdout.splitlines() if x.startswith("REPLICAS"))
     replicas, identical, steps = map(int, line.split()[1:])
@@ -134,15 +150,18 @@ def test_exported_model_matches_the_core_and_loads_without_this_project(tmp_path
     code = f"""
 import sys; sys.modules["components"] = None
 import numpy as np, tensorflow as tf
-model = tf.saved_model.load({str(tmp_path / 'aug/saved_model')!r})
-images, seeds, masks = (np.load({str(tmp_path)!r} + f"/{{n}}.npy") for n in ("images", "seeds", "masks"))
-np.save({str(tmp_path / 'out.npy')!r}, model.signatures["augment"](images=images, seeds=seeds)["images"].numpy())
+model = tf.saved_model.load({str(tmp_path / "aug/saved_model")!r})
+folder = {str(tmp_path)!r}
+images, seeds, masks = (np.load(f"{{folder}}/{{n}}.npy") for n in ("images", "seeds", "masks"))
+augmented = model.signatures["augment"](images=images, seeds=seeds)["images"]
+np.save(f"{{folder}}/out.npy", augmented.numpy())
 both = model.signatures["augment_with_masks"](images=images, masks=masks, seeds=seeds)
-np.save({str(tmp_path / 'out_masks.npy')!r}, both["masks"].numpy())
-np.save({str(tmp_path / 'out_both.npy')!r}, both["images"].numpy())
+np.save({str(tmp_path / "out_masks.npy")!r}, both["masks"].numpy())
+np.save({str(tmp_path / "out_both.npy")!r}, both["images"].numpy())
 """
-    result = subprocess.run([sys.executable, "-c", code], cwd=tmp_path, capture_output=True,
-                            text=True, timeout=300)
+    result = subprocess.run(
+        [sys.executable, "-c", code], cwd=tmp_path, capture_output=True, text=True, timeout=300
+    )
     assert result.returncode == 0, result.stderr[-3000:]
     expected, expected_masks = augment(images, seeds, policy, masks=masks)
     np.testing.assert_array_equal(np.load(tmp_path / "out.npy"), expected.numpy())
@@ -158,4 +177,5 @@ def test_exported_model_matches_the_keras_layer_given_the_same_seeds(tmp_path):
     layer = ImageAugmentation("standard", seed=3)
     np.testing.assert_array_equal(
         model.signatures["augment"](images=tf.constant(images), seeds=seeds)["images"].numpy(),
-        layer({"images": images, "seeds": seeds}).numpy())
+        layer({"images": images, "seeds": seeds}).numpy(),
+    )

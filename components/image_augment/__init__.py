@@ -14,7 +14,6 @@ from components.image_augment.layer import ImageAugmentation, batch_seeds
 from components.image_augment.policy import PRESETS, Policy, PolicyError, load_policy
 
 
-
 def __getattr__(name):
     # The TFX component pulls in TFX and Beam; import it only when asked for, so the layer and
     # the core stay light for training jobs that never touch the pipeline.
@@ -25,5 +24,16 @@ def __getattr__(name):
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
-__all__ = ["ImageAugment", "AugmentationModel", "ImageAugmentation", "Policy", "PolicyError", "load_policy", "PRESETS", "augment",
-           "batch_seeds", "export_augmentation_model", "load_exported_policy"]
+__all__ = [
+    "ImageAugment",
+    "AugmentationModel",
+    "ImageAugmentation",
+    "Policy",
+    "PolicyError",
+    "load_policy",
+    "PRESETS",
+    "augment",
+    "batch_seeds",
+    "export_augmentation_model",
+    "load_exported_policy",
+]

@@ -63,6 +63,7 @@ def _counter(split: str, name: str):
 # Image codec: bytes or raw arrays in a tf.Example feature <-> uint8/float pixels
 # ----------------------------------------------------------------------------------------------
 
+
 def sniff_format(data: bytes) -> str | None:
     if data.startswith(b"\x89PNG\r\n\x1a\n"):
         return "png"
@@ -80,57 +81,71 @@ def decode_pixels(feature, config: AugmentConfig, name: str, channels: int | Non
     import tensorflow as tf
 
     kind = feature.WhichOneof("kind")
-    missing, wrong_type, empty = ((IMAGE_MISSING, IMAGE_WRONG_TYPE, IMAGE_EMPTY)
-                                  if channels is None else (MASK_MISSING, MASK_INVALID,
-                                                            MASK_INVALID))
+    missing, wrong_type, empty = (
+        (IMAGE_MISSING, IMAGE_WRONG_TYPE, IMAGE_EMPTY)
+        if channels is None
+        else (MASK_MISSING, MASK_INVALID, MASK_INVALID)
+    )
     if config.image_shape is not None:
-        shape = tuple(config.image_shape[:2]) + ((channels,) if channels else
-                                                  (config.image_shape[2],))
+        shape = tuple(config.image_shape[:2]) + (
+            (channels,) if channels else (config.image_shape[2],)
+        )
         size = int(np.prod(shape))
         if kind == "bytes_list" and len(feature.bytes_list.value) == 1:
             data = feature.bytes_list.value[0]
             if len(data) != size:
-                raise Quarantined(IMAGE_BAD_SHAPE if channels is None else MASK_SHAPE_MISMATCH,
-                                  f"{name}: {len(data)} bytes, expected {size} for {shape}")
+                raise Quarantined(
+                    IMAGE_BAD_SHAPE if channels is None else MASK_SHAPE_MISMATCH,
+                    f"{name}: {len(data)} bytes, expected {size} for {shape}",
+                )
             return np.frombuffer(data, np.uint8).reshape(shape), "raw_bytes"
         if kind == "float_list" and channels is None:
             values = feature.float_list.value
             if len(values) != size:
-                raise Quarantined(IMAGE_BAD_SHAPE, f"{name}: {len(values)} floats, expected "
-                                  f"{size} for {shape}")
+                raise Quarantined(
+                    IMAGE_BAD_SHAPE, f"{name}: {len(values)} floats, expected {size} for {shape}"
+                )
             return np.asarray(values, np.float32).reshape(shape), "raw_float"
         if kind == "int64_list":
             values = np.asarray(feature.int64_list.value)
             if len(values) != size:
-                raise Quarantined(IMAGE_BAD_SHAPE if channels is None else MASK_SHAPE_MISMATCH,
-                                  f"{name}: {len(values)} ints, expected {size} for {shape}")
+                raise Quarantined(
+                    IMAGE_BAD_SHAPE if channels is None else MASK_SHAPE_MISMATCH,
+                    f"{name}: {len(values)} ints, expected {size} for {shape}",
+                )
             if values.size and (values.min() < 0 or values.max() > 255):
                 raise Quarantined(wrong_type, f"{name}: int64 pixels outside [0, 255]")
             return values.astype(np.uint8).reshape(shape), "raw_int64"
-        raise Quarantined(missing if kind is None else wrong_type,
-                          f"{name}: a raw image needs one bytes value, floats or ints; got "
-                          f"{kind or 'no values'}")
+        raise Quarantined(
+            missing if kind is None else wrong_type,
+            f"{name}: a raw image needs one bytes value, floats or ints; got {kind or 'no values'}",
+        )
     if kind != "bytes_list" or len(feature.bytes_list.value) != 1:
-        raise Quarantined(missing if kind is None or not _has_values(feature) else wrong_type,
-                          f"{name}: expected one encoded image (bytes); got "
-                          f"{kind or 'no values'}")
+        raise Quarantined(
+            missing if kind is None or not _has_values(feature) else wrong_type,
+            f"{name}: expected one encoded image (bytes); got {kind or 'no values'}",
+        )
     data = feature.bytes_list.value[0]
     if not data:
         raise Quarantined(empty, f"{name}: zero bytes")
     fmt = sniff_format(data)
     if fmt is None:
-        raise Quarantined(NOT_AN_IMAGE if channels is None else MASK_INVALID,
-                          f"{name}: {len(data)} bytes with no PNG/JPEG/GIF/BMP signature")
+        raise Quarantined(
+            NOT_AN_IMAGE if channels is None else MASK_INVALID,
+            f"{name}: {len(data)} bytes with no PNG/JPEG/GIF/BMP signature",
+        )
     try:
         pixels = tf.io.decode_image(data, channels=channels or 0, expand_animations=False)
     except (tf.errors.InvalidArgumentError, tf.errors.DataLossError) as err:
-        raise Quarantined(IMAGE_UNDECODABLE if channels is None else MASK_INVALID,
-                          f"{name}: {fmt} data does not decode ({err.message.splitlines()[0]})"
-                          ) from None
+        raise Quarantined(
+            IMAGE_UNDECODABLE if channels is None else MASK_INVALID,
+            f"{name}: {fmt} data does not decode ({err.message.splitlines()[0]})",
+        ) from None
     pixels = pixels.numpy()
     if pixels.shape[-1] not in (1, 3, 4):
-        raise Quarantined(IMAGE_BAD_SHAPE, f"{name}: {pixels.shape[-1]} channels; 1, 3 or 4 "
-                          "are supported")
+        raise Quarantined(
+            IMAGE_BAD_SHAPE, f"{name}: {pixels.shape[-1]} channels; 1, 3 or 4 are supported"
+        )
     return pixels, fmt
 
 
@@ -143,8 +158,9 @@ def encode_pixels(pixels: np.ndarray, fmt: str, config: AugmentConfig, feature) 
     """Writes `pixels` into `feature` in format `fmt` (or the configured output format)."""
     import tensorflow as tf
 
-    target = fmt if config.output_format == "same" or fmt.startswith("raw") else \
-        config.output_format
+    target = (
+        fmt if config.output_format == "same" or fmt.startswith("raw") else config.output_format
+    )
     feature.Clear()
     if target == "png" or target in ("gif", "bmp"):  # TF cannot write GIF/BMP: PNG is lossless
         feature.bytes_list.value.append(tf.io.encode_png(pixels).numpy())
@@ -152,7 +168,8 @@ def encode_pixels(pixels: np.ndarray, fmt: str, config: AugmentConfig, feature) 
         if pixels.shape[-1] not in (1, 3):
             raise Quarantined(CANNOT_ENCODE, f"JPEG cannot hold {pixels.shape[-1]} channels")
         feature.bytes_list.value.append(
-            tf.io.encode_jpeg(pixels, quality=config.jpeg_quality).numpy())
+            tf.io.encode_jpeg(pixels, quality=config.jpeg_quality).numpy()
+        )
     elif target == "raw_bytes":
         feature.bytes_list.value.append(np.ascontiguousarray(pixels, np.uint8).tobytes())
     elif target == "raw_float":
@@ -164,6 +181,7 @@ def encode_pixels(pixels: np.ndarray, fmt: str, config: AugmentConfig, feature) 
 # ----------------------------------------------------------------------------------------------
 # DoFns
 # ----------------------------------------------------------------------------------------------
+
 
 @dataclasses.dataclass
 class DecodedExample:
@@ -228,22 +246,26 @@ class DecodeFn(beam.DoFn):
             features = example.features.feature
             if config.image_feature not in features:
                 raise Quarantined(IMAGE_MISSING, f"no feature {config.image_feature!r}")
-            pixels, fmt = decode_pixels(features[config.image_feature], config,
-                                        config.image_feature)
+            pixels, fmt = decode_pixels(
+                features[config.image_feature], config, config.image_feature
+            )
             mask, mask_fmt = None, None
             if config.mask_feature:
                 if config.mask_feature not in features:
                     raise Quarantined(MASK_MISSING, f"no feature {config.mask_feature!r}")
-                mask, mask_fmt = decode_pixels(features[config.mask_feature], config,
-                                               config.mask_feature, channels=1)
+                mask, mask_fmt = decode_pixels(
+                    features[config.mask_feature], config, config.mask_feature, channels=1
+                )
                 if mask.shape[:2] != pixels.shape[:2]:
-                    raise Quarantined(MASK_SHAPE_MISMATCH, f"mask {mask.shape[:2]} vs image "
-                                      f"{pixels.shape[:2]}")
+                    raise Quarantined(
+                        MASK_SHAPE_MISMATCH, f"mask {mask.shape[:2]} vs image {pixels.shape[:2]}"
+                    )
             key = stable_key(example, config)
         except Quarantined as bad:
             _counter(self._split, f"quarantined/{bad.reason}").inc()
-            yield beam.pvalue.TaggedOutput(QUARANTINE_TAG,
-                                           quarantine_record(record, bad.reason, bad.detail))
+            yield beam.pvalue.TaggedOutput(
+                QUARANTINE_TAG, quarantine_record(record, bad.reason, bad.detail)
+            )
             return
         yield DecodedExample(key, record, pixels, fmt, mask, mask_fmt)
 
@@ -264,8 +286,9 @@ class FanOutFn(beam.DoFn):
         config = self._config
         if config.include_original:
             self._originals.inc()
-            yield beam.pvalue.TaggedOutput(self.ORIGINALS, _finish_original(decoded.record,
-                                                                            decoded.key, config))
+            yield beam.pvalue.TaggedOutput(
+                self.ORIGINALS, _finish_original(decoded.record, decoded.key, config)
+            )
         for copy_index in range(1, config.num_copies + 1):
             yield copy_index, decoded
 
@@ -300,8 +323,12 @@ class _Progress:
         now = self._clock()
         if now - self._last >= self.PROGRESS_SECONDS:
             self._last = now
-            self._log.info("[%s] %d copies augmented by this worker (%.0f/s)", self._split,
-                           self._done, self._done / (now - self._start))
+            self._log.info(
+                "[%s] %d copies augmented by this worker (%.0f/s)",
+                self._split,
+                self._done,
+                self._done / (now - self._start),
+            )
 
 
 class AugmentBatchFn(beam.DoFn):
@@ -333,15 +360,17 @@ class AugmentBatchFn(beam.DoFn):
         for copy_index, decoded in batch:
             mask_shape = None if decoded.mask is None else decoded.mask.shape
             groups[(decoded.pixels.shape, decoded.pixels.dtype.str, mask_shape)].append(
-                (copy_index, decoded))
+                (copy_index, decoded)
+            )
         for items in groups.values():
             seeds = np.array([copy_seed(config.seed, d.key, k) for k, d in items], np.int64)
             images = np.stack([d.pixels for _, d in items])
             value_range = config.value_range if images.dtype != np.uint8 else None
             if items[0][1].mask is not None:
                 masks = np.stack([d.mask for _, d in items])
-                out, out_masks = augment(images, seeds, self._plan, value_range=value_range,
-                                         masks=masks)
+                out, out_masks = augment(
+                    images, seeds, self._plan, value_range=value_range, masks=masks
+                )
                 out_masks = out_masks.numpy()
             else:
                 out, out_masks = augment(images, seeds, self._plan, value_range=value_range), None
@@ -350,11 +379,13 @@ class AugmentBatchFn(beam.DoFn):
                 example = tf.train.Example.FromString(decoded.record)
                 features = example.features.feature
                 try:
-                    encode_pixels(out[i], decoded.image_format, config,
-                                  features[config.image_feature])
+                    encode_pixels(
+                        out[i], decoded.image_format, config, features[config.image_feature]
+                    )
                     if out_masks is not None:
-                        encode_pixels(out_masks[i], decoded.mask_format, config,
-                                      features[config.mask_feature])
+                        encode_pixels(
+                            out_masks[i], decoded.mask_format, config, features[config.mask_feature]
+                        )
                 except Quarantined as bad:  # pragma: no cover - only RGBA forced to JPEG
                     _counter(self._split, f"quarantined/{bad.reason}").inc()
                     continue
@@ -398,16 +429,24 @@ class AddProvenanceFn(beam.DoFn):
 # Composite transforms
 # ----------------------------------------------------------------------------------------------
 
+
 def _write(pcoll, prefix: str, label: str):
     return pcoll | label >> beam.io.WriteToTFRecord(
-        prefix, file_name_suffix=".gz", compression_type=beam.io.filesystem.CompressionTypes.GZIP)
+        prefix, file_name_suffix=".gz", compression_type=beam.io.filesystem.CompressionTypes.GZIP
+    )
 
 
 class AugmentSplit(beam.PTransform):
     """Reads one split's TFRecords and writes the originals and K augmented copies."""
 
-    def __init__(self, split: str, input_pattern: str, output_prefix: str,
-                 quarantine_prefix: str, config: AugmentConfig):
+    def __init__(
+        self,
+        split: str,
+        input_pattern: str,
+        output_prefix: str,
+        quarantine_prefix: str,
+        config: AugmentConfig,
+    ):
         super().__init__()
         self._split, self._input, self._output = split, input_pattern, output_prefix
         self._quarantine, self._config = quarantine_prefix, config
@@ -415,17 +454,21 @@ class AugmentSplit(beam.PTransform):
     def expand(self, pipeline):
         split, config_json = self._split, self._config.to_json()
         records = pipeline | f"Read[{split}]" >> beam.io.ReadFromTFRecord(
-            self._input, coder=beam.coders.BytesCoder(), validate=False)
+            self._input, coder=beam.coders.BytesCoder(), validate=False
+        )
         decoded = records | f"Decode[{split}]" >> beam.ParDo(
-            DecodeFn(config_json, split)).with_outputs(QUARANTINE_TAG, main="ok")
+            DecodeFn(config_json, split)
+        ).with_outputs(QUARANTINE_TAG, main="ok")
         fanned = decoded.ok | f"FanOut[{split}]" >> beam.ParDo(
-            FanOutFn(config_json, split)).with_outputs(FanOutFn.ORIGINALS, main="copies")
+            FanOutFn(config_json, split)
+        ).with_outputs(FanOutFn.ORIGINALS, main="copies")
         augmented = (
             fanned.copies
             | f"BreakFusion[{split}]" >> beam.Reshuffle()
-            | f"Batch[{split}]" >> beam.BatchElements(min_batch_size=1,
-                                                      max_batch_size=self._config.batch_size)
-            | f"Augment[{split}]" >> beam.ParDo(AugmentBatchFn(config_json, split)))
+            | f"Batch[{split}]"
+            >> beam.BatchElements(min_batch_size=1, max_batch_size=self._config.batch_size)
+            | f"Augment[{split}]" >> beam.ParDo(AugmentBatchFn(config_json, split))
+        )
         merged = (fanned[FanOutFn.ORIGINALS], augmented) | f"Merge[{split}]" >> beam.Flatten()
         _write(merged, self._output, f"Write[{split}]")
         _write(decoded[QUARANTINE_TAG], self._quarantine, f"WriteQuarantine[{split}]")
@@ -435,18 +478,23 @@ class AugmentSplit(beam.PTransform):
 class PassThroughSplit(beam.PTransform):
     """Copies one split record for record (adding provenance unless it is off)."""
 
-    def __init__(self, split: str, input_pattern: str, output_prefix: str,
-                 config: AugmentConfig):
+    def __init__(self, split: str, input_pattern: str, output_prefix: str, config: AugmentConfig):
         super().__init__()
-        self._split, self._input, self._output, self._config = (split, input_pattern,
-                                                                 output_prefix, config)
+        self._split, self._input, self._output, self._config = (
+            split,
+            input_pattern,
+            output_prefix,
+            config,
+        )
 
     def expand(self, pipeline):
         split = self._split
         records = pipeline | f"Read[{split}]" >> beam.io.ReadFromTFRecord(
-            self._input, coder=beam.coders.BytesCoder(), validate=False)
+            self._input, coder=beam.coders.BytesCoder(), validate=False
+        )
         passed = records | f"PassThrough[{split}]" >> beam.ParDo(
-            AddProvenanceFn(self._config.to_json(), split))
+            AddProvenanceFn(self._config.to_json(), split)
+        )
         _write(passed, self._output, f"Write[{split}]")
         return passed
 
@@ -455,9 +503,16 @@ def counts_from_metrics(result, splits: Iterable[str]) -> dict[str, dict]:
     """Per-split counts from the run's Beam counters."""
     from apache_beam.metrics.metric import MetricsFilter
 
-    counts: dict[str, dict] = {split: {"examples_read": 0, "copies_written": 0,
-                                       "originals_written": 0, "passed_through": 0,
-                                       "quarantined": {}} for split in splits}
+    counts: dict[str, dict] = {
+        split: {
+            "examples_read": 0,
+            "copies_written": 0,
+            "originals_written": 0,
+            "passed_through": 0,
+            "quarantined": {},
+        }
+        for split in splits
+    }
     query = result.metrics().query(MetricsFilter().with_namespace(METRICS_NAMESPACE))
     for counter in query["counters"]:
         split, _, name = counter.key.metric.name.partition("/")
@@ -466,20 +521,24 @@ def counts_from_metrics(result, splits: Iterable[str]) -> dict[str, dict]:
             continue
         if name.startswith("quarantined/"):
             reason = name.removeprefix("quarantined/")
-            counts[split]["quarantined"][reason] = (counts[split]["quarantined"].get(reason, 0)
-                                                    + value)
+            counts[split]["quarantined"][reason] = (
+                counts[split]["quarantined"].get(reason, 0) + value
+            )
         else:
             counts[split][name] = counts[split].get(name, 0) + value
     for split_counts in counts.values():
-        split_counts["examples_out"] = (split_counts["copies_written"]
-                                        + split_counts["originals_written"]
-                                        + split_counts["passed_through"])
+        split_counts["examples_out"] = (
+            split_counts["copies_written"]
+            + split_counts["originals_written"]
+            + split_counts["passed_through"]
+        )
     return counts
 
 
 # ----------------------------------------------------------------------------------------------
 # Running an expansion (shared by the TFX executor and the CLI)
 # ----------------------------------------------------------------------------------------------
+
 
 class QuarantineLimitExceeded(RuntimeError):
     """More than `max_quarantine_fraction` of the examples were bad."""
@@ -520,8 +579,12 @@ def first_quarantine_reasons(quarantine_pattern: str, limit: int = 5) -> list[st
     return reasons
 
 
-def run_expansion(pipeline: beam.Pipeline, splits: dict[str, tuple[str, str]],
-                  quarantine_dir: str, config: AugmentConfig) -> dict[str, dict]:
+def run_expansion(
+    pipeline: beam.Pipeline,
+    splits: dict[str, tuple[str, str]],
+    quarantine_dir: str,
+    config: AugmentConfig,
+) -> dict[str, dict]:
     """Builds and runs the expansion; returns per-split counts.
 
     `splits` maps a split name to (input file pattern, output directory); the splits named in
@@ -535,24 +598,26 @@ def run_expansion(pipeline: beam.Pipeline, splits: dict[str, tuple[str, str]],
         prefix = os.path.join(output_dir, DATA_PREFIX)
         if name in config.splits_to_augment:
             quarantine_prefix = os.path.join(quarantine_dir, f"Split-{name}", QUARANTINE_PREFIX)
-            _ = pipeline | f"Augment[{name}]" >> AugmentSplit(name, pattern, prefix,
-                                                              quarantine_prefix, config)
+            _ = pipeline | f"Augment[{name}]" >> AugmentSplit(
+                name, pattern, prefix, quarantine_prefix, config
+            )
         else:
-            _ = pipeline | f"PassThrough[{name}]" >> PassThroughSplit(name, pattern, prefix,
-                                                                      config)
+            _ = pipeline | f"PassThrough[{name}]" >> PassThroughSplit(name, pattern, prefix, config)
     try:
         result = pipeline.run()
         result.wait_until_finish()
     except Exception as err:
         damaged = find_corrupt_files(pattern for pattern, _ in splits.values())
         if damaged:
-            raise CorruptInputError("Input TFRecord file(s) are damaged and cannot be read: "
-                                    + "; ".join(damaged)) from err
+            raise CorruptInputError(
+                "Input TFRecord file(s) are damaged and cannot be read: " + "; ".join(damaged)
+            ) from err
         raise
     counts = counts_from_metrics(result, splits)
     read = sum(counts[s]["examples_read"] for s in config.splits_to_augment if s in counts)
-    bad = sum(sum(counts[s]["quarantined"].values()) for s in config.splits_to_augment
-              if s in counts)
+    bad = sum(
+        sum(counts[s]["quarantined"].values()) for s in config.splits_to_augment if s in counts
+    )
     if read and bad / read > config.max_quarantine_fraction:
         reasons = first_quarantine_reasons(os.path.join(quarantine_dir, "Split-*", "*.gz"))
         by_reason = {r: n for s in counts.values() for r, n in s["quarantined"].items()}
@@ -560,5 +625,6 @@ def run_expansion(pipeline: beam.Pipeline, splits: dict[str, tuple[str, str]],
             f"{bad} of {read} examples ({bad / read:.1%}) were quarantined, above "
             f"max_quarantine_fraction={config.max_quarantine_fraction:g}; by reason: "
             f"{by_reason}; first: {'; '.join(reasons)}. The bad records are kept whole in "
-            f"{quarantine_dir}.")
+            f"{quarantine_dir}."
+        )
     return counts

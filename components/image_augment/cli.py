@@ -24,15 +24,19 @@ def _numbers(text: str, kind, count: int, name: str):
     except ValueError:
         values = ()
     if len(values) != count:
-        raise argparse.ArgumentTypeError(f"{name} takes {count} comma-separated numbers, "
-                                         f"e.g. {','.join(['1'] * count)}; got {text!r}")
+        raise argparse.ArgumentTypeError(
+            f"{name} takes {count} comma-separated numbers, "
+            f"e.g. {','.join(['1'] * count)}; got {text!r}"
+        )
     return values
 
 
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
-        prog="image-augment", description="Seeded offline image augmentation of TFRecords.",
-        epilog="Arguments after `--` go to the Beam runner (e.g. --runner=DataflowRunner).")
+        prog="image-augment",
+        description="Seeded offline image augmentation of TFRecords.",
+        epilog="Arguments after `--` go to the Beam runner (e.g. --runner=DataflowRunner).",
+    )
     commands = parser.add_subparsers(dest="command", required=True)
 
     def common(sub):
@@ -41,14 +45,23 @@ def _parser() -> argparse.ArgumentParser:
         sub.add_argument("--copies", type=int, default=4, help="augmented copies per example")
         sub.add_argument("--seed", type=int, default=0)
         sub.add_argument("--image-feature", default="image")
-        sub.add_argument("--key-feature", default=None,
-                         help="feature holding a stable example id (default: content hash)")
-        sub.add_argument("--image-shape", default=None,
-                         type=lambda t: _numbers(t, int, 3, "--image-shape"),
-                         help="H,W,C of raw (non-encoded) pixel arrays")
-        sub.add_argument("--value-range", default=None,
-                         type=lambda t: _numbers(t, float, 2, "--value-range"),
-                         help="LO,HI of raw float pixels")
+        sub.add_argument(
+            "--key-feature",
+            default=None,
+            help="feature holding a stable example id (default: content hash)",
+        )
+        sub.add_argument(
+            "--image-shape",
+            default=None,
+            type=lambda t: _numbers(t, int, 3, "--image-shape"),
+            help="H,W,C of raw (non-encoded) pixel arrays",
+        )
+        sub.add_argument(
+            "--value-range",
+            default=None,
+            type=lambda t: _numbers(t, float, 2, "--value-range"),
+            help="LO,HI of raw float pixels",
+        )
 
     run = commands.add_parser("run", help="write the augmented dataset")
     common(run)
@@ -58,8 +71,11 @@ def _parser() -> argparse.ArgumentParser:
     run.add_argument("--output-format", default="same", choices=("same", "png", "jpeg"))
     run.add_argument("--jpeg-quality", type=int, default=95)
     run.add_argument("--no-original", action="store_true", help="write copies only")
-    run.add_argument("--no-provenance", action="store_true",
-                     help="do not add aug_copy_index / aug_source_key / aug_seed")
+    run.add_argument(
+        "--no-provenance",
+        action="store_true",
+        help="do not add aug_copy_index / aug_source_key / aug_seed",
+    )
     run.add_argument("--batch-size", type=int, default=64)
 
     preview = commands.add_parser("preview", help="draw a contact sheet, write no dataset")
@@ -73,10 +89,16 @@ def _config(args, **extra):
     from components.image_augment.config import AugmentConfig
 
     return AugmentConfig(
-        policy=args.policy, num_copies=args.copies, seed=args.seed,
-        splits_to_augment=("data",), image_feature=args.image_feature,
-        key_feature=args.key_feature, image_shape=args.image_shape,
-        value_range=args.value_range, **extra).validate()
+        policy=args.policy,
+        num_copies=args.copies,
+        seed=args.seed,
+        splits_to_augment=("data",),
+        image_feature=args.image_feature,
+        key_feature=args.key_feature,
+        image_shape=args.image_shape,
+        value_range=args.value_range,
+        **extra,
+    ).validate()
 
 
 def _run(args, beam_args: list[str], log) -> int:
@@ -88,45 +110,67 @@ def _run(args, beam_args: list[str], log) -> int:
     from components.image_augment.export import export_augmentation_model
     from components.image_augment.preview import preview_from_pattern, write_png
 
-    config = _config(args, mask_feature=args.mask_feature,
-                     max_quarantine_fraction=args.max_quarantine_fraction,
-                     output_format=args.output_format, jpeg_quality=args.jpeg_quality,
-                     include_original=not args.no_original, provenance=not args.no_provenance,
-                     batch_size=args.batch_size)
+    config = _config(
+        args,
+        mask_feature=args.mask_feature,
+        max_quarantine_fraction=args.max_quarantine_fraction,
+        output_format=args.output_format,
+        jpeg_quality=args.jpeg_quality,
+        include_original=not args.no_original,
+        provenance=not args.no_provenance,
+        batch_size=args.batch_size,
+    )
     files = tf.io.gfile.glob(args.input)
     if not files:
         raise FileNotFoundError(f"--input {args.input!r} matches no file.")
     policy = config.loaded_policy
     started = time.time()
-    log.info("reading %d file(s); %d copies each with policy %s (%s), seed %d", len(files),
-             config.num_copies, policy.name or "custom", policy.fingerprint[:12], config.seed)
+    log.info(
+        "reading %d file(s); %d copies each with policy %s (%s), seed %d",
+        len(files),
+        config.num_copies,
+        policy.name or "custom",
+        policy.fingerprint[:12],
+        config.seed,
+    )
     tf.io.gfile.makedirs(args.output)
     pipeline = beam.Pipeline(options=PipelineOptions(beam_args))
     counts = beam_augment.run_expansion(
-        pipeline, {"data": (args.input, args.output)},
-        os.path.join(args.output, "quarantine"), config)["data"]
+        pipeline,
+        {"data": (args.input, args.output)},
+        os.path.join(args.output, "quarantine"),
+        config,
+    )["data"]
     model_dir = os.path.join(args.output, "augmentation_model")
     sheet, channels = preview_from_pattern(args.input, config)
     export_augmentation_model(policy, config.seed, model_dir, channels=channels or 3)
     if sheet is not None:
         write_png(os.path.join(model_dir, "preview.png"), sheet)
-    summary = {"examples_in": counts["examples_read"], "examples_out": counts["examples_out"],
-               "copies_written": counts["copies_written"],
-               "originals_written": counts["originals_written"],
-               "quarantined": counts["quarantined"], "policy": policy.name or "custom",
-               "policy_fingerprint": policy.fingerprint, "seed": config.seed,
-               "copies": config.num_copies, "elapsed_seconds": round(time.time() - started, 1)}
+    summary = {
+        "examples_in": counts["examples_read"],
+        "examples_out": counts["examples_out"],
+        "copies_written": counts["copies_written"],
+        "originals_written": counts["originals_written"],
+        "quarantined": counts["quarantined"],
+        "policy": policy.name or "custom",
+        "policy_fingerprint": policy.fingerprint,
+        "seed": config.seed,
+        "copies": config.num_copies,
+        "elapsed_seconds": round(time.time() - started, 1),
+    }
     with tf.io.gfile.GFile(os.path.join(args.output, "augment_summary.json"), "w") as handle:
         handle.write(json.dumps(summary, indent=2, sort_keys=True) + "\n")
     bad = sum(counts["quarantined"].values())
-    print(f"\nimage-augment: {summary['examples_in']} examples in -> "
-          f"{summary['examples_out']} out ({summary['originals_written']} originals + "
-          f"{summary['copies_written']} copies) in {summary['elapsed_seconds']} s\n"
-          f"  quarantined : {bad} {counts['quarantined'] or ''}\n"
-          f"  policy      : {summary['policy']} ({policy.fingerprint[:12]}), seed {config.seed}\n"
-          f"  data        : {os.path.join(args.output, 'data_tfrecord-*.gz')}\n"
-          f"  model       : {model_dir} (policy.json, saved_model/, preview.png)\n"
-          f"  summary     : {os.path.join(args.output, 'augment_summary.json')}")
+    print(
+        f"\nimage-augment: {summary['examples_in']} examples in -> "
+        f"{summary['examples_out']} out ({summary['originals_written']} originals + "
+        f"{summary['copies_written']} copies) in {summary['elapsed_seconds']} s\n"
+        f"  quarantined : {bad} {counts['quarantined'] or ''}\n"
+        f"  policy      : {summary['policy']} ({policy.fingerprint[:12]}), seed {config.seed}\n"
+        f"  data        : {os.path.join(args.output, 'data_tfrecord-*.gz')}\n"
+        f"  model       : {model_dir} (policy.json, saved_model/, preview.png)\n"
+        f"  summary     : {os.path.join(args.output, 'augment_summary.json')}"
+    )
     return 0
 
 
@@ -136,11 +180,14 @@ def _preview(args, log) -> int:
     config = _config(args)
     sheet, _ = preview_from_pattern(args.input, config, rows=args.rows)
     if sheet is None:
-        raise FileNotFoundError(f"--input {args.input!r}: no decodable image in "
-                                f"feature {args.image_feature!r}.")
+        raise FileNotFoundError(
+            f"--input {args.input!r}: no decodable image in feature {args.image_feature!r}."
+        )
     write_png(args.output, sheet)
-    print(f"image-augment: wrote {args.output} ({sheet.shape[1]}x{sheet.shape[0]}): each "
-          f"original beside {min(args.copies, 6)} copies")
+    print(
+        f"image-augment: wrote {args.output} ({sheet.shape[1]}x{sheet.shape[0]}): each "
+        f"original beside {min(args.copies, 6)} copies"
+    )
     return 0
 
 
@@ -149,7 +196,7 @@ def main(argv: list[str] | None = None) -> int:
     beam_args: list[str] = []
     if "--" in argv:
         cut = argv.index("--")
-        argv, beam_args = argv[:cut], argv[cut + 1:]
+        argv, beam_args = argv[:cut], argv[cut + 1 :]
     args = _parser().parse_args(argv)
     log = _environment.progress_logger("image-augment")
     from components.image_augment.beam_augment import CorruptInputError, QuarantineLimitExceeded

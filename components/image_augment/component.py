@@ -41,28 +41,50 @@ class ImageAugment(base_beam_component.BaseBeamComponent):
     SPEC_CLASS = ImageAugmentSpec
     EXECUTOR_SPEC = executor_spec.BeamExecutorSpec(executor.Executor)
 
-    def __init__(self, examples, policy: str | dict = "standard", num_copies: int = 4,
-                 seed: int = 0, splits_to_augment: Sequence[str] = ("train",),
-                 include_original: bool = True, image_feature: str = "image",
-                 key_feature: str | None = None, mask_feature: str | None = None,
-                 image_shape: Sequence[int] | None = None,
-                 value_range: Sequence[float] | None = None, output_format: str = "same",
-                 jpeg_quality: int = 95, provenance: bool = True,
-                 max_quarantine_fraction: float = 0.01, batch_size: int = 64):
+    def __init__(
+        self,
+        examples,
+        policy: str | dict = "standard",
+        num_copies: int = 4,
+        seed: int = 0,
+        splits_to_augment: Sequence[str] = ("train",),
+        include_original: bool = True,
+        image_feature: str = "image",
+        key_feature: str | None = None,
+        mask_feature: str | None = None,
+        image_shape: Sequence[int] | None = None,
+        value_range: Sequence[float] | None = None,
+        output_format: str = "same",
+        jpeg_quality: int = 95,
+        provenance: bool = True,
+        max_quarantine_fraction: float = 0.01,
+        batch_size: int = 64,
+    ):
         if isinstance(policy, dict):
             policy = json.dumps(policy, sort_keys=True)
         config = AugmentConfig(
-            policy=policy, num_copies=num_copies, seed=seed,
-            splits_to_augment=tuple(splits_to_augment), include_original=include_original,
-            image_feature=image_feature, key_feature=key_feature, mask_feature=mask_feature,
+            policy=policy,
+            num_copies=num_copies,
+            seed=seed,
+            splits_to_augment=tuple(splits_to_augment),
+            include_original=include_original,
+            image_feature=image_feature,
+            key_feature=key_feature,
+            mask_feature=mask_feature,
             image_shape=tuple(image_shape) if image_shape else None,
             value_range=tuple(value_range) if value_range else None,
-            output_format=output_format, jpeg_quality=jpeg_quality, provenance=provenance,
-            max_quarantine_fraction=max_quarantine_fraction, batch_size=batch_size).validate()
+            output_format=output_format,
+            jpeg_quality=jpeg_quality,
+            provenance=provenance,
+            max_quarantine_fraction=max_quarantine_fraction,
+            batch_size=batch_size,
+        ).validate()
         spec = ImageAugmentSpec(
-            examples=examples, config=config.to_json(),
+            examples=examples,
+            config=config.to_json(),
             augmented_examples=_channel(standard_artifacts.Examples),
-            augmentation_model=_channel(AugmentationModel))
+            augmentation_model=_channel(AugmentationModel),
+        )
         super().__init__(spec=spec)
 
 

@@ -45,31 +45,39 @@ class AugmentConfig:
         if not isinstance(self.seed, int) or isinstance(self.seed, bool):
             raise fail("seed", "an integer", self.seed)
         if not self.splits_to_augment or not all(
-                isinstance(s, str) and s for s in self.splits_to_augment):
-            raise fail("splits_to_augment", "a non-empty list of split names",
-                       self.splits_to_augment)
+            isinstance(s, str) and s for s in self.splits_to_augment
+        ):
+            raise fail(
+                "splits_to_augment", "a non-empty list of split names", self.splits_to_augment
+            )
         for field in ("image_feature", "key_feature", "mask_feature"):
             value = getattr(self, field)
             if value is not None and (not isinstance(value, str) or not value):
                 raise fail(field, "a feature name", value)
         if self.image_shape is not None and (
-                len(self.image_shape) != 3 or not all(int(d) > 0 for d in self.image_shape)
-                or self.image_shape[2] not in (1, 3, 4)):
-            raise fail("image_shape", "[height, width, channels] with 1, 3 or 4 channels",
-                       self.image_shape)
+            len(self.image_shape) != 3
+            or not all(int(d) > 0 for d in self.image_shape)
+            or self.image_shape[2] not in (1, 3, 4)
+        ):
+            raise fail(
+                "image_shape", "[height, width, channels] with 1, 3 or 4 channels", self.image_shape
+            )
         if self.value_range is not None and (
-                len(self.value_range) != 2 or not self.value_range[0] < self.value_range[1]):
+            len(self.value_range) != 2 or not self.value_range[0] < self.value_range[1]
+        ):
             raise fail("value_range", "[low, high] with low < high", self.value_range)
         if self.value_range is not None and self.image_shape is None:
-            raise fail("value_range", "given only with image_shape (raw float pixels)",
-                       self.value_range)
+            raise fail(
+                "value_range", "given only with image_shape (raw float pixels)", self.value_range
+            )
         if self.output_format not in OUTPUT_FORMATS:
             raise fail("output_format", "one of 'same', 'png', 'jpeg'", self.output_format)
         if not 1 <= self.jpeg_quality <= 100:
             raise fail("jpeg_quality", "an integer in [1, 100]", self.jpeg_quality)
         if not 0.0 <= self.max_quarantine_fraction <= 1.0:
-            raise fail("max_quarantine_fraction", "a number in [0, 1]",
-                       self.max_quarantine_fraction)
+            raise fail(
+                "max_quarantine_fraction", "a number in [0, 1]", self.max_quarantine_fraction
+            )
         if not 1 <= self.batch_size <= 4096:
             raise fail("batch_size", "an integer in [1, 4096]", self.batch_size)
         return self
@@ -98,8 +106,10 @@ def copy_seed(seed: int, key: bytes, copy_index: int) -> tuple[int, int]:
     values: not on process, runner, worker, bundle, sharding or file order.
     """
     digest = hashlib.sha256(f"{SEED_SCHEME}|{seed}|{copy_index}|".encode() + key).digest()
-    return (int.from_bytes(digest[:8], "big", signed=True),
-            int.from_bytes(digest[8:16], "big", signed=True))
+    return (
+        int.from_bytes(digest[:8], "big", signed=True),
+        int.from_bytes(digest[8:16], "big", signed=True),
+    )
 
 
 def content_key(example_bytes_deterministic: bytes) -> bytes:

@@ -27,6 +27,7 @@ _GRAY_WEIGHTS = (0.2989, 0.5870, 0.1140)  # ITU-R 601-2 luma, as tf.image and PI
 # Compiling a policy into a plan of stages
 # ----------------------------------------------------------------------------------------------
 
+
 @dataclasses.dataclass(frozen=True)
 class _Gate:
     """An op applies to an image when every condition holds: u[column] < p, or choice == index."""
@@ -62,9 +63,21 @@ class Plan:
         return sum(n for _, n in self.nodes)
 
 
-_PARAM_DRAWS = {"rotate": 1, "zoom": 1, "translate": 2, "shear": 2, "random_resized_crop": 4,
-                "brightness": 1, "contrast": 1, "saturation": 1, "hue": 1, "gamma": 1,
-                "gaussian_blur": 1, "jpeg_quality": 1, "sharpness": 1}
+_PARAM_DRAWS = {
+    "rotate": 1,
+    "zoom": 1,
+    "translate": 2,
+    "shear": 2,
+    "random_resized_crop": 4,
+    "brightness": 1,
+    "contrast": 1,
+    "saturation": 1,
+    "hue": 1,
+    "gamma": 1,
+    "gaussian_blur": 1,
+    "jpeg_quality": 1,
+    "sharpness": 1,
+}
 
 
 def _param_draws(op: Op) -> int:
@@ -86,8 +99,9 @@ def compile_policy(policy: Policy) -> Plan:
 
     def instance(op: Op, node_id: int, gate: _Gate) -> _Instance:
         start = add_node(node_id, 1 + _param_draws(op))
-        gate = dataclasses.replace(gate, probability_columns=gate.probability_columns
-                                   + ((start, op["p"]),))
+        gate = dataclasses.replace(
+            gate, probability_columns=gate.probability_columns + ((start, op["p"]),)
+        )
         return _Instance(op, node_id, gate, start + 1)
 
     def choice(node_id: int, p: float, weights: Sequence[float]) -> tuple[int, int, tuple]:
@@ -105,9 +119,11 @@ def compile_policy(policy: Policy) -> Plan:
         if op.name == "one_of":
             p_col, c_col, cumulative = choice(node_id, op["p"], op["weights"])
             children = [
-                instance(child, node_id + j + 1,
-                         _Gate(((p_col, op["p"]),), ((c_col, cumulative, j),)))
-                for j, child in enumerate(op.children)]
+                instance(
+                    child, node_id + j + 1, _Gate(((p_col, op["p"]),), ((c_col, cumulative, j),))
+                )
+                for j, child in enumerate(op.children)
+            ]
             # Exactly one child applies per image, so their order among themselves is free:
             # geometric children first lets them join a preceding warp.
             sequence.extend(sorted(children, key=lambda c: c.op.kind != GEOMETRIC))
@@ -122,9 +138,13 @@ def compile_policy(policy: Policy) -> Plan:
         for layer in range(layers):
             p_col, c_col, cumulative = choice(node_id + 1000 * layer, op["p"], weights)
             drawn.extend(
-                instance(candidate, node_id + 1000 * layer + j + 1,
-                         _Gate(((p_col, op["p"]),), ((c_col, cumulative, j),)))
-                for j, candidate in enumerate(candidates))
+                instance(
+                    candidate,
+                    node_id + 1000 * layer + j + 1,
+                    _Gate(((p_col, op["p"]),), ((c_col, cumulative, j),)),
+                )
+                for j, candidate in enumerate(candidates)
+            )
         # Documented: the drawn geometric ops form one warp before the drawn photometric ops.
         sequence.extend(sorted(drawn, key=lambda c: c.op.kind != GEOMETRIC))
 
@@ -153,19 +173,26 @@ def _specialise(stage: _Stage) -> _Stage:
 # Per-image random draws
 # ----------------------------------------------------------------------------------------------
 
+
 def _draw_table(plan: Plan, seeds: tf.Tensor) -> tf.Tensor:
     """[B, num_draws] uniforms in [0, 1): node n's draws from fold_in(image_seed, n's id)."""
     if plan.num_draws == 0:
         return tf.zeros([tf.shape(seeds)[0], 0], tf.float32)
 
     def one_image(seed: tf.Tensor) -> tf.Tensor:
-        return tf.concat([
-            tf.random.stateless_uniform([draws],
-                                        tf.random.experimental.stateless_fold_in(seed, node_id))
-            for node_id, draws in plan.nodes], axis=0)
+        return tf.concat(
+            [
+                tf.random.stateless_uniform(
+                    [draws], tf.random.experimental.stateless_fold_in(seed, node_id)
+                )
+                for node_id, draws in plan.nodes
+            ],
+            axis=0,
+        )
 
-    return tf.map_fn(one_image, seeds, fn_output_signature=tf.TensorSpec([plan.num_draws],
-                                                                         tf.float32))
+    return tf.map_fn(
+        one_image, seeds, fn_output_signature=tf.TensorSpec([plan.num_draws], tf.float32)
+    )
 
 
 def _always_applies(gate: _Gate) -> bool:
@@ -204,14 +231,21 @@ def _symmetric(table: tf.Tensor, column: int, limit: float) -> tf.Tensor:
 # Geometric stages
 # ----------------------------------------------------------------------------------------------
 
-def _about_centre(linear: tf.Tensor, shift: tf.Tensor, height: tf.Tensor,
-                  width: tf.Tensor) -> tf.Tensor:
+
+def _about_centre(
+    linear: tf.Tensor, shift: tf.Tensor, height: tf.Tensor, width: tf.Tensor
+) -> tf.Tensor:
     """[B,3,3] output->input map x_in = L (x - c) + c + shift, c the image centre."""
     cx, cy = (width - 1.0) / 2.0, (height - 1.0) / 2.0
     # Written out elementwise: batched matmul kernels change their summation order with the
     # batch size, which would make an image's warp depend on its batch.
-    offset = tf.stack([cx - (linear[:, 0, 0] * cx + linear[:, 0, 1] * cy),
-                       cy - (linear[:, 1, 0] * cx + linear[:, 1, 1] * cy)], axis=1)
+    offset = tf.stack(
+        [
+            cx - (linear[:, 0, 0] * cx + linear[:, 0, 1] * cy),
+            cy - (linear[:, 1, 0] * cx + linear[:, 1, 1] * cy),
+        ],
+        axis=1,
+    )
     top = tf.concat([linear, (offset + shift)[:, :, None]], axis=2)
     bottom = tf.broadcast_to(tf.constant([[0.0, 0.0, 1.0]]), [tf.shape(linear)[0], 1, 3])
     return tf.concat([top, bottom], axis=1)
@@ -232,8 +266,7 @@ def _crop_box(op: Op, table: tf.Tensor, col: int, height: tf.Tensor, width: tf.T
     return crop_h, crop_w, y0, x0
 
 
-def _op_matrix(inst: _Instance, table: tf.Tensor, height: tf.Tensor,
-               width: tf.Tensor) -> tf.Tensor:
+def _op_matrix(inst: _Instance, table: tf.Tensor, height: tf.Tensor, width: tf.Tensor) -> tf.Tensor:
     op, col = inst.op, inst.first_column
     batch = tf.shape(table)[0]
     zeros, ones = tf.zeros([batch]), tf.ones([batch])
@@ -248,19 +281,26 @@ def _op_matrix(inst: _Instance, table: tf.Tensor, height: tf.Tensor,
         matrix = _about_centre(_matrix_2x2(cos, -sin, sin, cos), no_shift, height, width)
     elif op.name == "zoom":
         inverse_scale = 1.0 / _uniform(table, col, op["min_scale"], op["max_scale"])
-        matrix = _about_centre(_matrix_2x2(inverse_scale, zeros, zeros, inverse_scale),
-                               no_shift, height, width)
+        matrix = _about_centre(
+            _matrix_2x2(inverse_scale, zeros, zeros, inverse_scale), no_shift, height, width
+        )
     elif op.name == "translate":
-        shift = tf.stack([-_symmetric(table, col, op["max_dx"]) * width,
-                          -_symmetric(table, col + 1, op["max_dy"]) * height], axis=1)
+        shift = tf.stack(
+            [
+                -_symmetric(table, col, op["max_dx"]) * width,
+                -_symmetric(table, col + 1, op["max_dy"]) * height,
+            ],
+            axis=1,
+        )
         matrix = _about_centre(_matrix_2x2(ones, zeros, zeros, ones), shift, height, width)
     elif op.name == "shear":
         limit = math.radians(op["max_degrees"])
         shear_x = tf.tan(_symmetric(table, col, limit)) if op["axis"] != "y" else zeros
         shear_y = tf.tan(_symmetric(table, col + 1, limit)) if op["axis"] != "x" else zeros
         # (shear along x) @ (shear along y): determinant 1, never degenerate.
-        matrix = _about_centre(_matrix_2x2(1.0 + shear_x * shear_y, shear_x, shear_y, ones),
-                               no_shift, height, width)
+        matrix = _about_centre(
+            _matrix_2x2(1.0 + shear_x * shear_y, shear_x, shear_y, ones), no_shift, height, width
+        )
     elif op.name == "random_resized_crop":
         crop_h, crop_w, y0, x0 = _crop_box(op, table, col, height, width)
         sx, sy = crop_w / width, crop_h / height
@@ -281,14 +321,14 @@ def _rowwise(fn, table: tf.Tensor, shape: list[int]) -> tf.Tensor:
     tail, so computed batch-wide an image's angle could differ in the last bit depending on its
     position in the batch. One image at a time, every caller gets the same bits.
     """
-    return tf.map_fn(lambda row: fn(row[None])[0], table,
-                     fn_output_signature=tf.TensorSpec(shape, tf.float32))
+    return tf.map_fn(
+        lambda row: fn(row[None])[0], table, fn_output_signature=tf.TensorSpec(shape, tf.float32)
+    )
 
 
 def _matmul_3x3(a: tf.Tensor, b: tf.Tensor) -> tf.Tensor:
     """[B,3,3] @ [B,3,3] as a fixed sum of outer products (see `_about_centre` for why)."""
-    return ((a[:, :, 0:1] * b[:, 0:1, :] + a[:, :, 1:2] * b[:, 1:2, :])
-            + a[:, :, 2:3] * b[:, 2:3, :])
+    return (a[:, :, 0:1] * b[:, 0:1, :] + a[:, :, 1:2] * b[:, 1:2, :]) + a[:, :, 2:3] * b[:, 2:3, :]
 
 
 def _warp(stage: _Stage, images, masks, table, fill_mode: str, fill_value: float, scale: float):
@@ -306,9 +346,13 @@ def _warp(stage: _Stage, images, masks, table, fill_mode: str, fill_value: float
 
     def apply(x, interpolation, fill):
         return tf.raw_ops.ImageProjectiveTransformV3(
-            images=x, transforms=transforms, output_shape=shape[1:3],
-            fill_value=tf.cast(fill, tf.float32), interpolation=interpolation,
-            fill_mode=fill_mode.upper())
+            images=x,
+            transforms=transforms,
+            output_shape=shape[1:3],
+            fill_value=tf.cast(fill, tf.float32),
+            interpolation=interpolation,
+            fill_mode=fill_mode.upper(),
+        )
 
     images = apply(images, "BILINEAR", fill_value * scale)
     if masks is not None:
@@ -344,25 +388,32 @@ def _crop(stage: _Stage, images, masks, table):
         # The same sampling points as the warp path (pixel centres), clamped inside the image.
         span_y, span_x = tf.maximum(height - 1.0, 1.0), tf.maximum(width - 1.0, 1.0)
         sy, sx = crop_h / height, crop_w / width
-        boxes = tf.stack([
-            tf.maximum((y0 + 0.5 * sy - 0.5) / span_y, 0.0),
-            tf.maximum((x0 + 0.5 * sx - 0.5) / span_x, 0.0),
-            tf.minimum((y0 + crop_h - 0.5 * sy - 0.5) / span_y, 1.0),
-            tf.minimum((x0 + crop_w - 0.5 * sx - 0.5) / span_x, 1.0)], axis=1)
+        boxes = tf.stack(
+            [
+                tf.maximum((y0 + 0.5 * sy - 0.5) / span_y, 0.0),
+                tf.maximum((x0 + 0.5 * sx - 0.5) / span_x, 0.0),
+                tf.minimum((y0 + crop_h - 0.5 * sy - 0.5) / span_y, 1.0),
+                tf.minimum((x0 + crop_w - 0.5 * sx - 0.5) / span_x, 1.0),
+            ],
+            axis=1,
+        )
         return _gated(inst.gate, row, boxes, tf.constant([[0.0, 0.0, 1.0, 1.0]]))
 
     boxes = _rowwise(box_of, table, [4])
     indices = tf.range(shape[0])
     out = tf.image.crop_and_resize(images, boxes, indices, shape[1:3], method="bilinear")
     if masks is not None:
-        masks = tf.cast(tf.image.crop_and_resize(masks, boxes, indices, shape[1:3],
-                                                 method="nearest"), masks.dtype)
+        masks = tf.cast(
+            tf.image.crop_and_resize(masks, boxes, indices, shape[1:3], method="nearest"),
+            masks.dtype,
+        )
     return out, masks
 
 
 # ----------------------------------------------------------------------------------------------
 # Photometric ops: images are float32 in [0, 1] here, colour channels only
 # ----------------------------------------------------------------------------------------------
+
 
 def _per_image(values: tf.Tensor) -> tf.Tensor:
     return values[:, None, None, None]
@@ -372,7 +423,7 @@ def _grayscale(x: tf.Tensor) -> tf.Tensor:
     if x.shape[-1] == 1:
         return x
     # Written out rather than reduce_sum: a fixed order of additions for every image.
-    red, green, blue = (x[..., i:i + 1] * w for i, w in enumerate(_GRAY_WEIGHTS))
+    red, green, blue = (x[..., i : i + 1] * w for i, w in enumerate(_GRAY_WEIGHTS))
     return (red + green) + blue
 
 
@@ -397,7 +448,7 @@ def _shift(x: tf.Tensor, dy: int, dx: int) -> tf.Tensor:
     height, width = tf.shape(x)[1], tf.shape(x)[2]
     pad_y, pad_x = abs(dy), abs(dx)
     padded = tf.pad(x, [[0, 0], [pad_y, pad_y], [pad_x, pad_x], [0, 0]])
-    return padded[:, pad_y - dy:pad_y - dy + height, pad_x - dx:pad_x - dx + width, :]
+    return padded[:, pad_y - dy : pad_y - dy + height, pad_x - dx : pad_x - dx + width, :]
 
 
 def _gaussian_blur(x: tf.Tensor, sigma: tf.Tensor, max_sigma: float) -> tf.Tensor:
@@ -408,8 +459,11 @@ def _gaussian_blur(x: tf.Tensor, sigma: tf.Tensor, max_sigma: float) -> tf.Tenso
     """
     radius = max(1, int(math.ceil(3.0 * max_sigma)))
     offsets = tf.range(-radius, radius + 1, dtype=tf.float32)
-    weights = tf.map_fn(lambda one_sigma: tf.exp(-0.5 * tf.square(offsets / one_sigma)), sigma,
-                        fn_output_signature=tf.TensorSpec([2 * radius + 1], tf.float32))
+    weights = tf.map_fn(
+        lambda one_sigma: tf.exp(-0.5 * tf.square(offsets / one_sigma)),
+        sigma,
+        fn_output_signature=tf.TensorSpec([2 * radius + 1], tf.float32),
+    )
     ones = tf.ones_like(x[..., :1])
 
     def one_pass(values, norm, vertical):
@@ -450,11 +504,17 @@ def _equalize(x: tf.Tensor) -> tf.Tensor:
     planes = tf.transpose(values, [0, 3, 1, 2])  # [B, C, H, W]
     plane_ids = tf.range(batch * channels)[:, None, None]
     flat = tf.reshape(planes, [batch * channels, -1]) + tf.reshape(plane_ids, [-1, 1]) * 256
-    hist = tf.reshape(tf.math.bincount(tf.reshape(flat, [-1]), minlength=batch * channels * 256,
-                                       maxlength=batch * channels * 256),
-                      [batch * channels, 256])
-    last_nonzero = 255 - tf.argmax(tf.reverse(tf.cast(hist > 0, tf.int32), axis=[1]), axis=1,
-                                   output_type=tf.int32)
+    hist = tf.reshape(
+        tf.math.bincount(
+            tf.reshape(flat, [-1]),
+            minlength=batch * channels * 256,
+            maxlength=batch * channels * 256,
+        ),
+        [batch * channels, 256],
+    )
+    last_nonzero = 255 - tf.argmax(
+        tf.reverse(tf.cast(hist > 0, tf.int32), axis=[1]), axis=1, output_type=tf.int32
+    )
     last_count = tf.gather(hist, last_nonzero, batch_dims=1)
     step = (tf.reduce_sum(hist, axis=1) - last_count) // 255
     safe_step = tf.maximum(step, 1)[:, None]
@@ -485,8 +545,11 @@ def _jpeg(x: tf.Tensor, quality: tf.Tensor) -> tf.Tensor:
         image, q = args
         return tf.image.adjust_jpeg_quality(image, q)
 
-    out = tf.map_fn(one, (as_uint8, quality), fn_output_signature=tf.TensorSpec(
-        [None, None, x.shape[-1]], tf.uint8))
+    out = tf.map_fn(
+        one,
+        (as_uint8, quality),
+        fn_output_signature=tf.TensorSpec([None, None, x.shape[-1]], tf.uint8),
+    )
     return tf.cast(out, tf.float32) / 255.0
 
 
@@ -494,8 +557,8 @@ def _cutout(x: tf.Tensor, op: Op, table: tf.Tensor, col: int) -> tf.Tensor:
     shape = tf.shape(x)
     height, width = tf.cast(shape[1], tf.float32), tf.cast(shape[2], tf.float32)
     count = op["count"]
-    centres_y = table[:, col:col + count] * height  # [B, N]
-    centres_x = table[:, col + count:col + 2 * count] * width
+    centres_y = table[:, col : col + count] * height  # [B, N]
+    centres_x = table[:, col + count : col + 2 * count] * width
     half_h = 0.5 * op["size"] * height
     half_w = 0.5 * op["size"] * width
     rows = tf.range(height)[None, None, :] + 0.5  # pixel centres
@@ -523,21 +586,29 @@ def _photometric(inst: _Instance, x: tf.Tensor, table: tf.Tensor, seeds: tf.Tens
         if x.shape[-1] == 1:
             return x
         hsv = tf.image.rgb_to_hsv(tf.clip_by_value(x, 0.0, 1.0))
-        hue = tf.math.floormod(hsv[..., :1] + _per_image(_symmetric(table, col,
-                                                                    op["max_delta"])), 1.0)
+        hue = tf.math.floormod(
+            hsv[..., :1] + _per_image(_symmetric(table, col, op["max_delta"])), 1.0
+        )
         out = tf.image.hsv_to_rgb(tf.concat([hue, hsv[..., 1:]], axis=-1))
     elif name == "gamma":
         # One image at a time, for the reason given in `_rowwise`.
-        out = tf.map_fn(lambda args: tf.pow(args[0], args[1]),
-                        (tf.clip_by_value(x, 0.0, 1.0), _uniform(table, col, op["min"], op["max"])),
-                        fn_output_signature=tf.TensorSpec(x.shape[1:], tf.float32))
+        out = tf.map_fn(
+            lambda args: tf.pow(args[0], args[1]),
+            (tf.clip_by_value(x, 0.0, 1.0), _uniform(table, col, op["min"], op["max"])),
+            fn_output_signature=tf.TensorSpec(x.shape[1:], tf.float32),
+        )
     elif name == "gaussian_noise":
         node_id = inst.node_id
         noise = tf.map_fn(
             lambda s: tf.random.stateless_normal(
-                tf.shape(x)[1:], tf.random.experimental.stateless_fold_in(
-                    tf.random.experimental.stateless_fold_in(s, node_id), 1)),
-            seeds, fn_output_signature=tf.TensorSpec(x.shape[1:], tf.float32))
+                tf.shape(x)[1:],
+                tf.random.experimental.stateless_fold_in(
+                    tf.random.experimental.stateless_fold_in(s, node_id), 1
+                ),
+            ),
+            seeds,
+            fn_output_signature=tf.TensorSpec(x.shape[1:], tf.float32),
+        )
         out = x + op["stddev"] * noise
     elif name == "gaussian_blur":
         low, high = op["sigma"]
@@ -570,20 +641,24 @@ def _photometric(inst: _Instance, x: tf.Tensor, table: tf.Tensor, seeds: tf.Tens
 # The entry point
 # ----------------------------------------------------------------------------------------------
 
+
 def validate_images(images: tf.Tensor) -> None:
     if images.shape.rank != 4:
         raise ValueError(f"Images must be a batch [B, H, W, C]; got shape {images.shape}.")
     channels = images.shape[-1]
     if channels not in SUPPORTED_CHANNELS:
-        raise ValueError(f"Images must have 1, 3 or 4 channels (a static channel count); got "
-                         f"{channels}.")
+        raise ValueError(
+            f"Images must have 1, 3 or 4 channels (a static channel count); got {channels}."
+        )
     if images.dtype != tf.uint8 and not images.dtype.is_floating:
-        raise ValueError(f"Images must be uint8, or floating point with a value range; got "
-                         f"{images.dtype.name}.")
+        raise ValueError(
+            f"Images must be uint8, or floating point with a value range; got {images.dtype.name}."
+        )
 
 
-def augment(images, seeds, policy: Policy | Plan, *, value_range: Sequence[float] | None = None,
-            masks=None):
+def augment(
+    images, seeds, policy: Policy | Plan, *, value_range: Sequence[float] | None = None, masks=None
+):
     """Augments a batch: a pure function of (images, seeds, policy).
 
     Args:
@@ -608,12 +683,19 @@ def augment(images, seeds, policy: Policy | Plan, *, value_range: Sequence[float
     validate_images(images)
     if masks is not None:
         masks = tf.convert_to_tensor(masks)
-    value_range = None if images.dtype == tf.uint8 else tuple(
-        float(v) for v in (value_range or (0.0, 1.0)))
-    run = _graph_for(plan, images.dtype, images.shape[-1], value_range,
-                     None if masks is None else (masks.dtype, masks.shape[-1]))
-    out_images, out_masks = run(images, seeds, masks) if masks is not None else (
-        run(images, seeds), None)
+    value_range = (
+        None if images.dtype == tf.uint8 else tuple(float(v) for v in (value_range or (0.0, 1.0)))
+    )
+    run = _graph_for(
+        plan,
+        images.dtype,
+        images.shape[-1],
+        value_range,
+        None if masks is None else (masks.dtype, masks.shape[-1]),
+    )
+    out_images, out_masks = (
+        run(images, seeds, masks) if masks is not None else (run(images, seeds), None)
+    )
     # The graph takes any size; give back the static shape the caller passed in.
     out_images = tf.ensure_shape(out_images, images.shape)
     if out_masks is not None:
@@ -637,10 +719,13 @@ def _graph_for(plan: Plan, dtype: tf.DType, channels: int, value_range, mask_spe
     key = (plan, dtype, channels, value_range, mask_spec)
     if key in _GRAPHS:
         return _GRAPHS[key]
-    signature = [tf.TensorSpec([None, None, None, channels], dtype),
-                 tf.TensorSpec([None, 2], tf.int64)]
+    signature = [
+        tf.TensorSpec([None, None, None, channels], dtype),
+        tf.TensorSpec([None, 2], tf.int64),
+    ]
     attributes = {"_noinline": True}
     if mask_spec is None:
+
         def body(images, seeds):
             return _run_plan(plan, images, seeds, value_range, None)[0]
     else:
@@ -648,8 +733,10 @@ def _graph_for(plan: Plan, dtype: tf.DType, channels: int, value_range, mask_spe
 
         def body(images, seeds, masks):
             return _run_plan(plan, images, seeds, value_range, masks)
-    graph = tf.function(body, input_signature=signature, autograph=False,
-                        experimental_attributes=attributes)
+
+    graph = tf.function(
+        body, input_signature=signature, autograph=False, experimental_attributes=attributes
+    )
     _GRAPHS[key] = graph
     return graph
 
@@ -676,8 +763,9 @@ def _run_plan(plan: Plan, images, seeds, value_range, masks):
             x, masks = _flip(stage, x, masks, table)
         elif stage.kind == "warp":
             scale = 1.0 if as_unit_float else 255.0
-            x, masks = _warp(stage, x, masks, table, plan.policy.fill_mode,
-                             plan.policy.fill_value, scale)
+            x, masks = _warp(
+                stage, x, masks, table, plan.policy.fill_mode, plan.policy.fill_value, scale
+            )
         elif stage.kind == "crop":
             x, masks = _crop(stage, x, masks, table)  # float32 out, same scale as in
             if not as_unit_float:

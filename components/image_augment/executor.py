@@ -21,8 +21,12 @@ PREVIEW_FILE = "preview.png"
 
 
 class Executor(base_beam_executor.BaseBeamExecutor):
-    def Do(self, input_dict: dict[str, list], output_dict: dict[str, list],
-           exec_properties: dict[str, Any]) -> None:
+    def Do(
+        self,
+        input_dict: dict[str, list],
+        output_dict: dict[str, list],
+        exec_properties: dict[str, Any],
+    ) -> None:
         log = _environment.progress_logger()
         config = AugmentConfig.from_json(exec_properties["config"]).validate()
         examples = artifact_utils.get_single_instance(input_dict["examples"])
@@ -32,26 +36,36 @@ class Executor(base_beam_executor.BaseBeamExecutor):
         split_names = artifact_utils.decode_split_names(examples.split_names)
         unknown = sorted(set(config.splits_to_augment) - set(split_names))
         if unknown:
-            raise ValueError(f"splits_to_augment names {unknown}, which the input Examples do "
-                             f"not have; its splits are {split_names}.")
+            raise ValueError(
+                f"splits_to_augment names {unknown}, which the input Examples do "
+                f"not have; its splits are {split_names}."
+            )
         splits = {
-            name: (os.path.join(artifact_utils.get_split_uri([examples], name), "*"),
-                   os.path.join(augmented.uri, f"Split-{name}"))
-            for name in split_names}
+            name: (
+                os.path.join(artifact_utils.get_split_uri([examples], name), "*"),
+                os.path.join(augmented.uri, f"Split-{name}"),
+            )
+            for name in split_names
+        }
         quarantine_dir = os.path.join(augmented.uri, QUARANTINE_DIR)
         policy = config.loaded_policy
-        log.info("ImageAugment: %d copies of %s with policy %s (%s), seed %d",
-                 config.num_copies, ", ".join(config.splits_to_augment),
-                 policy.name or "custom", policy.fingerprint[:12], config.seed)
+        log.info(
+            "ImageAugment: %d copies of %s with policy %s (%s), seed %d",
+            config.num_copies,
+            ", ".join(config.splits_to_augment),
+            policy.name or "custom",
+            policy.fingerprint[:12],
+            config.seed,
+        )
 
-        counts = beam_augment.run_expansion(self._make_beam_pipeline(), splits, quarantine_dir,
-                                            config)
+        counts = beam_augment.run_expansion(
+            self._make_beam_pipeline(), splits, quarantine_dir, config
+        )
 
         augmented.split_names = examples.split_names
         augmented.span = examples.span
         augmented.version = examples.version
-        examples_utils.set_payload_format(augmented,
-                                          examples_utils.get_payload_format(examples))
+        examples_utils.set_payload_format(augmented, examples_utils.get_payload_format(examples))
         examples_utils.set_file_format(augmented, "tfrecords_gzip")
         for target in (augmented, model):
             target.set_string_custom_property("policy_fingerprint", policy.fingerprint)
@@ -66,7 +80,11 @@ class Executor(base_beam_executor.BaseBeamExecutor):
         if sheet is not None:
             write_png(os.path.join(model.uri, PREVIEW_FILE), sheet)
         for name, split_counts in counts.items():
-            log.info("ImageAugment[%s]: %d read -> %d written, %d quarantined %s", name,
-                     split_counts["examples_read"], split_counts["examples_out"],
-                     sum(split_counts["quarantined"].values()),
-                     split_counts["quarantined"] or "")
+            log.info(
+                "ImageAugment[%s]: %d read -> %d written, %d quarantined %s",
+                name,
+                split_counts["examples_read"],
+                split_counts["examples_out"],
+                sum(split_counts["quarantined"].values()),
+                split_counts["quarantined"] or "",
+            )

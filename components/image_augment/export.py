@@ -42,8 +42,7 @@ class _AugmentModule(tf.Module):
         self.augment_with_masks = augment_with_masks
 
 
-def export_augmentation_model(policy: Any, seed: int, output_dir: str,
-                              channels: int = 3) -> str:
+def export_augmentation_model(policy: Any, seed: int, output_dir: str, channels: int = 3) -> str:
     """Writes `output_dir/policy.json` and `output_dir/saved_model/`; returns `output_dir`.
 
     Signatures: `augment(images uint8 [B,H,W,C], seeds int64 [B,2]) -> {"images"}` and
@@ -55,11 +54,21 @@ def export_augmentation_model(policy: Any, seed: int, output_dir: str,
         raise ValueError(f"channels must be 1, 3 or 4; got {channels}.")
     tf.io.gfile.makedirs(output_dir)
     module = _AugmentModule(policy, channels)
-    tf.saved_model.save(module, os.path.join(output_dir, SAVED_MODEL_DIR), signatures={
-        AUGMENT_SIGNATURE: module.augment,
-        AUGMENT_WITH_MASKS_SIGNATURE: module.augment_with_masks})
-    record = {"policy": policy.to_dict(), "fingerprint": policy.fingerprint,
-              "seed": int(seed), "channels": channels, "preset": policy.name}
+    tf.saved_model.save(
+        module,
+        os.path.join(output_dir, SAVED_MODEL_DIR),
+        signatures={
+            AUGMENT_SIGNATURE: module.augment,
+            AUGMENT_WITH_MASKS_SIGNATURE: module.augment_with_masks,
+        },
+    )
+    record = {
+        "policy": policy.to_dict(),
+        "fingerprint": policy.fingerprint,
+        "seed": int(seed),
+        "channels": channels,
+        "preset": policy.name,
+    }
     with tf.io.gfile.GFile(os.path.join(output_dir, POLICY_FILE), "w") as handle:
         handle.write(json.dumps(record, indent=2, sort_keys=True))
     return output_dir

@@ -22,8 +22,9 @@ _REPLICA_BITS = 24
 MAX_BATCH = 1 << _REPLICA_BITS
 
 
-def batch_seeds(seed: int | tf.Tensor, step: tf.Tensor, batch_size: tf.Tensor,
-                replica: int | tf.Tensor = 0) -> tf.Tensor:
+def batch_seeds(
+    seed: int | tf.Tensor, step: tf.Tensor, batch_size: tf.Tensor, replica: int | tf.Tensor = 0
+) -> tf.Tensor:
     """Per-image seeds [B, 2] of call `step`: (seed, step << 32 | replica << 24 | i).
 
     Distinct for every (step, replica, image) below 2**31 steps, 256 replicas and 2**24 images
@@ -34,7 +35,8 @@ def batch_seeds(seed: int | tf.Tensor, step: tf.Tensor, batch_size: tf.Tensor,
     index = tf.range(tf.cast(batch_size, tf.int64), dtype=tf.int64)
     low = tf.bitwise.bitwise_or(
         tf.bitwise.left_shift(step, _STEP_BITS),
-        tf.bitwise.bitwise_or(tf.bitwise.left_shift(replica, _REPLICA_BITS), index))
+        tf.bitwise.bitwise_or(tf.bitwise.left_shift(replica, _REPLICA_BITS), index),
+    )
     high = tf.fill(tf.shape(index), tf.cast(seed, tf.int64))
     return tf.stack([high, low], axis=1)
 
@@ -57,8 +59,13 @@ class ImageAugmentation(tf.keras.layers.Layer):
     seeds yourself (that is what the offline copies record as `aug_seed`).
     """
 
-    def __init__(self, policy: Any = "standard", seed: int = 0,
-                 value_range: Sequence[float] | None = None, **kwargs):
+    def __init__(
+        self,
+        policy: Any = "standard",
+        seed: int = 0,
+        value_range: Sequence[float] | None = None,
+        **kwargs,
+    ):
         super().__init__(**kwargs)
         self._policy: Policy = load_policy(policy)
         self._plan = core.compile_policy(self._policy)
@@ -67,8 +74,13 @@ class ImageAugmentation(tf.keras.layers.Layer):
         # Created here, not in build(), so the layer can be used inside tf.data functions, where
         # variables cannot be created. ONLY_FIRST_REPLICA keeps replicas in step; each replica
         # still gets its own seeds through its replica id.
-        self._step = tf.Variable(0, dtype=tf.int64, trainable=False, name="augment_step",
-                                 aggregation=tf.VariableAggregation.ONLY_FIRST_REPLICA)
+        self._step = tf.Variable(
+            0,
+            dtype=tf.int64,
+            trainable=False,
+            name="augment_step",
+            aggregation=tf.VariableAggregation.ONLY_FIRST_REPLICA,
+        )
 
     @property
     def policy(self) -> Policy:
@@ -90,8 +102,11 @@ class ImageAugmentation(tf.keras.layers.Layer):
             seeds = batch_seeds(self.seed, step, tf.shape(images)[0], _replica_id())
         if training is True:
             return self.augment(images, seeds)
-        return tf.cond(tf.cast(training, tf.bool), lambda: self.augment(images, seeds),
-                       lambda: tf.identity(images))
+        return tf.cond(
+            tf.cast(training, tf.bool),
+            lambda: self.augment(images, seeds),
+            lambda: tf.identity(images),
+        )
 
     def compute_output_shape(self, input_shape):
         if isinstance(input_shape, Mapping):
@@ -100,12 +115,22 @@ class ImageAugmentation(tf.keras.layers.Layer):
 
     def get_config(self) -> dict[str, Any]:
         config = super().get_config()
-        config.update({"policy": self._policy.to_dict(), "seed": self.seed,
-                       "value_range": list(self.value_range) if self.value_range else None})
+        config.update(
+            {
+                "policy": self._policy.to_dict(),
+                "seed": self.seed,
+                "value_range": list(self.value_range) if self.value_range else None,
+            }
+        )
         return config
 
-    def map_dataset(self, dataset: tf.data.Dataset, feature: str | int = 0,
-                    num_parallel_calls=tf.data.AUTOTUNE, deterministic: bool = True):
+    def map_dataset(
+        self,
+        dataset: tf.data.Dataset,
+        feature: str | int = 0,
+        num_parallel_calls=tf.data.AUTOTUNE,
+        deterministic: bool = True,
+    ):
         """`dataset` with its images augmented, reproducibly even with parallel calls.
 
         The n-th element gets the seeds of training call n (`batch_seeds(seed, n, i)`), taken
@@ -128,8 +153,9 @@ class ImageAugmentation(tf.keras.layers.Layer):
 
         if num_parallel_calls is None:
             return dataset.enumerate().map(apply)
-        return dataset.enumerate().map(apply, num_parallel_calls=num_parallel_calls,
-                                       deterministic=deterministic)
+        return dataset.enumerate().map(
+            apply, num_parallel_calls=num_parallel_calls, deterministic=deterministic
+        )
 
     def _augment_element(self, index: tf.Tensor, images: tf.Tensor) -> tf.Tensor:
         if images.shape.rank == 3:

@@ -95,49 +95,109 @@ CATALOGUE: dict[str, tuple[str, dict[str, Field]]] = {
     "flip_left_right": (GEOMETRIC, {}),
     "flip_up_down": (GEOMETRIC, {}),
     "rotate": (GEOMETRIC, {"max_degrees": Field("number", 0, 180, default=REQUIRED)}),
-    "zoom": (GEOMETRIC, {"min_scale": Field("number", 0, 10, default=REQUIRED, low_open=True),
-                         "max_scale": Field("number", 0, 10, default=REQUIRED, low_open=True)}),
-    "translate": (GEOMETRIC, {"max_dx": Field("number", 0, 1, default=REQUIRED),
-                              "max_dy": Field("number", 0, 1, default=REQUIRED)}),
-    "shear": (GEOMETRIC, {"max_degrees": Field("number", 0, 60, default=REQUIRED),
-                          "axis": Field("string", default="both", choices=("x", "y", "both"))}),
-    "random_resized_crop": (GEOMETRIC, {
-        "scale": Field("range", 0, 1, default=(0.08, 1.0), low_open=True),
-        "ratio": Field("range", 0, 10, default=(3 / 4, 4 / 3), low_open=True)}),
+    "zoom": (
+        GEOMETRIC,
+        {
+            "min_scale": Field("number", 0, 10, default=REQUIRED, low_open=True),
+            "max_scale": Field("number", 0, 10, default=REQUIRED, low_open=True),
+        },
+    ),
+    "translate": (
+        GEOMETRIC,
+        {
+            "max_dx": Field("number", 0, 1, default=REQUIRED),
+            "max_dy": Field("number", 0, 1, default=REQUIRED),
+        },
+    ),
+    "shear": (
+        GEOMETRIC,
+        {
+            "max_degrees": Field("number", 0, 60, default=REQUIRED),
+            "axis": Field("string", default="both", choices=("x", "y", "both")),
+        },
+    ),
+    "random_resized_crop": (
+        GEOMETRIC,
+        {
+            "scale": Field("range", 0, 1, default=(0.08, 1.0), low_open=True),
+            "ratio": Field("range", 0, 10, default=(3 / 4, 4 / 3), low_open=True),
+        },
+    ),
     "brightness": (PHOTOMETRIC, {"max_delta": Field("number", 0, 1, default=REQUIRED)}),
-    "contrast": (PHOTOMETRIC, {"lower": Field("number", 0, 10, default=REQUIRED),
-                               "upper": Field("number", 0, 10, default=REQUIRED)}),
-    "saturation": (PHOTOMETRIC, {"lower": Field("number", 0, 10, default=REQUIRED),
-                                 "upper": Field("number", 0, 10, default=REQUIRED)}),
+    "contrast": (
+        PHOTOMETRIC,
+        {
+            "lower": Field("number", 0, 10, default=REQUIRED),
+            "upper": Field("number", 0, 10, default=REQUIRED),
+        },
+    ),
+    "saturation": (
+        PHOTOMETRIC,
+        {
+            "lower": Field("number", 0, 10, default=REQUIRED),
+            "upper": Field("number", 0, 10, default=REQUIRED),
+        },
+    ),
     "hue": (PHOTOMETRIC, {"max_delta": Field("number", 0, 0.5, default=REQUIRED)}),
-    "gamma": (PHOTOMETRIC, {"min": Field("number", 0, 10, default=REQUIRED, low_open=True),
-                            "max": Field("number", 0, 10, default=REQUIRED, low_open=True)}),
+    "gamma": (
+        PHOTOMETRIC,
+        {
+            "min": Field("number", 0, 10, default=REQUIRED, low_open=True),
+            "max": Field("number", 0, 10, default=REQUIRED, low_open=True),
+        },
+    ),
     "gaussian_noise": (PHOTOMETRIC, {"stddev": Field("number", 0, 1, default=REQUIRED)}),
-    "gaussian_blur": (PHOTOMETRIC, {"sigma": Field("range", 0, 10, default=REQUIRED,
-                                                   low_open=True)}),
-    "jpeg_quality": (PHOTOMETRIC, {"min": Field("int", 1, 100, default=REQUIRED),
-                                   "max": Field("int", 1, 100, default=REQUIRED)}),
+    "gaussian_blur": (
+        PHOTOMETRIC,
+        {"sigma": Field("range", 0, 10, default=REQUIRED, low_open=True)},
+    ),
+    "jpeg_quality": (
+        PHOTOMETRIC,
+        {
+            "min": Field("int", 1, 100, default=REQUIRED),
+            "max": Field("int", 1, 100, default=REQUIRED),
+        },
+    ),
     "grayscale": (PHOTOMETRIC, {}),
     "solarize": (PHOTOMETRIC, {"threshold": Field("number", 0, 1, default=0.5)}),
     "posterize": (PHOTOMETRIC, {"bits": Field("int", 1, 8, default=REQUIRED)}),
     "equalize": (PHOTOMETRIC, {}),
     "autocontrast": (PHOTOMETRIC, {}),
-    "sharpness": (PHOTOMETRIC, {"lower": Field("number", 0, 10, default=REQUIRED),
-                                "upper": Field("number", 0, 10, default=REQUIRED)}),
-    "cutout": (PHOTOMETRIC, {"size": Field("number", 0, 1, default=REQUIRED, low_open=True),
-                             "count": Field("int", 1, 16, default=1),
-                             "fill": Field("number", 0, 1, default=0.5)}),
-    "one_of": (META, {"ops": Field("ops", default=REQUIRED),
-                      "weights": Field("weights", default=None)}),
-    "randaugment": (META, {"num_ops": Field("int", 1, 10, default=2),
-                           "magnitude": Field("number", 0, 30, default=9)}),
+    "sharpness": (
+        PHOTOMETRIC,
+        {
+            "lower": Field("number", 0, 10, default=REQUIRED),
+            "upper": Field("number", 0, 10, default=REQUIRED),
+        },
+    ),
+    "cutout": (
+        PHOTOMETRIC,
+        {
+            "size": Field("number", 0, 1, default=REQUIRED, low_open=True),
+            "count": Field("int", 1, 16, default=1),
+            "fill": Field("number", 0, 1, default=0.5),
+        },
+    ),
+    "one_of": (
+        META,
+        {"ops": Field("ops", default=REQUIRED), "weights": Field("weights", default=None)},
+    ),
+    "randaugment": (
+        META,
+        {"num_ops": Field("int", 1, 10, default=2), "magnitude": Field("number", 0, 30, default=9)},
+    ),
     "trivialaugment": (META, {}),
 }
 
 # Pairs of fields where the first must not exceed the second.
-_ORDERED_PAIRS = {"zoom": ("min_scale", "max_scale"), "contrast": ("lower", "upper"),
-                  "saturation": ("lower", "upper"), "gamma": ("min", "max"),
-                  "jpeg_quality": ("min", "max"), "sharpness": ("lower", "upper")}
+_ORDERED_PAIRS = {
+    "zoom": ("min_scale", "max_scale"),
+    "contrast": ("lower", "upper"),
+    "saturation": ("lower", "upper"),
+    "gamma": ("min", "max"),
+    "jpeg_quality": ("min", "max"),
+    "sharpness": ("lower", "upper"),
+}
 
 
 @dataclasses.dataclass(frozen=True)
@@ -179,12 +239,17 @@ class Policy:
         return _parse_policy(config, name)
 
     def to_dict(self) -> dict[str, Any]:
-        return {"version": self.version, "fill_mode": self.fill_mode,
-                "fill_value": self.fill_value, "ops": [op.to_dict() for op in self.ops]}
+        return {
+            "version": self.version,
+            "fill_mode": self.fill_mode,
+            "fill_value": self.fill_value,
+            "ops": [op.to_dict() for op in self.ops],
+        }
 
     def to_json(self, indent: int | None = None) -> str:
-        return json.dumps(self.to_dict(), sort_keys=True, indent=indent,
-                          separators=None if indent else (",", ":"))
+        return json.dumps(
+            self.to_dict(), sort_keys=True, indent=indent, separators=None if indent else (",", ":")
+        )
 
     @property
     def fingerprint(self) -> str:
@@ -197,26 +262,39 @@ class Policy:
 
 PRESETS: dict[str, dict[str, Any]] = {
     # Mild colour changes and a horizontal flip: safe for almost any natural-image dataset.
-    "light": {"version": 1, "ops": [
-        {"op": "flip_left_right", "p": 0.5},
-        {"op": "brightness", "max_delta": 0.1},
-        {"op": "contrast", "lower": 0.9, "upper": 1.1}]},
+    "light": {
+        "version": 1,
+        "ops": [
+            {"op": "flip_left_right", "p": 0.5},
+            {"op": "brightness", "max_delta": 0.1},
+            {"op": "contrast", "lower": 0.9, "upper": 1.1},
+        ],
+    },
     # The everyday choice for natural images; the four geometric ops cost one warp.
-    "standard": {"version": 1, "ops": [
-        {"op": "flip_left_right", "p": 0.5},
-        {"op": "rotate", "max_degrees": 15, "p": 0.8},
-        {"op": "zoom", "min_scale": 0.9, "max_scale": 1.1, "p": 0.8},
-        {"op": "translate", "max_dx": 0.1, "max_dy": 0.1, "p": 0.8},
-        {"op": "brightness", "max_delta": 0.2},
-        {"op": "contrast", "lower": 0.8, "upper": 1.2},
-        {"op": "saturation", "lower": 0.8, "upper": 1.2}]},
+    "standard": {
+        "version": 1,
+        "ops": [
+            {"op": "flip_left_right", "p": 0.5},
+            {"op": "rotate", "max_degrees": 15, "p": 0.8},
+            {"op": "zoom", "min_scale": 0.9, "max_scale": 1.1, "p": 0.8},
+            {"op": "translate", "max_dx": 0.1, "max_dy": 0.1, "p": 0.8},
+            {"op": "brightness", "max_delta": 0.2},
+            {"op": "contrast", "lower": 0.8, "upper": 1.2},
+            {"op": "saturation", "lower": 0.8, "upper": 1.2},
+        ],
+    },
     # For digits and text, where a mirror image changes the label (a flipped 6 is not a 6).
-    "no-flip": {"version": 1, "fill_mode": "constant", "ops": [
-        {"op": "rotate", "max_degrees": 12},
-        {"op": "zoom", "min_scale": 0.9, "max_scale": 1.1},
-        {"op": "translate", "max_dx": 0.1, "max_dy": 0.1},
-        {"op": "brightness", "max_delta": 0.1},
-        {"op": "contrast", "lower": 0.9, "upper": 1.1}]},
+    "no-flip": {
+        "version": 1,
+        "fill_mode": "constant",
+        "ops": [
+            {"op": "rotate", "max_degrees": 12},
+            {"op": "zoom", "min_scale": 0.9, "max_scale": 1.1},
+            {"op": "translate", "max_dx": 0.1, "max_dy": 0.1},
+            {"op": "brightness", "max_delta": 0.1},
+            {"op": "contrast", "lower": 0.9, "upper": 1.1},
+        ],
+    },
     "randaugment": {"version": 1, "ops": [{"op": "randaugment", "num_ops": 2, "magnitude": 9}]},
     "trivialaugment": {"version": 1, "ops": [{"op": "trivialaugment"}]},
     # No augmentation at all: decode and re-encode only (the floor in benchmarks).
@@ -233,8 +311,10 @@ def load_policy(source: Policy | Mapping[str, Any] | str | os.PathLike) -> Polic
     if isinstance(source, os.PathLike):
         source = os.fspath(source)
     if not isinstance(source, str):
-        raise PolicyError(f"A policy must be a preset name, a JSON string, a dict or a path to a "
-                          f"JSON file; got {type(source).__name__}.")
+        raise PolicyError(
+            f"A policy must be a preset name, a JSON string, a dict or a path to a "
+            f"JSON file; got {type(source).__name__}."
+        )
     text = source.strip()
     if text in PRESETS:
         return _parse_policy(PRESETS[text], text)
@@ -251,8 +331,10 @@ def load_policy(source: Policy | Mapping[str, Any] | str | os.PathLike) -> Polic
             except json.JSONDecodeError as err:
                 raise PolicyError(f"The policy file {text} is not valid JSON: {err}.") from None
         return _parse_policy(config, os.path.basename(text))
-    raise PolicyError(f"Unknown policy {text!r}: give a preset ({', '.join(sorted(PRESETS))}), "
-                      f"a JSON object or the path of a JSON file.")
+    raise PolicyError(
+        f"Unknown policy {text!r}: give a preset ({', '.join(sorted(PRESETS))}), "
+        f"a JSON object or the path of a JSON file."
+    )
 
 
 def _is_file(path: str) -> bool:
@@ -276,67 +358,88 @@ def _parse_policy(config: Any, name: str | None) -> Policy:
         raise PolicyError(f"A policy must be a JSON object; got {type(config).__name__}.")
     unknown = sorted(set(config) - {"version", "ops", "fill_mode", "fill_value"})
     if unknown:
-        raise PolicyError(f"Policy field {unknown[0]!r} is unknown; the allowed fields are "
-                          f"'version', 'ops', 'fill_mode' and 'fill_value'.")
+        raise PolicyError(
+            f"Policy field {unknown[0]!r} is unknown; the allowed fields are "
+            f"'version', 'ops', 'fill_mode' and 'fill_value'."
+        )
     if "version" not in config:
-        raise PolicyError(f"Policy field 'version' is missing; the supported version is "
-                          f"{POLICY_VERSION}.")
+        raise PolicyError(
+            f"Policy field 'version' is missing; the supported version is {POLICY_VERSION}."
+        )
     version = config["version"]
     if version != POLICY_VERSION or isinstance(version, bool):
-        raise PolicyError(f"Policy version {version!r} is unknown; the supported version is "
-                          f"{POLICY_VERSION}.")
+        raise PolicyError(
+            f"Policy version {version!r} is unknown; the supported version is {POLICY_VERSION}."
+        )
     if "ops" not in config:
-        raise PolicyError("Policy field 'ops' is missing; it must be a list of ops "
-                          "(an empty list means no augmentation).")
+        raise PolicyError(
+            "Policy field 'ops' is missing; it must be a list of ops "
+            "(an empty list means no augmentation)."
+        )
     ops = config["ops"]
     if not isinstance(ops, list):
         raise PolicyError(f"Policy field 'ops' must be a list of ops; got {type(ops).__name__}.")
     fill_mode = config.get("fill_mode", "reflect")
     if fill_mode not in FILL_MODES:
-        raise PolicyError(f"Policy field 'fill_mode' must be one of "
-                          f"{', '.join(repr(m) for m in FILL_MODES)}; got {fill_mode!r}.")
+        raise PolicyError(
+            f"Policy field 'fill_mode' must be one of "
+            f"{', '.join(repr(m) for m in FILL_MODES)}; got {fill_mode!r}."
+        )
     fill_value = config.get("fill_value", 0.0)
     if not _is_number(fill_value) or not 0 <= fill_value <= 1:
-        raise PolicyError(f"Policy field 'fill_value' must be a number in [0, 1]; "
-                          f"got {fill_value!r}.")
+        raise PolicyError(
+            f"Policy field 'fill_value' must be a number in [0, 1]; got {fill_value!r}."
+        )
     parsed = tuple(_parse_op(op, f"ops[{i}]", allow_meta=True) for i, op in enumerate(ops))
-    return Policy(ops=parsed, fill_mode=fill_mode, fill_value=float(fill_value),
-                  version=POLICY_VERSION, name=name)
+    return Policy(
+        ops=parsed,
+        fill_mode=fill_mode,
+        fill_value=float(fill_value),
+        version=POLICY_VERSION,
+        name=name,
+    )
 
 
 def _is_number(value: Any) -> bool:
-    return (isinstance(value, (int, float)) and not isinstance(value, bool)
-            and math.isfinite(value))
+    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
 
 
 def _parse_op(raw: Any, where: str, allow_meta: bool) -> Op:
     if not isinstance(raw, Mapping):
-        raise PolicyError(f"Policy {where} must be an object like {{\"op\": \"rotate\", ...}}; "
-                          f"got {type(raw).__name__}.")
+        raise PolicyError(
+            f'Policy {where} must be an object like {{"op": "rotate", ...}}; '
+            f"got {type(raw).__name__}."
+        )
     name = raw.get("op")
     if name is None:
-        raise PolicyError(f"Policy {where} has no 'op' field; it must name one of: "
-                          f"{', '.join(CATALOGUE)}.")
+        raise PolicyError(
+            f"Policy {where} has no 'op' field; it must name one of: {', '.join(CATALOGUE)}."
+        )
     if name not in CATALOGUE:
-        raise PolicyError(f"Policy {where}: op {name!r} is unknown; the known ops are: "
-                          f"{', '.join(CATALOGUE)}.")
+        raise PolicyError(
+            f"Policy {where}: op {name!r} is unknown; the known ops are: {', '.join(CATALOGUE)}."
+        )
     kind, fields = CATALOGUE[name]
     label = f"Policy {where} ({name})"
     if kind == META and not allow_meta:
-        raise PolicyError(f"{label}: {name} cannot be nested inside one_of; list it at the top "
-                          f"level of 'ops'.")
+        raise PolicyError(
+            f"{label}: {name} cannot be nested inside one_of; list it at the top level of 'ops'."
+        )
     allowed = {"op", "p", *fields}
     unknown = sorted(set(raw) - allowed)
     if unknown:
-        raise PolicyError(f"{label}: field {unknown[0]!r} is unknown; the allowed fields are "
-                          f"{', '.join(repr(f) for f in sorted(allowed - {'op'}))}.")
+        raise PolicyError(
+            f"{label}: field {unknown[0]!r} is unknown; the allowed fields are "
+            f"{', '.join(repr(f) for f in sorted(allowed - {'op'}))}."
+        )
     values: dict[str, Any] = {"p": _check_field(label, "p", _P, raw.get("p", 1.0))}
     children: tuple[Op, ...] = ()
     for field_name, field in fields.items():
         if field_name not in raw:
             if field.default is REQUIRED:
-                raise PolicyError(f"{label}: field {field_name!r} is missing; it must be "
-                                  f"{field.describe()}.")
+                raise PolicyError(
+                    f"{label}: field {field_name!r} is missing; it must be {field.describe()}."
+                )
             if field.kind == "ops":
                 continue
             values[field_name] = field.default
@@ -345,8 +448,10 @@ def _parse_op(raw: Any, where: str, allow_meta: bool) -> Op:
         if field.kind == "ops":
             if not isinstance(value, list) or not value:
                 raise PolicyError(f"{label}: field 'ops' must be {field.describe()}.")
-            children = tuple(_parse_op(child, f"{where}.ops[{j}]", allow_meta=False)
-                             for j, child in enumerate(value))
+            children = tuple(
+                _parse_op(child, f"{where}.ops[{j}]", allow_meta=False)
+                for j, child in enumerate(value)
+            )
             continue
         values[field_name] = _check_field(label, field_name, field, value)
     if name == "one_of":
@@ -354,14 +459,18 @@ def _parse_op(raw: Any, where: str, allow_meta: bool) -> Op:
         if weights is None:
             weights = tuple(1.0 for _ in children)
         if len(weights) != len(children):
-            raise PolicyError(f"{label}: field 'weights' must have one weight per op "
-                              f"({len(children)}); got {len(weights)}.")
+            raise PolicyError(
+                f"{label}: field 'weights' must have one weight per op "
+                f"({len(children)}); got {len(weights)}."
+            )
         values["weights"] = tuple(float(w) for w in weights)
     if name in _ORDERED_PAIRS:
         low_name, high_name = _ORDERED_PAIRS[name]
         if values[low_name] > values[high_name]:
-            raise PolicyError(f"{label}: field {low_name!r} ({values[low_name]}) must not exceed "
-                              f"{high_name!r} ({values[high_name]}).")
+            raise PolicyError(
+                f"{label}: field {low_name!r} ({values[low_name]}) must not exceed "
+                f"{high_name!r} ({values[high_name]})."
+            )
     params = tuple(sorted((k, v) for k, v in values.items()))
     return Op(name=name, params=params, children=children)
 
@@ -379,14 +488,21 @@ def _check_field(label: str, name: str, field: Field, value: Any) -> Any:
             raise fail()
         return value
     if field.kind == "weights":
-        if (not isinstance(value, list) or not value
-                or not all(_is_number(w) and w > 0 for w in value)):
+        if (
+            not isinstance(value, list)
+            or not value
+            or not all(_is_number(w) and w > 0 for w in value)
+        ):
             raise fail()
         return tuple(value)
     if field.kind == "range":
-        if (not isinstance(value, (list, tuple)) or len(value) != 2
-                or not all(_is_number(v) for v in value) or value[0] > value[1]
-                or not all(in_bounds(v) for v in value)):
+        if (
+            not isinstance(value, (list, tuple))
+            or len(value) != 2
+            or not all(_is_number(v) for v in value)
+            or value[0] > value[1]
+            or not all(in_bounds(v) for v in value)
+        ):
             raise fail()
         return (float(value[0]), float(value[1]))
     if field.kind == "int":
@@ -420,5 +536,6 @@ def randaugment_candidates(level: float) -> tuple[Op, ...]:
         {"op": "translate", "max_dx": 0.45 * level, "max_dy": 0.0},
         {"op": "translate", "max_dx": 0.0, "max_dy": 0.45 * level},
     )
-    return tuple(_parse_op(spec, f"randaugment list[{i}]", allow_meta=False)
-                 for i, spec in enumerate(specs))
+    return tuple(
+        _parse_op(spec, f"randaugment list[{i}]", allow_meta=False) for i, spec in enumerate(specs)
+    )

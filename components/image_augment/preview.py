@@ -5,8 +5,9 @@ from __future__ import annotations
 import numpy as np
 
 
-def contact_sheet(originals: np.ndarray, copies: np.ndarray, cell: int = 96,
-                  gap: int = 4) -> np.ndarray:
+def contact_sheet(
+    originals: np.ndarray, copies: np.ndarray, cell: int = 96, gap: int = 4
+) -> np.ndarray:
     """originals [N,H,W,C], copies [N,K,H,W,C] (uint8) -> a uint8 RGB grid, one row per image,
     the original in the first column. Small images are enlarged (nearest) to `cell` pixels."""
     import tensorflow as tf
@@ -24,7 +25,7 @@ def contact_sheet(originals: np.ndarray, copies: np.ndarray, cell: int = 96,
             resized = tf.image.resize(image, size, method="nearest").numpy().astype(np.uint8)
             top = gap + r * (cell + gap) + (cell - size[0]) // 2
             left = gap + c * (cell + gap) + (cell - size[1]) // 2
-            sheet[top:top + size[0], left:left + size[1]] = resized
+            sheet[top : top + size[0], left : left + size[1]] = resized
     return sheet
 
 
@@ -52,8 +53,9 @@ def preview_from_pattern(pattern: str, config, rows: int = 6, max_copies: int = 
         for record in tf.data.TFRecordDataset(path, compression).take(rows * 4):
             try:
                 example = tf.train.Example.FromString(record.numpy())
-                pixels, _ = decode_pixels(example.features.feature[config.image_feature],
-                                          config, config.image_feature)
+                pixels, _ = decode_pixels(
+                    example.features.feature[config.image_feature], config, config.image_feature
+                )
                 key = stable_key(example, config)
             except (Quarantined, Exception):  # noqa: BLE001 - a preview skips what it can't show
                 continue
@@ -67,8 +69,7 @@ def preview_from_pattern(pattern: str, config, rows: int = 6, max_copies: int = 
     policy = config.loaded_policy
     originals, sheets = [], []
     for pixels, key in chosen:
-        seeds = np.array([copy_seed(config.seed, key, k) for k in range(1, copies + 1)],
-                         np.int64)
+        seeds = np.array([copy_seed(config.seed, key, k) for k in range(1, copies + 1)], np.int64)
         batch = np.repeat(pixels[None], copies, axis=0)
         out = augment(batch, seeds, policy, value_range=config.value_range).numpy()
         if out.dtype != np.uint8:  # raw float pixels: show them in 0..255

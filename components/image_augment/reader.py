@@ -27,33 +27,48 @@ def resolve_files(path_or_glob: str, split: str | None = None) -> list[str]:
         files = tf.io.gfile.glob(path_or_glob)
     files = sorted(f for f in files if not tf.io.gfile.isdir(f))
     if not files:
-        raise FileNotFoundError(f"No TFRecord files at {path_or_glob!r}"
-                                + (f" (split {split!r})" if split else "") + ".")
+        raise FileNotFoundError(
+            f"No TFRecord files at {path_or_glob!r}"
+            + (f" (split {split!r})" if split else "")
+            + "."
+        )
     return files
 
 
-def read_images(path_or_glob: str, image_feature: str = "image", label_feature: str = "label",
-                channels: int = 3, split: str | None = None, batch_size: int | None = None,
-                shuffle_buffer: int = 0, seed: int | None = None) -> tf.data.Dataset:
+def read_images(
+    path_or_glob: str,
+    image_feature: str = "image",
+    label_feature: str = "label",
+    channels: int = 3,
+    split: str | None = None,
+    batch_size: int | None = None,
+    shuffle_buffer: int = 0,
+    seed: int | None = None,
+) -> tf.data.Dataset:
     """A dataset of (decoded uint8 image, int64 label) from TFRecords of tf.Examples."""
     files = resolve_files(path_or_glob, split)
     gzipped = [f for f in files if f.endswith(".gz")]
     plain = [f for f in files if not f.endswith(".gz")]
-    parts = [tf.data.TFRecordDataset(group, compression_type=kind,
-                                     num_parallel_reads=tf.data.AUTOTUNE)
-             for group, kind in ((gzipped, "GZIP"), (plain, "")) if group]
+    parts = [
+        tf.data.TFRecordDataset(group, compression_type=kind, num_parallel_reads=tf.data.AUTOTUNE)
+        for group, kind in ((gzipped, "GZIP"), (plain, ""))
+        if group
+    ]
     records = parts[0]
     for part in parts[1:]:
         records = records.concatenate(part)
     if shuffle_buffer:
         records = records.shuffle(shuffle_buffer, seed=seed)
-    spec = {image_feature: tf.io.FixedLenFeature([], tf.string),
-            label_feature: tf.io.FixedLenFeature([], tf.int64)}
+    spec = {
+        image_feature: tf.io.FixedLenFeature([], tf.string),
+        label_feature: tf.io.FixedLenFeature([], tf.int64),
+    }
 
     def decode(record):
         parsed = tf.io.parse_single_example(record, spec)
-        image = tf.io.decode_image(parsed[image_feature], channels=channels,
-                                   expand_animations=False)
+        image = tf.io.decode_image(
+            parsed[image_feature], channels=channels, expand_animations=False
+        )
         return image, parsed[label_feature]
 
     dataset = records.map(decode, num_parallel_calls=tf.data.AUTOTUNE)

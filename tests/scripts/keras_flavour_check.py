@@ -6,9 +6,9 @@ import sys
 import tempfile
 
 import numpy as np
+import tensorflow as tf
 
 import components  # noqa: F401  (respects a TF_USE_LEGACY_KERAS the caller set)
-import tensorflow as tf
 from components.image_augment import ImageAugmentation
 
 
@@ -41,15 +41,20 @@ def main():
     model = build_model(layer)
     model.compile("adam", "sparse_categorical_crossentropy")
     model.fit(images, labels, batch_size=8, epochs=1, verbose=0)
-    findings = {"flavour": tf.keras.layers.Layer.__module__.split(".")[0],
-                "steps_taken": int(layer._step.numpy())}
+    findings = {
+        "flavour": tf.keras.layers.Layer.__module__.split(".")[0],
+        "steps_taken": int(layer._step.numpy()),
+    }
 
     ok, error = saves_with_tf_saved_model(model, f"{workdir}/ours")
     findings["ours_saved_model"] = ok
     findings["ours_error"] = error
     if ok:
-        served = tf.saved_model.load(f"{workdir}/ours").signatures["serving_default"](
-            images=tf.constant(images))["probabilities"].numpy()
+        served = (
+            tf.saved_model.load(f"{workdir}/ours")
+            .signatures["serving_default"](images=tf.constant(images))["probabilities"]
+            .numpy()
+        )
         direct = model(images, training=False).numpy()
         findings["served_matches_inference"] = bool(np.allclose(served, direct, atol=1e-5))
     try:
@@ -59,16 +64,20 @@ def main():
         findings["ours_model_export"] = f"{type(err).__name__}: {err}"[:300]
 
     # Identity at inference, fresh randomness per training call, config round trip.
-    findings["inference_identity"] = bool(np.array_equal(
-        layer(images, training=False).numpy(), images))
+    findings["inference_identity"] = bool(
+        np.array_equal(layer(images, training=False).numpy(), images)
+    )
     first, second = layer(images).numpy(), layer(images).numpy()
     findings["training_calls_differ"] = not np.array_equal(first, second)
     clone = ImageAugmentation.from_config(layer.get_config())
     findings["config_round_trip"] = clone.get_config() == layer.get_config()
     seeds = np.array([[5, i] for i in range(len(images))], np.int64)
-    findings["explicit_seeds_match_clone"] = bool(np.array_equal(
-        layer({"images": images, "seeds": seeds}).numpy(),
-        clone({"images": images, "seeds": seeds}).numpy()))
+    findings["explicit_seeds_match_clone"] = bool(
+        np.array_equal(
+            layer({"images": images, "seeds": seeds}).numpy(),
+            clone({"images": images, "seeds": seeds}).numpy(),
+        )
+    )
 
     # Keras' own random layer, for comparison (it breaks tf.saved_model.save on Keras 3).
     builtin = build_model(tf.keras.layers.RandomFlip("horizontal", seed=3))
