@@ -5,9 +5,10 @@ multi-processing and Dataflow workers can unpickle them; the TensorFlow work run
 through the same `core.augment` the Keras layer calls.
 
 Per augmented split:
-  ReadFromTFRecord -> Decode (parse, validate, stable key; bad -> quarantine) -> FanOut
-  (originals go straight to the output; copies 1..K go on) -> Reshuffle (break fusion) ->
-  BatchElements -> AugmentBatch (one TF call per batch and image shape) -> WriteToTFRecord(.gz)
+  ReadFromTFRecord -> Reshuffle (break fusion on the encoded records) -> Decode (parse,
+  validate, stable key; bad -> quarantine) -> FanOut (originals go straight to the output;
+  copies 1..K go on) -> BatchElements -> AugmentBatch (one TF call per batch and image shape)
+  -> WriteToTFRecord(.gz)
 Pass-through splits: ReadFromTFRecord -> AddProvenance -> WriteToTFRecord.
 """
 
@@ -456,15 +457,21 @@ class AugmentSplit(beam.PTransform):
         records = pipeline | f"Read[{split}]" >> beam.io.ReadFromTFRecord(
             self._input, coder=beam.coders.BytesCoder(), validate=False
         )
-        decoded = records | f"Decode[{split}]" >> beam.ParDo(
-            DecodeFn(config_json, split)
-        ).with_outputs(QUARANTINE_TAG, main="ok")
+        # Fusion is broken on the encoded records, before anything is decoded or fanned out:
+        # the shuffle moves 1/K of the bytes it would move after the fan-out, never decoded
+        # pixels, and everything downstream (decode, K copies, batches) stays one fused,
+        # streaming stage whose memory is bounded by the batch size.
+        decoded = (
+            records
+            | f"BreakFusion[{split}]" >> beam.Reshuffle()
+            | f"Decode[{split}]"
+            >> beam.ParDo(DecodeFn(config_json, split)).with_outputs(QUARANTINE_TAG, main="ok")
+        )
         fanned = decoded.ok | f"FanOut[{split}]" >> beam.ParDo(
             FanOutFn(config_json, split)
         ).with_outputs(FanOutFn.ORIGINALS, main="copies")
         augmented = (
             fanned.copies
-            | f"BreakFusion[{split}]" >> beam.Reshuffle()
             | f"Batch[{split}]"
             >> beam.BatchElements(min_batch_size=1, max_batch_size=self._config.batch_size)
             | f"Augment[{split}]" >> beam.ParDo(AugmentBatchFn(config_json, split))
