@@ -1,8 +1,8 @@
 """Run the example pipeline locally: LocalDagRunner, Beam DirectRunner, SQLite metadata.
 
-    python local_runner.py                       # scikit-learn digits, offline augmentation
-    python local_runner.py --mode both --copies 2 --workers 2
-    python local_runner.py --data-root DIR       # DIR/train/* and DIR/eval/* TFRecords
+python local_runner.py                       # scikit-learn digits, offline augmentation
+python local_runner.py --mode both --copies 2 --workers 2
+python local_runner.py --data-root DIR       # DIR/train/* and DIR/eval/* TFRecords
 """
 
 from __future__ import annotations
@@ -24,22 +24,36 @@ LOCAL_BEAM_ARGS = ["--sdk_container_image=apache/beam_python3.10_sdk:2.59.0"]
 def parse_args(argv=None) -> argparse.Namespace:
     from pipelines import configs
 
-    parser = argparse.ArgumentParser(description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--output-dir", default="tfx_output",
-                        help="pipeline root, metadata and pushed model (default ./tfx_output)")
-    parser.add_argument("--data-root", default=None,
-                        help="DIR with train/* and eval/* TFRecord files (default: digits)")
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument(
+        "--output-dir",
+        default="tfx_output",
+        help="pipeline root, metadata and pushed model (default ./tfx_output)",
+    )
+    parser.add_argument(
+        "--data-root",
+        default=None,
+        help="DIR with train/* and eval/* TFRecord files (default: digits)",
+    )
     parser.add_argument("--policy", default=configs.POLICY, help="preset name or JSON file")
     parser.add_argument("--copies", type=int, default=configs.NUM_COPIES)
     parser.add_argument("--seed", type=int, default=configs.SEED)
     parser.add_argument("--mode", default=configs.MODE, choices=("offline", "online", "both"))
     parser.add_argument("--train-steps", type=int, default=configs.TRAIN_STEPS)
     parser.add_argument("--eval-steps", type=int, default=configs.EVAL_STEPS)
-    parser.add_argument("--key-feature", default=configs.KEY_FEATURE,
-                        help="stable id feature for seeds ('' to hash the content)")
-    parser.add_argument("--workers", type=int, default=1,
-                        help="Beam DirectRunner workers; >1 runs them as processes")
+    parser.add_argument(
+        "--key-feature",
+        default=configs.KEY_FEATURE,
+        help="stable id feature for seeds ('' to hash the content)",
+    )
+    parser.add_argument(
+        "--workers",
+        type=int,
+        default=1,
+        help="Beam DirectRunner workers; >1 runs them as processes",
+    )
     parser.add_argument("--no-cache", action="store_true", help="rerun every component")
     return parser.parse_args(argv)
 
@@ -73,7 +87,9 @@ def main(argv=None) -> int:
     serving_dir = os.path.join(output_dir, "serving_model")
     beam_args = LOCAL_BEAM_ARGS + (
         [f"--direct_num_workers={args.workers}", "--direct_running_mode=multi_processing"]
-        if args.workers > 1 else ["--direct_num_workers=1"])
+        if args.workers > 1
+        else ["--direct_num_workers=1"]
+    )
     pipeline = create_pipeline(
         pipeline_name=configs.PIPELINE_NAME,
         pipeline_root=os.path.join(output_dir, "pipeline_root"),
@@ -89,11 +105,19 @@ def main(argv=None) -> int:
         channels=detect_channels(data_root),
         beam_pipeline_args=beam_args,
         metadata_connection_config=tfx.orchestration.metadata.sqlite_metadata_connection_config(
-            metadata_path),
+            metadata_path
+        ),
         enable_cache=not args.no_cache,
     )
-    log.info("running %s on %s (policy %s, K=%d, mode %s); outputs in %s",
-             configs.PIPELINE_NAME, data_root, args.policy, args.copies, args.mode, output_dir)
+    log.info(
+        "running %s on %s (policy %s, K=%d, mode %s); outputs in %s",
+        configs.PIPELINE_NAME,
+        data_root,
+        args.policy,
+        args.copies,
+        args.mode,
+        output_dir,
+    )
     started = time.time()
     tfx.orchestration.LocalDagRunner().run(pipeline)
     print(summary(metadata_path, serving_dir, time.time() - started))
@@ -105,6 +129,8 @@ def summary(metadata_path: str, serving_dir: str, seconds: float) -> str:
     from ml_metadata.metadata_store import metadata_store
     from ml_metadata.proto import metadata_store_pb2
 
+    from components.image_augment import AugmentationModel
+
     config = metadata_store_pb2.ConnectionConfig()
     config.sqlite.filename_uri = metadata_path
     store = metadata_store.MetadataStore(config)
@@ -114,15 +140,19 @@ def summary(metadata_path: str, serving_dir: str, seconds: float) -> str:
         return max(artifacts, key=lambda a: a.id) if artifacts else None
 
     lines = [f"\nPipeline finished in {seconds:.0f} s."]
-    augmented = [a for a in store.get_artifacts_by_type("Examples")
-                 if "counts" in a.custom_properties]
+    augmented = [
+        a for a in store.get_artifacts_by_type("Examples") if "counts" in a.custom_properties
+    ]
     if augmented:
-        counts = json.loads(max(augmented, key=lambda a: a.id)
-                            .custom_properties["counts"].string_value)
+        counts = json.loads(
+            max(augmented, key=lambda a: a.id).custom_properties["counts"].string_value
+        )
         for split, c in counts.items():
-            lines.append(f"  records[{split}]".ljust(18) + f": {c['examples_read']} -> {c['examples_out']}"
-                         + (f" ({sum(c['quarantined'].values())} quarantined)"
-                            if c["quarantined"] else ""))
+            lines.append(
+                f"  records[{split}]".ljust(18)
+                + f": {c['examples_read']} -> {c['examples_out']}"
+                + (f" ({sum(c['quarantined'].values())} quarantined)" if c["quarantined"] else "")
+            )
     evaluation = latest("ModelEvaluation")
     if evaluation is not None:
         import tensorflow_model_analysis as tfma
@@ -138,11 +168,12 @@ def summary(metadata_path: str, serving_dir: str, seconds: float) -> str:
         lines.append(f"  blessed         : {bool(blessed and blessed.int_value)}")
     pushed = latest("PushedModel")
     if pushed is not None and "pushed_destination" in pushed.custom_properties:
-        lines.append(f"  pushed model    : "
-                     f"{pushed.custom_properties['pushed_destination'].string_value}")
+        lines.append(
+            f"  pushed model    : {pushed.custom_properties['pushed_destination'].string_value}"
+        )
     else:
         lines.append(f"  pushed model    : not pushed (see {serving_dir} after a blessed run)")
-    model = latest("AugmentationModel")
+    model = latest(AugmentationModel.TYPE_NAME)
     if model is not None:
         lines.append(f"  preview sheet   : {os.path.join(model.uri, 'preview.png')}")
     lines.append(f"  metadata store  : {metadata_path}")

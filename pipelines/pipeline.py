@@ -91,8 +91,9 @@ def create_pipeline(
         custom_config=custom_config,
     )
     eval_config = tfma.EvalConfig(
-        model_specs=[tfma.ModelSpec(label_key=features.LABEL_KEY,
-                                    signature_name="serving_default")],
+        model_specs=[
+            tfma.ModelSpec(label_key=features.LABEL_KEY, signature_name="serving_default")
+        ],
         slicing_specs=[tfma.SlicingSpec()],
         metrics_specs=[
             tfma.MetricsSpec(
@@ -127,8 +128,17 @@ def create_pipeline(
     return tfx.dsl.Pipeline(
         pipeline_name=pipeline_name,
         pipeline_root=pipeline_root,
-        components=[example_gen, augment, statistics, schema, validator, transform, trainer,
-                    evaluator, pusher],
+        components=[
+            example_gen,
+            augment,
+            statistics,
+            schema,
+            validator,
+            transform,
+            trainer,
+            evaluator,
+            pusher,
+        ],
         enable_cache=enable_cache,
         metadata_connection_config=metadata_connection_config,
         beam_pipeline_args=beam_pipeline_args or [],

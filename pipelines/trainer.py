@@ -11,12 +11,12 @@ import json
 import os
 from typing import Any
 
-import components  # noqa: F401  (environment first)
 import tensorflow as tf
 import tensorflow_transform as tft
-from absl import logging
 from tfx_bsl.public import tfxio
 
+import components  # noqa: F401  (environment first)
+from components import _environment
 from components.image_augment import ImageAugmentation, load_exported_policy
 from pipelines import features
 
@@ -52,8 +52,8 @@ def choose_strategy(config: dict[str, Any]) -> tf.distribute.Strategy:
         strategy = tf.distribute.MirroredStrategy(devices)
     else:
         strategy = tf.distribute.get_strategy()
-    logging.warning(
-        "Trainer: %s over %s (precision policy %s)",
+    _environment.progress_logger("trainer").info(
+        "%s over %s (precision policy %s)",
         type(strategy).__name__,
         devices or ["the default CPU"],
         tf.keras.mixed_precision.global_policy().name,
@@ -85,9 +85,7 @@ def build_model(config: dict[str, Any], augmentation=None) -> tf.keras.Model:
     x = tf.keras.layers.Flatten()(x)
     x = tf.keras.layers.Dense(config["dense_units"], activation="relu")(x)
     x = tf.keras.layers.Dropout(0.2)(x)
-    outputs = tf.keras.layers.Dense(features.NUM_CLASSES, activation="softmax", dtype="float32")(
-        x
-    )
+    outputs = tf.keras.layers.Dense(features.NUM_CLASSES, activation="softmax", dtype="float32")(x)
     model = tf.keras.Model(inputs, outputs)
     model.compile(
         optimizer=tf.keras.optimizers.Adam(config["learning_rate"]),
@@ -158,8 +156,9 @@ def write_image_grid(images: tf.Tensor, log_dir: str, name: str, step: int = 0) 
         images = tf.concat([images, tf.zeros([pad, *images.shape[1:]], tf.uint8)], axis=0)
     height, width, channels = images.shape[1:]
     grid = tf.reshape(images, [rows, columns, height, width, channels])
-    grid = tf.reshape(tf.transpose(grid, [0, 2, 1, 3, 4]), [1, rows * height, columns * width,
-                                                             channels])
+    grid = tf.reshape(
+        tf.transpose(grid, [0, 2, 1, 3, 4]), [1, rows * height, columns * width, channels]
+    )
     with tf.summary.create_file_writer(log_dir).as_default():
         tf.summary.image(name, grid, step=step)
 

@@ -6,7 +6,7 @@ import pytest
 import tensorflow as tf
 from tfx import v1 as tfx
 
-from components.image_augment import ImageAugment, PolicyError
+from components.image_augment import AugmentationModel, ImageAugment, PolicyError
 from tests import pipeline_helpers as ph
 
 
@@ -72,7 +72,7 @@ def test_pipeline_import_augment_statistics_schema_validator(cifar_dir, tmp_path
     assert ph.split_names(examples[0]) == ["train", "eval"]
     assert len(ph.read_records(f"{examples[0].uri}/Split-train/*")) == 128 * 3
     assert len(ph.read_records(f"{examples[0].uri}/Split-eval/*")) == 16
-    (model,) = ph.artifacts_of_type(metadata, "AugmentationModel")
+    (model,) = ph.artifacts_of_type(metadata, AugmentationModel.TYPE_NAME)
     assert tf.io.gfile.exists(f"{model.uri}/saved_model/saved_model.pb")
     assert tf.io.gfile.exists(f"{model.uri}/preview.png")
 

@@ -15,7 +15,8 @@ from components.image_augment.config import AugmentConfig
 class AugmentationModel(artifact.Artifact):
     """The augmentation that made a dataset: policy.json, saved_model/ and preview.png."""
 
-    TYPE_NAME = "AugmentationModel"
+    # Namespaced: KFP v2 (Vertex) accepts custom artifact types only as "namespace.Name".
+    TYPE_NAME = "image_augment.AugmentationModel"
 
 
 class ImageAugmentSpec(component_spec.ComponentSpec):

@@ -287,12 +287,13 @@ PRESETS: dict[str, dict[str, Any]] = {
     "no-flip": {
         "version": 1,
         "fill_mode": "constant",
+        # Colour first, geometry last: the constant fill stays the background's black.
         "ops": [
+            {"op": "brightness", "max_delta": 0.1},
+            {"op": "contrast", "lower": 0.9, "upper": 1.1},
             {"op": "rotate", "max_degrees": 12},
             {"op": "zoom", "min_scale": 0.9, "max_scale": 1.1},
             {"op": "translate", "max_dx": 0.1, "max_dy": 0.1},
-            {"op": "brightness", "max_delta": 0.1},
-            {"op": "contrast", "lower": 0.9, "upper": 1.1},
         ],
     },
     "randaugment": {"version": 1, "ops": [{"op": "randaugment", "num_ops": 2, "magnitude": 9}]},
