@@ -20,7 +20,7 @@ import tensorflow as tf  # noqa: E402
 import components  # noqa: E402,F401
 from benchmarks.common import write_results  # noqa: E402
 from components.image_augment import ImageAugmentation  # noqa: E402
-from tests.images import photo_crops  # noqa: E402
+from pipelines.data import photo_crops  # noqa: E402
 
 BATCH = 128
 OPS = {

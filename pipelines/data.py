@@ -7,6 +7,7 @@ No download: the digits ship inside scikit-learn. They are upsampled from 8x8 to
 
 from __future__ import annotations
 
+import functools
 import os
 
 import numpy as np
@@ -23,6 +24,27 @@ def digits_images(size: int = DIGITS_SIZE) -> tuple[np.ndarray, np.ndarray]:
     images = (data.images / 16.0 * 255.0).astype(np.float32)[..., None]
     resized = tf.image.resize(images, [size, size], method="bilinear").numpy()
     return np.clip(np.round(resized), 0, 255).astype(np.uint8), data.target.astype(np.int64)
+
+
+@functools.cache
+def sample_photos() -> np.ndarray:
+    """scikit-learn's two real JPEG photos (china, flower), 427x640x3 uint8."""
+    from sklearn.datasets import load_sample_images
+
+    return np.stack(load_sample_images().images)
+
+
+def photo_crops(size: int, count: int, seed: int = 0) -> np.ndarray:
+    """`count` real size x size crops cut from the two photos at seeded positions."""
+    photos = sample_photos()
+    rng = np.random.default_rng(seed)
+    crops = []
+    for i in range(count):
+        photo = photos[i % len(photos)]
+        top = rng.integers(0, photo.shape[0] - size + 1)
+        left = rng.integers(0, photo.shape[1] - size + 1)
+        crops.append(photo[top : top + size, left : left + size])
+    return np.stack(crops)
 
 
 def image_example(png: bytes, label: int, example_id: str) -> bytes:

@@ -7,39 +7,13 @@ import functools
 
 import numpy as np
 
-
-@functools.cache
-def sample_photos() -> np.ndarray:
-    """scikit-learn's two real JPEG photos (china, flower), 427x640x3 uint8."""
-    from sklearn.datasets import load_sample_images
-
-    return np.stack(load_sample_images().images)
-
-
-def photo_crops(size: int, count: int, seed: int = 0) -> np.ndarray:
-    """`count` real size x size crops cut from the two photos at seeded positions."""
-    photos = sample_photos()
-    rng = np.random.default_rng(seed)
-    crops = []
-    for i in range(count):
-        photo = photos[i % len(photos)]
-        top = rng.integers(0, photo.shape[0] - size + 1)
-        left = rng.integers(0, photo.shape[1] - size + 1)
-        crops.append(photo[top : top + size, left : left + size])
-    return np.stack(crops)
+from pipelines.data import digits_images, photo_crops, sample_photos  # noqa: F401
 
 
 @functools.cache
 def digits(size: int = 32) -> tuple[np.ndarray, np.ndarray]:
     """scikit-learn's 1,797 real 8x8 digits upsampled to size x size, uint8 [N, H, W, 1]."""
-    from sklearn.datasets import load_digits
-
-    data = load_digits()
-    images = (data.images / 16.0 * 255.0).astype(np.float32)[..., None]
-    import tensorflow as tf
-
-    resized = tf.image.resize(images, [size, size], method="bilinear").numpy()
-    return np.clip(np.round(resized), 0, 255).astype(np.uint8), data.target.astype(np.int64)
+    return digits_images(size)
 
 
 def cifar_images(cifar_dir, split: str = "train", count: int | None = None) -> np.ndarray:

@@ -166,3 +166,87 @@ def test_key_feature_missing_is_quarantined_not_dropped(cifar_dir, tmp_path):
         AugmentConfig(key_feature="photo_id", num_copies=1, max_quarantine_fraction=1.0),
     )
     assert counts(augmented)["train"]["quarantined"] == {ba.KEY_MISSING: 10}
+
+
+def _digit_examples(count: int, raw: str | None = None) -> list[bytes]:
+    """Real scikit-learn digits as PNG examples, or as raw pixels ("bytes" or "float")."""
+    from pipelines.data import image_example
+    from tests.images import digits
+
+    images, labels = digits(32)
+    records = []
+    for i in range(count):
+        if raw is None:
+            records.append(image_example(tf.io.encode_png(images[i]).numpy(), labels[i],
+                                         f"d{i}"))
+            continue
+        example = tf.train.Example()
+        features = example.features.feature
+        if raw == "bytes":
+            features["image"].bytes_list.value.append(images[i].tobytes())
+        else:
+            features["image"].float_list.value.extend(
+                (images[i].astype(np.float32) / 255.0 - 0.5).ravel().tolist())
+        features["label"].int64_list.value.append(int(labels[i]))
+        records.append(example.SerializeToString())
+    return records
+
+
+def test_provenance_off_writes_originals_byte_for_byte(tmp_path):
+    records = _digit_examples(12)
+    examples = examples_artifact(tmp_path / "in", {"train": records})
+    augmented, _ = run_executor(examples, tmp_path, AugmentConfig(
+        policy="no-flip", num_copies=1, provenance=False))
+    out = read_records(f"{augmented.uri}/Split-train/*")
+    assert len(out) == 24
+    assert set(records) <= set(out)  # the originals, untouched
+    for record in out:
+        assert not [k for k in _parse(record).features.feature if k.startswith("aug_")]
+
+
+def test_output_format_jpeg_reencodes_copies_as_jpeg_at_the_given_quality(tmp_path):
+    examples = examples_artifact(tmp_path / "in", {"train": _digit_examples(6)})
+    augmented, _ = run_executor(examples, tmp_path, AugmentConfig(
+        policy="no-flip", num_copies=2, output_format="jpeg", jpeg_quality=80))
+    kinds = {}
+    for record in read_records(f"{augmented.uri}/Split-train/*"):
+        example = _parse(record)
+        data = _feature(example, "image")[0]
+        kinds.setdefault(_feature(example, "aug_copy_index")[0] > 0, set()).add(data[:2])
+    assert kinds[True] == {b"\xff\xd8"}  # copies are JPEG
+    assert kinds[False] == {b"\x89P"}  # originals stay as they came
+
+
+@pytest.mark.parametrize("raw", ["bytes", "float"])
+def test_raw_pixels_stay_raw_and_match_the_core(tmp_path, raw):
+    from components.image_augment import augment, load_policy
+
+    records = _digit_examples(8, raw=raw)
+    examples = examples_artifact(tmp_path / "in", {"train": records})
+    value_range = (-0.5, 0.5) if raw == "float" else None
+    config = AugmentConfig(policy="no-flip", num_copies=1, image_shape=(32, 32, 1),
+                           value_range=value_range, seed=3)
+    augmented, _ = run_executor(examples, tmp_path, config)
+    sources = {}
+    for record in records:
+        example = _parse(record)
+        sources[ba.stable_key(example, config)] = example
+    checked = 0
+    for record in read_records(f"{augmented.uri}/Split-train/*"):
+        example = _parse(record)
+        if _feature(example, "aug_copy_index")[0] == 0:
+            continue
+        source = sources[_feature(example, "aug_source_key")[0]]
+        seed = np.array([list(_feature(example, "aug_seed"))], np.int64)
+        if raw == "bytes":
+            stored = np.frombuffer(_feature(example, "image")[0], np.uint8).reshape(32, 32, 1)
+            original = np.frombuffer(_feature(source, "image")[0], np.uint8).reshape(32, 32, 1)
+        else:
+            stored = np.asarray(_feature(example, "image"), np.float32).reshape(32, 32, 1)
+            original = np.asarray(_feature(source, "image"), np.float32).reshape(32, 32, 1)
+            assert stored.min() >= -0.5 and stored.max() <= 0.5
+        expected = augment(original[None], seed, load_policy("no-flip"),
+                           value_range=value_range).numpy()[0]
+        np.testing.assert_array_equal(stored, expected)
+        checked += 1
+    assert checked == 8

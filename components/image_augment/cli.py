@@ -135,12 +135,14 @@ def _run(args, beam_args: list[str], log) -> int:
     )
     tf.io.gfile.makedirs(args.output)
     pipeline = beam.Pipeline(options=PipelineOptions(beam_args))
+    expansion_started = time.time()
     counts = beam_augment.run_expansion(
         pipeline,
         {"data": (args.input, args.output)},
         os.path.join(args.output, "quarantine"),
         config,
     )["data"]
+    expansion_seconds = time.time() - expansion_started
     model_dir = os.path.join(args.output, "augmentation_model")
     sheet, channels = preview_from_pattern(args.input, config)
     export_augmentation_model(policy, config.seed, model_dir, channels=channels or 3)
@@ -157,6 +159,7 @@ def _run(args, beam_args: list[str], log) -> int:
         "seed": config.seed,
         "copies": config.num_copies,
         "elapsed_seconds": round(time.time() - started, 1),
+        "expansion_seconds": round(expansion_seconds, 2),
     }
     with tf.io.gfile.GFile(os.path.join(args.output, "augment_summary.json"), "w") as handle:
         handle.write(json.dumps(summary, indent=2, sort_keys=True) + "\n")
