@@ -47,7 +47,6 @@ KEY_MISSING = "key_missing"
 MASK_MISSING = "mask_missing"
 MASK_INVALID = "mask_invalid"
 MASK_SHAPE_MISMATCH = "mask_shape_mismatch"
-CANNOT_ENCODE = "cannot_encode"
 
 
 class Quarantined(Exception):
@@ -155,28 +154,61 @@ def _has_values(feature) -> bool:
     return kind is not None and len(getattr(feature, kind).value) > 0
 
 
-def encode_pixels(pixels: np.ndarray, fmt: str, config: AugmentConfig, feature) -> None:
-    """Writes `pixels` into `feature` in format `fmt` (or the configured output format)."""
+def output_format(fmt: str, config: AugmentConfig, channels: int) -> str:
+    """The format a copy is written in: the input's (`same`), or the configured one. TF cannot
+    write GIF/BMP, and JPEG cannot hold alpha: those become PNG, which is lossless."""
+    target = (
+        fmt if config.output_format == "same" or fmt.startswith("raw") else (config.output_format)
+    )
+    if target in ("gif", "bmp") or (target == "jpeg" and channels not in (1, 3)):
+        return "png"
+    return target
+
+
+_ENCODERS: dict = {}
+
+
+def _encoder(target: str, quality: int):
+    """One traced function per format that encodes a whole batch in a single TF call (an eager
+    call per image costs more than encoding a small image)."""
     import tensorflow as tf
 
-    target = (
-        fmt if config.output_format == "same" or fmt.startswith("raw") else config.output_format
-    )
+    key = (target, quality)
+    if key not in _ENCODERS:
+
+        def encode_one(image):
+            if target == "png":
+                return tf.io.encode_png(image)
+            return tf.io.encode_jpeg(image, quality=quality)
+
+        @tf.function(reduce_retracing=True)
+        def encode(images):
+            return tf.map_fn(encode_one, images, fn_output_signature=tf.string)
+
+        _ENCODERS[key] = encode
+    return _ENCODERS[key]
+
+
+def encode_batch(pixels: np.ndarray, fmt: str, config: AugmentConfig) -> list:
+    """Each image of `pixels` [N, H, W, C] as the values its feature should hold."""
+    target = output_format(fmt, config, pixels.shape[-1])
+    if target in ("png", "jpeg"):
+        return [[data] for data in _encoder(target, config.jpeg_quality)(pixels).numpy()]
+    if target == "raw_bytes":
+        return [[np.ascontiguousarray(p, np.uint8).tobytes()] for p in pixels]
+    if target == "raw_float":
+        return [p.astype(np.float32).ravel().tolist() for p in pixels]
+    return [p.astype(np.int64).ravel().tolist() for p in pixels]  # raw_int64
+
+
+def set_feature(feature, fmt: str, values: list) -> None:
     feature.Clear()
-    if target == "png" or target in ("gif", "bmp"):  # TF cannot write GIF/BMP: PNG is lossless
-        feature.bytes_list.value.append(tf.io.encode_png(pixels).numpy())
-    elif target == "jpeg":
-        if pixels.shape[-1] not in (1, 3):
-            raise Quarantined(CANNOT_ENCODE, f"JPEG cannot hold {pixels.shape[-1]} channels")
-        feature.bytes_list.value.append(
-            tf.io.encode_jpeg(pixels, quality=config.jpeg_quality).numpy()
-        )
-    elif target == "raw_bytes":
-        feature.bytes_list.value.append(np.ascontiguousarray(pixels, np.uint8).tobytes())
-    elif target == "raw_float":
-        feature.float_list.value.extend(pixels.astype(np.float32).ravel().tolist())
-    else:  # raw_int64
-        feature.int64_list.value.extend(pixels.astype(np.int64).ravel().tolist())
+    if fmt == "raw_float":
+        feature.float_list.value.extend(values)
+    elif fmt == "raw_int64":
+        feature.int64_list.value.extend(values)
+    else:
+        feature.bytes_list.value.extend(values)
 
 
 # ----------------------------------------------------------------------------------------------
@@ -356,40 +388,43 @@ class AugmentBatchFn(beam.DoFn):
         from components.image_augment.core import augment
 
         config = self._config
-        # Images of one shape and dtype go through the core together.
+        # Images of one shape, dtype and format go through the core and the encoder together.
         groups: dict[tuple, list[tuple[int, DecodedExample]]] = defaultdict(list)
         for copy_index, decoded in batch:
             mask_shape = None if decoded.mask is None else decoded.mask.shape
-            groups[(decoded.pixels.shape, decoded.pixels.dtype.str, mask_shape)].append(
-                (copy_index, decoded)
+            key = (
+                decoded.pixels.shape,
+                decoded.pixels.dtype.str,
+                decoded.image_format,
+                mask_shape,
+                decoded.mask_format,
             )
+            groups[key].append((copy_index, decoded))
         for items in groups.values():
             seeds = np.array([copy_seed(config.seed, d.key, k) for k, d in items], np.int64)
             images = np.stack([d.pixels for _, d in items])
             value_range = config.value_range if images.dtype != np.uint8 else None
-            if items[0][1].mask is not None:
+            first = items[0][1]
+            if first.mask is not None:
                 masks = np.stack([d.mask for _, d in items])
                 out, out_masks = augment(
                     images, seeds, self._plan, value_range=value_range, masks=masks
                 )
-                out_masks = out_masks.numpy()
+                mask_values = encode_batch(out_masks.numpy(), first.mask_format, config)
             else:
-                out, out_masks = augment(images, seeds, self._plan, value_range=value_range), None
-            out = out.numpy()
+                out = augment(images, seeds, self._plan, value_range=value_range)
+            image_values = encode_batch(out.numpy(), first.image_format, config)
+            image_fmt = output_format(first.image_format, config, images.shape[-1])
             for i, (copy_index, decoded) in enumerate(items):
                 example = tf.train.Example.FromString(decoded.record)
                 features = example.features.feature
-                try:
-                    encode_pixels(
-                        out[i], decoded.image_format, config, features[config.image_feature]
+                set_feature(features[config.image_feature], image_fmt, image_values[i])
+                if first.mask is not None:
+                    set_feature(
+                        features[config.mask_feature],
+                        output_format(first.mask_format, config, 1),
+                        mask_values[i],
                     )
-                    if out_masks is not None:
-                        encode_pixels(
-                            out_masks[i], decoded.mask_format, config, features[config.mask_feature]
-                        )
-                except Quarantined as bad:  # pragma: no cover - only RGBA forced to JPEG
-                    _counter(self._split, f"quarantined/{bad.reason}").inc()
-                    continue
                 if config.provenance:
                     add_provenance(example, decoded.key, copy_index, tuple(seeds[i]))
                 self._written.inc()
@@ -473,7 +508,10 @@ class AugmentSplit(beam.PTransform):
         augmented = (
             fanned.copies
             | f"Batch[{split}]"
-            >> beam.BatchElements(min_batch_size=1, max_batch_size=self._config.batch_size)
+            >> beam.BatchElements(
+                min_batch_size=max(1, self._config.batch_size // 2),
+                max_batch_size=self._config.batch_size,
+            )
             | f"Augment[{split}]" >> beam.ParDo(AugmentBatchFn(config_json, split))
         )
         merged = (fanned[FanOutFn.ORIGINALS], augmented) | f"Merge[{split}]" >> beam.Flatten()
