@@ -51,10 +51,28 @@ def _offline_copies(images, labels, seed: int, workdir: pathlib.Path):
         for i, (image, label) in enumerate(zip(images, labels, strict=True)):
             writer.write(image_example(tf.io.encode_png(image).numpy(), label, f"d{i}"))
     output = workdir / f"out_{seed}"
-    subprocess.run([sys.executable, "-m", "components.image_augment.cli", "run", "--input",
-                    str(source), "--output", str(output), "--policy", POLICY, "--copies",
-                    str(COPIES), "--seed", str(seed), "--key-feature", "id"], check=True,
-                   capture_output=True)
+    subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "components.image_augment.cli",
+            "run",
+            "--input",
+            str(source),
+            "--output",
+            str(output),
+            "--policy",
+            POLICY,
+            "--copies",
+            str(COPIES),
+            "--seed",
+            str(seed),
+            "--key-feature",
+            "id",
+        ],
+        check=True,
+        capture_output=True,
+    )
     pairs = list(read_images(str(output), channels=1).as_numpy_iterator())
     return np.stack([p[0] for p in pairs]), np.array([p[1] for p in pairs])
 
@@ -69,14 +87,22 @@ def train_and_score(condition, seed, train_x, train_y, test_x, test_y, steps, wo
     if condition in ("offline", "both"):
         train_x, train_y = _offline_copies(train_x, train_y, seed, workdir)
     config = trainer.settings({"channels": 1, "mode": "offline"})
-    layer = (ImageAugmentation(POLICY, seed=seed, value_range=(0.0, 1.0))
-             if condition in ("online", "both") else None)
+    layer = (
+        ImageAugmentation(POLICY, seed=seed, value_range=(0.0, 1.0))
+        if condition in ("online", "both")
+        else None
+    )
     model = trainer.build_model(config, layer)
-    dataset = (tf.data.Dataset.from_tensor_slices((train_x.astype("float32") / 255.0, train_y))
-               .shuffle(len(train_x), seed=seed).repeat().batch(config["batch_size"]))
+    dataset = (
+        tf.data.Dataset.from_tensor_slices((train_x.astype("float32") / 255.0, train_y))
+        .shuffle(len(train_x), seed=seed)
+        .repeat()
+        .batch(config["batch_size"])
+    )
     model.fit(dataset, epochs=1, steps_per_epoch=steps, verbose=0)
-    _, accuracy = model.evaluate(test_x.astype("float32") / 255.0, test_y, verbose=0,
-                                 batch_size=256)
+    _, accuracy = model.evaluate(
+        test_x.astype("float32") / 255.0, test_y, verbose=0, batch_size=256
+    )
     return float(accuracy)
 
 
@@ -93,8 +119,9 @@ def bar_chart(stats: dict[str, tuple[float, float]], path: pathlib.Path) -> None
     def y(value):
         return height - margin - (value - low) / (high - low) * (height - 2 * margin)
 
-    draw.line([(margin, margin), (margin, height - margin), (width - 10, height - margin)],
-              fill="black")
+    draw.line(
+        [(margin, margin), (margin, height - margin), (width - 10, height - margin)], fill="black"
+    )
     for tick in np.linspace(low, high, 5):
         draw.text((4, y(tick) - 6), f"{tick:.3f}", fill="black")
     slot = (width - margin - 20) / len(stats)
@@ -105,8 +132,9 @@ def bar_chart(stats: dict[str, tuple[float, float]], path: pathlib.Path) -> None
         draw.line([(centre, y(mean - std)), (centre, y(mean + std))], fill="black", width=2)
         draw.text((left, height - margin + 8), name, fill="black")
         draw.text((left, y(mean) - 16), f"{mean:.3f}", fill="black")
-    draw.text((margin, 10), f"held-out accuracy, digits 32x32, {TRAIN_SIZE} training images",
-              fill="black")
+    draw.text(
+        (margin, 10), f"held-out accuracy, digits 32x32, {TRAIN_SIZE} training images", fill="black"
+    )
     image.save(path)
 
 
@@ -124,27 +152,41 @@ def main(argv=None):
             for condition in CONDITIONS:
                 workdir = pathlib.Path(tmp) / f"{condition}_{seed}"
                 workdir.mkdir()
-                scores[condition].append(train_and_score(condition, seed, train_x, train_y,
-                                                         test_x, test_y, steps, workdir))
+                scores[condition].append(
+                    train_and_score(
+                        condition, seed, train_x, train_y, test_x, test_y, steps, workdir
+                    )
+                )
                 print(condition, seed, scores[condition][-1], file=sys.stderr)
     stats = {c: (float(np.mean(v)), float(np.std(v))) for c, v in scores.items()}
-    rows = [{"condition": c, "mean": round(m, 4), "std": round(s, 4), "runs": scores[c]}
-            for c, (m, s) in stats.items()]
+    rows = [
+        {"condition": c, "mean": round(m, 4), "std": round(s, 4), "runs": scores[c]}
+        for c, (m, s) in stats.items()
+    ]
     lines = ["| condition | held-out accuracy (mean +- std) | runs |", "|---|---:|---|"]
     for row in rows:
-        lines.append(f"| {row['condition']} | {row['mean']:.3f} +- {row['std']:.3f} | "
-                     f"{', '.join(f'{r:.3f}' for r in row['runs'])} |")
+        lines.append(
+            f"| {row['condition']} | {row['mean']:.3f} +- {row['std']:.3f} | "
+            f"{', '.join(f'{r:.3f}' for r in row['runs'])} |"
+        )
     gap = stats["offline"][0] - stats["online"][0]
     noise = float(np.hypot(stats["offline"][1], stats["online"][1]))
     lines.append("")
-    lines.append(f"Offline minus online: {gap:+.3f} (combined std {noise:.3f}); "
-                 f"{len(seeds)} seed(s), {steps} steps of batch 32, {TRAIN_SIZE} training "
-                 f"images, {len(test_y)} held out, policy {POLICY}, K={COPIES}.")
+    lines.append(
+        f"Offline minus online: {gap:+.3f} (combined std {noise:.3f}); "
+        f"{len(seeds)} seed(s), {steps} steps of batch 32, {TRAIN_SIZE} training "
+        f"images, {len(test_y)} held out, policy {POLICY}, K={COPIES}."
+    )
     suffix = "_quick" if args.quick else ""
     RESULTS_DIR.mkdir(exist_ok=True)
     bar_chart(stats, RESULTS_DIR / f"accuracy{suffix}.png")
-    write_results("accuracy" + suffix, rows, "\n".join(lines),
-                  "python -m benchmarks.accuracy" + (" --quick" if args.quick else ""), started)
+    write_results(
+        "accuracy" + suffix,
+        rows,
+        "\n".join(lines),
+        "python -m benchmarks.accuracy" + (" --quick" if args.quick else ""),
+        started,
+    )
 
 
 if __name__ == "__main__":

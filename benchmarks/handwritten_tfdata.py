@@ -20,33 +20,47 @@ import tensorflow as tf  # noqa: E402
 
 def main(pattern: str, output_dir: str, copies: int) -> None:
     layers = tf.keras.layers
-    chain = [layers.RandomFlip("horizontal", seed=1), layers.RandomRotation(15 / 360, seed=1),
-             layers.RandomZoom(0.1, seed=1), layers.RandomTranslation(0.1, 0.1, seed=1),
-             layers.RandomBrightness(0.2, value_range=(0, 255), seed=1),
-             layers.RandomContrast(0.2, seed=1)]
-    spec = {"image": tf.io.FixedLenFeature([], tf.string),
-            "label": tf.io.FixedLenFeature([], tf.int64)}
+    chain = [
+        layers.RandomFlip("horizontal", seed=1),
+        layers.RandomRotation(15 / 360, seed=1),
+        layers.RandomZoom(0.1, seed=1),
+        layers.RandomTranslation(0.1, 0.1, seed=1),
+        layers.RandomBrightness(0.2, value_range=(0, 255), seed=1),
+        layers.RandomContrast(0.2, seed=1),
+    ]
+    spec = {
+        "image": tf.io.FixedLenFeature([], tf.string),
+        "label": tf.io.FixedLenFeature([], tf.int64),
+    }
 
     def parse(record):
         parsed = tf.io.parse_single_example(record, spec)
         data = parsed["image"]
         is_jpeg = tf.strings.substr(data, 0, 2) == b"\xff\xd8"
-        return tf.io.decode_image(data, channels=3, expand_animations=False), parsed["label"], \
-            is_jpeg
+        return (
+            tf.io.decode_image(data, channels=3, expand_animations=False),
+            parsed["label"],
+            is_jpeg,
+        )
 
     def augment(image, label, is_jpeg):
         x = tf.cast(image, tf.float32)[None]
         for layer in chain:
             x = layer(x, training=True)
         out = tf.cast(tf.clip_by_value(tf.round(x[0]), 0, 255), tf.uint8)
-        encoded = tf.cond(is_jpeg, lambda: tf.io.encode_jpeg(out, quality=95),
-                          lambda: tf.io.encode_png(out))
+        encoded = tf.cond(
+            is_jpeg, lambda: tf.io.encode_jpeg(out, quality=95), lambda: tf.io.encode_png(out)
+        )
         return encoded, label
 
     files = tf.io.gfile.glob(pattern)
-    dataset = (tf.data.TFRecordDataset(files).map(parse, num_parallel_calls=tf.data.AUTOTUNE)
-               .flat_map(lambda *item: tf.data.Dataset.from_tensors(item).repeat(copies))
-               .map(augment, num_parallel_calls=tf.data.AUTOTUNE).prefetch(64))
+    dataset = (
+        tf.data.TFRecordDataset(files)
+        .map(parse, num_parallel_calls=tf.data.AUTOTUNE)
+        .flat_map(lambda *item: tf.data.Dataset.from_tensors(item).repeat(copies))
+        .map(augment, num_parallel_calls=tf.data.AUTOTUNE)
+        .prefetch(64)
+    )
     os.makedirs(output_dir, exist_ok=True)
     started = time.perf_counter()
     written = 0

@@ -1,6 +1,6 @@
 """`make bench`: every benchmark, one after another, on this machine.
 
-    python -m benchmarks.run_all [--quick]    # --quick: spot checks in under 10 minutes
+python -m benchmarks.run_all [--quick]    # --quick: spot checks in under 10 minutes
 """
 
 from __future__ import annotations

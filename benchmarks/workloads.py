@@ -39,13 +39,16 @@ def cifar_png(root: pathlib.Path, count: int) -> str:
             for record in tf.data.TFRecordDataset(str(path)):
                 example = tf.train.Example.FromString(record.numpy())
                 features = example.features.feature
-                sources.append((features["image"].bytes_list.value[0],
-                                features["label"].int64_list.value[0]))
+                sources.append(
+                    (features["image"].bytes_list.value[0], features["label"].int64_list.value[0])
+                )
     else:
         for i, crop in enumerate(photo_crops(32, 128, seed=5)):
             sources.append((tf.io.encode_png(crop).numpy(), i % 10))
-    records = (image_example(sources[i % len(sources)][0], sources[i % len(sources)][1],
-                             f"cifar_{i:06d}") for i in range(count))
+    records = (
+        image_example(sources[i % len(sources)][0], sources[i % len(sources)][1], f"cifar_{i:06d}")
+        for i in range(count)
+    )
     return _write(root / f"cifar_png_{count}", records, shards=4)
 
 
@@ -56,16 +59,21 @@ def photo_jpeg(root: pathlib.Path, count: int, size: int = 224) -> str:
     from pipelines.data import image_example, photo_crops
 
     crops = photo_crops(size, count, seed=11)
-    records = (image_example(tf.io.encode_jpeg(crop, quality=90).numpy(), i % 10,
-                             f"photo_{i:06d}") for i, crop in enumerate(crops))
+    records = (
+        image_example(tf.io.encode_jpeg(crop, quality=90).numpy(), i % 10, f"photo_{i:06d}")
+        for i, crop in enumerate(crops)
+    )
     return _write(root / f"photo_jpeg_{count}", records, shards=4)
 
 
 def count_images(pattern: str) -> int:
     import tensorflow as tf
 
-    return sum(1 for path in tf.io.gfile.glob(pattern)
-               for _ in tf.data.TFRecordDataset(path, "GZIP" if path.endswith(".gz") else None))
+    return sum(
+        1
+        for path in tf.io.gfile.glob(pattern)
+        for _ in tf.data.TFRecordDataset(path, "GZIP" if path.endswith(".gz") else None)
+    )
 
 
 def decode_sample(pattern: str, count: int = 4) -> np.ndarray:
@@ -75,6 +83,7 @@ def decode_sample(pattern: str, count: int = 4) -> np.ndarray:
     for path in sorted(tf.io.gfile.glob(pattern)):
         for record in tf.data.TFRecordDataset(path).take(count - len(images)):
             example = tf.train.Example.FromString(record.numpy())
-            images.append(tf.io.decode_image(example.features.feature["image"].bytes_list
-                                             .value[0]).numpy())
+            images.append(
+                tf.io.decode_image(example.features.feature["image"].bytes_list.value[0]).numpy()
+            )
     return np.stack(images)

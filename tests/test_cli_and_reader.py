@@ -11,6 +11,7 @@ import tensorflow as tf
 
 from components.image_augment.cli import main
 from components.image_augment.reader import read_images
+from pipelines.data import image_example
 from tests import images as real
 from tests.conftest import PROJECT_ROOT
 from tests.pipeline_helpers import write_records
@@ -19,12 +20,10 @@ from tests.pipeline_helpers import write_records
 def _digit_records(tmp_path, count: int) -> str:
     """Real scikit-learn digits (32x32 PNG) as tf.Examples in two gzipped files."""
     digits, labels = real.digits(32)
-    records = []
-    for image, label in zip(digits[:count], labels[:count], strict=True):
-        example = tf.train.Example()
-        example.features.feature["image"].bytes_list.value.append(tf.io.encode_png(image).numpy())
-        example.features.feature["label"].int64_list.value.append(int(label))
-        records.append(example.SerializeToString())
+    records = [
+        image_example(tf.io.encode_png(image).numpy(), label, f"d{i}")
+        for i, (image, label) in enumerate(zip(digits[:count], labels[:count], strict=True))
+    ]
     write_records(tmp_path / "in/part-0.tfrecord.gz", records[::2], gzip=True)
     write_records(tmp_path / "in/part-1.tfrecord.gz", records[1::2], gzip=True)
     return str(tmp_path / "in/*.gz")

@@ -113,6 +113,16 @@ def test_eval_split_is_passed_through_with_images_and_labels_exact(cifar_run):
     assert out == source
 
 
+def _augmented_copies(augmented):
+    """(copy example, its aug_source_key, its aug_seed as int64 [1, 2]) for copies 1..K."""
+    for record in read_records(f"{augmented.uri}/Split-train/*"):
+        example = _parse(record)
+        if _feature(example, "aug_copy_index")[0] == 0:
+            continue
+        seed = np.array([list(_feature(example, "aug_seed"))], np.int64)
+        yield example, _feature(example, "aug_source_key")[0], seed
+
+
 def test_exported_signature_reproduces_every_stored_copy_pixel_for_pixel(cifar_run):
     records, augmented, model, _ = cifar_run
     signature = tf.saved_model.load(f"{model.uri}/saved_model").signatures["augment"]
@@ -121,13 +131,8 @@ def test_exported_signature_reproduces_every_stored_copy_pixel_for_pixel(cifar_r
         for r in records["train"]
     }
     checked = 0
-    for record in read_records(f"{augmented.uri}/Split-train/*"):
-        example = _parse(record)
-        if _feature(example, "aug_copy_index")[0] == 0:
-            continue
-        original = originals[_feature(example, "aug_source_key")[0]]
-        seeds = tf.constant([list(_feature(example, "aug_seed"))], tf.int64)
-        expected = signature(images=original[None], seeds=seeds)["images"][0]
+    for example, key, seed in _augmented_copies(augmented):
+        expected = signature(images=originals[key][None], seeds=seed)["images"][0]
         stored = tf.io.decode_png(_feature(example, "image")[0])
         np.testing.assert_array_equal(stored.numpy(), expected.numpy())
         checked += 1
@@ -177,8 +182,7 @@ def _digit_examples(count: int, raw: str | None = None) -> list[bytes]:
     records = []
     for i in range(count):
         if raw is None:
-            records.append(image_example(tf.io.encode_png(images[i]).numpy(), labels[i],
-                                         f"d{i}"))
+            records.append(image_example(tf.io.encode_png(images[i]).numpy(), labels[i], f"d{i}"))
             continue
         example = tf.train.Example()
         features = example.features.feature
@@ -186,7 +190,8 @@ def _digit_examples(count: int, raw: str | None = None) -> list[bytes]:
             features["image"].bytes_list.value.append(images[i].tobytes())
         else:
             features["image"].float_list.value.extend(
-                (images[i].astype(np.float32) / 255.0 - 0.5).ravel().tolist())
+                (images[i].astype(np.float32) / 255.0 - 0.5).ravel().tolist()
+            )
         features["label"].int64_list.value.append(int(labels[i]))
         records.append(example.SerializeToString())
     return records
@@ -195,8 +200,9 @@ def _digit_examples(count: int, raw: str | None = None) -> list[bytes]:
 def test_provenance_off_writes_originals_byte_for_byte(tmp_path):
     records = _digit_examples(12)
     examples = examples_artifact(tmp_path / "in", {"train": records})
-    augmented, _ = run_executor(examples, tmp_path, AugmentConfig(
-        policy="no-flip", num_copies=1, provenance=False))
+    augmented, _ = run_executor(
+        examples, tmp_path, AugmentConfig(policy="no-flip", num_copies=1, provenance=False)
+    )
     out = read_records(f"{augmented.uri}/Split-train/*")
     assert len(out) == 24
     assert set(records) <= set(out)  # the originals, untouched
@@ -206,8 +212,11 @@ def test_provenance_off_writes_originals_byte_for_byte(tmp_path):
 
 def test_output_format_jpeg_reencodes_copies_as_jpeg_at_the_given_quality(tmp_path):
     examples = examples_artifact(tmp_path / "in", {"train": _digit_examples(6)})
-    augmented, _ = run_executor(examples, tmp_path, AugmentConfig(
-        policy="no-flip", num_copies=2, output_format="jpeg", jpeg_quality=80))
+    augmented, _ = run_executor(
+        examples,
+        tmp_path,
+        AugmentConfig(policy="no-flip", num_copies=2, output_format="jpeg", jpeg_quality=80),
+    )
     kinds = {}
     for record in read_records(f"{augmented.uri}/Split-train/*"):
         example = _parse(record)
@@ -224,20 +233,17 @@ def test_raw_pixels_stay_raw_and_match_the_core(tmp_path, raw):
     records = _digit_examples(8, raw=raw)
     examples = examples_artifact(tmp_path / "in", {"train": records})
     value_range = (-0.5, 0.5) if raw == "float" else None
-    config = AugmentConfig(policy="no-flip", num_copies=1, image_shape=(32, 32, 1),
-                           value_range=value_range, seed=3)
+    config = AugmentConfig(
+        policy="no-flip", num_copies=1, image_shape=(32, 32, 1), value_range=value_range, seed=3
+    )
     augmented, _ = run_executor(examples, tmp_path, config)
     sources = {}
     for record in records:
         example = _parse(record)
         sources[ba.stable_key(example, config)] = example
     checked = 0
-    for record in read_records(f"{augmented.uri}/Split-train/*"):
-        example = _parse(record)
-        if _feature(example, "aug_copy_index")[0] == 0:
-            continue
-        source = sources[_feature(example, "aug_source_key")[0]]
-        seed = np.array([list(_feature(example, "aug_seed"))], np.int64)
+    for example, key, seed in _augmented_copies(augmented):
+        source = sources[key]
         if raw == "bytes":
             stored = np.frombuffer(_feature(example, "image")[0], np.uint8).reshape(32, 32, 1)
             original = np.frombuffer(_feature(source, "image")[0], np.uint8).reshape(32, 32, 1)
@@ -245,8 +251,9 @@ def test_raw_pixels_stay_raw_and_match_the_core(tmp_path, raw):
             stored = np.asarray(_feature(example, "image"), np.float32).reshape(32, 32, 1)
             original = np.asarray(_feature(source, "image"), np.float32).reshape(32, 32, 1)
             assert stored.min() >= -0.5 and stored.max() <= 0.5
-        expected = augment(original[None], seed, load_policy("no-flip"),
-                           value_range=value_range).numpy()[0]
+        expected = augment(
+            original[None], seed, load_policy("no-flip"), value_range=value_range
+        ).numpy()[0]
         np.testing.assert_array_equal(stored, expected)
         checked += 1
     assert checked == 8

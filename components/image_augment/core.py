@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 import tensorflow as tf
 
@@ -104,11 +104,12 @@ def compile_policy(policy: Policy) -> Plan:
         )
         return _Instance(op, node_id, gate, start + 1)
 
-    def choice(node_id: int, p: float, weights: Sequence[float]) -> tuple[int, int, tuple]:
+    def choice(node_id: int, p: float, weights: Sequence[float]) -> Callable[[int], _Gate]:
+        """The gate of option j of a choice node: the node applies (p) and picked j."""
         start = add_node(node_id, 2)
         total = float(sum(weights))
         cumulative = tuple(sum(weights[: i + 1]) / total for i in range(len(weights)))
-        return start, start + 1, cumulative
+        return lambda j: _Gate(((start, p),), ((start + 1, cumulative, j),))
 
     sequence: list[_Instance] = []
     for index, op in enumerate(policy.ops):
@@ -117,12 +118,9 @@ def compile_policy(policy: Policy) -> Plan:
             sequence.append(instance(op, node_id, _Gate()))
             continue
         if op.name == "one_of":
-            p_col, c_col, cumulative = choice(node_id, op["p"], op["weights"])
+            gate_of = choice(node_id, op["p"], op["weights"])
             children = [
-                instance(
-                    child, node_id + j + 1, _Gate(((p_col, op["p"]),), ((c_col, cumulative, j),))
-                )
-                for j, child in enumerate(op.children)
+                instance(child, node_id + j + 1, gate_of(j)) for j, child in enumerate(op.children)
             ]
             # Exactly one child applies per image, so their order among themselves is free:
             # geometric children first lets them join a preceding warp.
@@ -136,13 +134,9 @@ def compile_policy(policy: Policy) -> Plan:
         weights = [1.0] * (len(candidates) + 1)
         drawn: list[_Instance] = []
         for layer in range(layers):
-            p_col, c_col, cumulative = choice(node_id + 1000 * layer, op["p"], weights)
+            gate_of = choice(node_id + 1000 * layer, op["p"], weights)
             drawn.extend(
-                instance(
-                    candidate,
-                    node_id + 1000 * layer + j + 1,
-                    _Gate(((p_col, op["p"]),), ((c_col, cumulative, j),)),
-                )
+                instance(candidate, node_id + 1000 * layer + j + 1, gate_of(j))
                 for j, candidate in enumerate(candidates)
             )
         # Documented: the drawn geometric ops form one warp before the drawn photometric ops.

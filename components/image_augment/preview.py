@@ -41,6 +41,7 @@ def preview_from_pattern(pattern: str, config, rows: int = 6, max_copies: int = 
     """(sheet, channels) from the first decodable records of `pattern`: each beside the copies
     the offline expansion writes for it (the same seeds). None when nothing decodes."""
     import tensorflow as tf
+    from google.protobuf.message import DecodeError
 
     from components.image_augment.beam_augment import Quarantined, decode_pixels, stable_key
     from components.image_augment.config import copy_seed
@@ -57,7 +58,7 @@ def preview_from_pattern(pattern: str, config, rows: int = 6, max_copies: int = 
                     example.features.feature[config.image_feature], config, config.image_feature
                 )
                 key = stable_key(example, config)
-            except (Quarantined, Exception):  # noqa: BLE001 - a preview skips what it can't show
+            except (Quarantined, DecodeError):  # a preview skips what it cannot show
                 continue
             chosen.append((pixels, key))
             if len(chosen) == rows:
