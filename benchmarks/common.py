@@ -52,3 +52,16 @@ def write_results(
     )
     (RESULTS_DIR / f"{name}.md").write_text(header + table + "\n")
     print(header + table)
+
+
+def keras3_standard_chain(layers) -> list:
+    """The `standard` preset as Keras 3 built-in layers (no built-in saturation): the chain a
+    user would write instead. `layers` is `tf.keras.layers` of a Keras 3 process."""
+    return [
+        layers.RandomFlip("horizontal", seed=1),
+        layers.RandomRotation(15 / 360, seed=1),
+        layers.RandomZoom(0.1, seed=1),
+        layers.RandomTranslation(0.1, 0.1, seed=1),
+        layers.RandomBrightness(0.2, value_range=(0, 255), seed=1),
+        layers.RandomContrast(0.2, seed=1),
+    ]

@@ -14,11 +14,12 @@ import sys
 import time
 
 os.environ["TF_USE_LEGACY_KERAS"] = "0"  # Keras 3 built-ins are the comparison
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")  # TensorFlow loads before `components`
 import numpy as np  # noqa: E402
 import tensorflow as tf  # noqa: E402
 
 import components  # noqa: E402,F401
-from benchmarks.common import write_results  # noqa: E402
+from benchmarks.common import keras3_standard_chain, write_results  # noqa: E402
 from components.image_augment import ImageAugmentation  # noqa: E402
 from pipelines.data import photo_crops  # noqa: E402
 
@@ -61,14 +62,7 @@ def keras_equivalent(name: str, size: int):
             layers.RandomCrop(int(size * 0.8), int(size * 0.8), seed=1),
             layers.Resizing(size, size),
         ],
-        "standard": lambda: [
-            layers.RandomFlip("horizontal", seed=1),
-            layers.RandomRotation(15 / 360, seed=1),
-            layers.RandomZoom(0.1, seed=1),
-            layers.RandomTranslation(0.1, 0.1, seed=1),
-            layers.RandomBrightness(0.2, value_range=(0, 255), seed=1),
-            layers.RandomContrast(0.2, seed=1),
-        ],
+        "standard": lambda: keras3_standard_chain(layers),
     }
     if name not in table:
         return None

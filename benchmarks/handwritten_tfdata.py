@@ -17,17 +17,11 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 
 import tensorflow as tf  # noqa: E402
 
+from benchmarks.common import keras3_standard_chain  # noqa: E402
+
 
 def main(pattern: str, output_dir: str, copies: int) -> None:
-    layers = tf.keras.layers
-    chain = [
-        layers.RandomFlip("horizontal", seed=1),
-        layers.RandomRotation(15 / 360, seed=1),
-        layers.RandomZoom(0.1, seed=1),
-        layers.RandomTranslation(0.1, 0.1, seed=1),
-        layers.RandomBrightness(0.2, value_range=(0, 255), seed=1),
-        layers.RandomContrast(0.2, seed=1),
-    ]
+    chain = keras3_standard_chain(tf.keras.layers)
     spec = {
         "image": tf.io.FixedLenFeature([], tf.string),
         "label": tf.io.FixedLenFeature([], tf.int64),
