@@ -6,8 +6,15 @@ import os
 import pathlib
 
 import pytest
+from hypothesis import settings
 
 import components  # noqa: F401  (tames the environment before TensorFlow loads)
+
+# CI explores the same (derandomised) examples on every run, so a red CI means a change broke
+# something; locally hypothesis keeps searching new examples.
+settings.register_profile("ci", derandomize=True)
+if os.environ.get("CI"):
+    settings.load_profile("ci")
 
 PROJECT_ROOT = pathlib.Path(__file__).resolve().parent.parent
 # The CIFAR-10 sample ships beside the project in CI (../shared); a user's clone has none, so

@@ -41,20 +41,22 @@ def test_local_runner_trains_on_augmented_digits_blesses_and_pushes(local_run, c
 
 
 @pytest.mark.e2e
-def test_pushed_model_serves_a_raw_example_with_augmentation_off(local_run):
+def test_pushed_model_serves_raw_examples_with_augmentation_off(local_run):
     (pushed,) = list((local_run / "serving_model").iterdir())
     serve = tf.saved_model.load(str(pushed)).signatures["serving_default"]
-    record = read_records(str(local_run / "data/digits/eval/*"))[0]
-    example = tf.train.Example.FromString(record)
-    label = example.features.feature["label"].int64_list.value[0]
-    del example.features.feature["label"]  # a client sends no label
-    request = tf.constant([example.SerializeToString()] * 3)
-    first = serve(examples=request)["probabilities"].numpy()
-    second = serve(examples=request)["probabilities"].numpy()
-    assert first.shape == (3, 10)
+    requests, labels = [], []
+    for record in read_records(str(local_run / "data/digits/eval/*"))[:40]:
+        example = tf.train.Example.FromString(record)
+        labels.append(example.features.feature["label"].int64_list.value[0])
+        del example.features.feature["label"]  # a client sends no label
+        requests.append(example.SerializeToString())
+    first = serve(examples=tf.constant(requests))["probabilities"].numpy()
+    second = serve(examples=tf.constant(requests))["probabilities"].numpy()
+    assert first.shape == (40, 10)
     np.testing.assert_allclose(first.sum(axis=1), 1.0, rtol=1e-5)
     np.testing.assert_array_equal(first, second)  # no randomness at serving time
-    assert int(first[0].argmax()) == label
+    # Real predictions, not noise (the whole eval split scores ~0.95; chance is 0.1).
+    assert (first.argmax(axis=1) == np.array(labels)).mean() >= 0.8
 
 
 @pytest.mark.e2e
