@@ -5,8 +5,6 @@ from __future__ import annotations
 import os
 import pathlib
 
-import numpy as np
-
 PROJECT_ROOT = pathlib.Path(__file__).resolve().parent.parent
 CIFAR_DIR = pathlib.Path(
     os.environ.get("IMAGE_AUGMENT_CIFAR_DIR", PROJECT_ROOT.parent / "shared/data/cifar10_sample")
@@ -64,26 +62,3 @@ def photo_jpeg(root: pathlib.Path, count: int, size: int = 224) -> str:
         for i, crop in enumerate(crops)
     )
     return _write(root / f"photo_jpeg_{count}", records, shards=4)
-
-
-def count_images(pattern: str) -> int:
-    import tensorflow as tf
-
-    return sum(
-        1
-        for path in tf.io.gfile.glob(pattern)
-        for _ in tf.data.TFRecordDataset(path, "GZIP" if path.endswith(".gz") else None)
-    )
-
-
-def decode_sample(pattern: str, count: int = 4) -> np.ndarray:
-    import tensorflow as tf
-
-    images = []
-    for path in sorted(tf.io.gfile.glob(pattern)):
-        for record in tf.data.TFRecordDataset(path).take(count - len(images)):
-            example = tf.train.Example.FromString(record.numpy())
-            images.append(
-                tf.io.decode_image(example.features.feature["image"].bytes_list.value[0]).numpy()
-            )
-    return np.stack(images)

@@ -5,7 +5,6 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import json
-from collections.abc import Sequence
 from typing import Any
 
 from components.image_augment.policy import Policy, load_policy
@@ -116,7 +115,3 @@ def content_key(example_bytes_deterministic: bytes) -> bytes:
     """The stable key of an example without a key feature: the SHA-256 (hex) of the example
     serialized deterministically (feature maps in sorted order, unlike the raw input bytes)."""
     return hashlib.sha256(example_bytes_deterministic).hexdigest().encode()
-
-
-def as_tuple(values: Sequence | None) -> tuple | None:
-    return None if values is None else tuple(values)

@@ -19,7 +19,6 @@ from components.image_augment.policy import Policy, load_policy
 
 _STEP_BITS = 32  # seeds[:, 1] = step << 32 | replica << 24 | index in batch
 _REPLICA_BITS = 24
-MAX_BATCH = 1 << _REPLICA_BITS
 
 
 def batch_seeds(
