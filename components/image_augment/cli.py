@@ -107,8 +107,7 @@ def _run(args, beam_args: list[str], log) -> int:
     from apache_beam.options.pipeline_options import PipelineOptions
 
     from components.image_augment import beam_augment
-    from components.image_augment.export import export_augmentation_model
-    from components.image_augment.preview import preview_from_pattern, write_png
+    from components.image_augment.preview import write_augmentation_model
 
     config = _config(
         args,
@@ -144,10 +143,7 @@ def _run(args, beam_args: list[str], log) -> int:
     )["data"]
     expansion_seconds = time.time() - expansion_started
     model_dir = os.path.join(args.output, "augmentation_model")
-    sheet, channels = preview_from_pattern(args.input, config)
-    export_augmentation_model(policy, config.seed, model_dir, channels=channels or 3)
-    if sheet is not None:
-        write_png(os.path.join(model_dir, "preview.png"), sheet)
+    write_augmentation_model(model_dir, args.input, config)
     summary = {
         "examples_in": counts["examples_read"],
         "examples_out": counts["examples_out"],

@@ -13,11 +13,9 @@ from tfx.types import artifact_utils
 from components import _environment
 from components.image_augment import beam_augment
 from components.image_augment.config import AugmentConfig
-from components.image_augment.export import export_augmentation_model
-from components.image_augment.preview import preview_from_pattern, write_png
+from components.image_augment.preview import write_augmentation_model
 
 QUARANTINE_DIR = "quarantine"
-PREVIEW_FILE = "preview.png"
 
 
 class Executor(base_beam_executor.BaseBeamExecutor):
@@ -74,11 +72,7 @@ class Executor(base_beam_executor.BaseBeamExecutor):
             target.set_string_custom_property("counts", json.dumps(counts, sort_keys=True))
         augmented.set_string_custom_property("quarantine_uri", quarantine_dir)
 
-        first_split = config.splits_to_augment[0]
-        sheet, channels = preview_from_pattern(splits[first_split][0], config)
-        export_augmentation_model(policy, config.seed, model.uri, channels=channels or 3)
-        if sheet is not None:
-            write_png(os.path.join(model.uri, PREVIEW_FILE), sheet)
+        write_augmentation_model(model.uri, splits[config.splits_to_augment[0]][0], config)
         for name, split_counts in counts.items():
             log.info(
                 "ImageAugment[%s]: %d read -> %d written, %d quarantined %s",

@@ -84,3 +84,19 @@ def preview_from_pattern(pattern: str, config, rows: int = 6, max_copies: int = 
         keep = [i for i, o in enumerate(originals) if o.shape == originals[0].shape]
         originals, sheets = [originals[i] for i in keep], [sheets[i] for i in keep]
     return contact_sheet(np.stack(originals), np.stack(sheets)), originals[0].shape[-1]
+
+
+PREVIEW_FILE = "preview.png"
+
+
+def write_augmentation_model(model_dir: str, input_pattern: str, config) -> None:
+    """The `augmentation_model` folder: policy.json and saved_model/ for the data's channel
+    count, and preview.png drawn from `input_pattern` (left out when nothing there decodes)."""
+    import os
+
+    from components.image_augment.export import export_augmentation_model
+
+    sheet, channels = preview_from_pattern(input_pattern, config)
+    export_augmentation_model(config.loaded_policy, config.seed, model_dir, channels=channels or 3)
+    if sheet is not None:
+        write_png(os.path.join(model_dir, PREVIEW_FILE), sheet)
