@@ -326,14 +326,18 @@ class FanOutFn(beam.DoFn):
             yield copy_index, decoded
 
 
+def _as_original(example, key: bytes) -> bytes:
+    """An unaugmented record (augmented split's original, or pass-through): copy 0, seed 0 0."""
+    add_provenance(example, key, 0, (0, 0))
+    return example.SerializeToString(deterministic=True)
+
+
 def _finish_original(record: bytes, key: bytes, config: AugmentConfig) -> bytes:
     if not config.provenance:
         return record
     import tensorflow as tf
 
-    example = tf.train.Example.FromString(record)
-    add_provenance(example, key, 0, (0, 0))
-    return example.SerializeToString(deterministic=True)
+    return _as_original(tf.train.Example.FromString(record), key)
 
 
 class _Progress:
@@ -457,8 +461,7 @@ class AddProvenanceFn(beam.DoFn):
         except (DecodeError, Quarantined):  # not ours to judge: evaluation data stays as it is
             yield record
             return
-        add_provenance(example, key, 0, (0, 0))
-        yield example.SerializeToString(deterministic=True)
+        yield _as_original(example, key)
 
 
 # ----------------------------------------------------------------------------------------------
