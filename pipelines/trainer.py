@@ -48,7 +48,8 @@ def choose_strategy(config: dict[str, Any]) -> tf.distribute.Strategy:
         devices = [gpu.name for gpu in gpus]
         if gpus:
             tf.keras.mixed_precision.set_global_policy("mixed_float16")
-    if devices and len(devices) >= 1 and (len(devices) > 1 or "GPU" in devices[0].upper()):
+    # Mirrored for any GPU or for several devices; a lone CPU keeps the default strategy.
+    if len(devices) > 1 or any("GPU" in device.upper() for device in devices):
         strategy = tf.distribute.MirroredStrategy(devices)
     else:
         strategy = tf.distribute.get_strategy()
