@@ -11,6 +11,6 @@ COPY local_runner.py kubeflow_v2_runner.py ./
 
 # --no-deps: the base image's TFX stack is the tested one; reinstalling it would fight it.
 RUN pip install --no-cache-dir --no-deps -e . \
- && python -c "import components.image_augment, pipelines.trainer"
+ && python -c "import tfx_image_augment, pipelines.trainer"
 
 ENV PYTHONPATH=/pipeline

@@ -36,7 +36,7 @@ $(STAMP): pyproject.toml constraints.txt .python-version
 	fi; \
 	echo ">> installing the project and its pinned dependencies (first time: 3-5 minutes, about 3.3 GB)"; \
 	$(PY) -m pip install --quiet --disable-pip-version-check --upgrade 'pip==24.2' 'setuptools==75.1.0' 'wheel==0.44.0'; \
-	$(PY) -m pip install --quiet --disable-pip-version-check -c constraints.txt -e '.[dev]'; \
+	$(PY) -m pip install --quiet --disable-pip-version-check -c constraints.txt -e '.[tfx,dev]'; \
 	$(PY) -m pip check; \
 	touch $(STAMP)
 

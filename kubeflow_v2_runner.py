@@ -13,7 +13,9 @@ from __future__ import annotations
 import argparse
 import sys
 
-import components  # noqa: F401
+from tfx_image_augment import environment
+
+environment.configure()  # an entry point: Keras flavour and quiet logs, before TensorFlow
 
 
 def parse_args(argv=None) -> argparse.Namespace:

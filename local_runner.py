@@ -13,8 +13,9 @@ import os
 import sys
 import time
 
-import components  # noqa: F401  (environment first: Keras flavour, quiet logs)
-from components import _environment
+from tfx_image_augment import environment
+
+environment.configure()  # an entry point: Keras flavour and quiet logs, before TensorFlow
 
 # Names the local Beam runs' SDK image, so TFX does not build an sdist of itself before each
 # Beam component (the DirectRunner does not use the image; Dataflow runs set their own).
@@ -80,7 +81,7 @@ def main(argv=None) -> int:
     from pipelines.pipeline import create_pipeline
 
     args = parse_args(argv)
-    log = _environment.progress_logger("local_runner")
+    log = environment.progress_logger("local_runner")
     output_dir = os.path.abspath(args.output_dir)
     data_root = args.data_root or data.write_digits(os.path.join(output_dir, "data", "digits"))
     metadata_path = os.path.join(output_dir, "metadata.sqlite")
@@ -128,8 +129,7 @@ def summary(metadata_path: str, serving_dir: str, seconds: float) -> str:
     """The run's results, read back from ML Metadata."""
     from ml_metadata.metadata_store import metadata_store
     from ml_metadata.proto import metadata_store_pb2
-
-    from components.image_augment import AugmentationModel
+    from tfx_image_augment import AugmentationModel
 
     config = metadata_store_pb2.ConnectionConfig()
     config.sqlite.filename_uri = metadata_path

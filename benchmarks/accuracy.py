@@ -19,8 +19,9 @@ import tempfile
 import time
 
 import numpy as np
+from tfx_image_augment import environment
 
-import components  # noqa: F401
+environment.configure()  # an entry point: Keras flavour and quiet logs, before TensorFlow
 from benchmarks.common import RESULTS_DIR, write_results
 
 TRAIN_SIZE = 150
@@ -41,8 +42,8 @@ def _split():
 def _offline_copies(images, labels, seed: int, workdir: pathlib.Path):
     """The originals and K copies, as ImageAugment's Beam pipeline writes them."""
     import tensorflow as tf
+    from tfx_image_augment.reader import read_images
 
-    from components.image_augment.reader import read_images
     from pipelines.data import image_example
 
     source = workdir / f"in_{seed}" / "train.tfrecord"
@@ -55,7 +56,7 @@ def _offline_copies(images, labels, seed: int, workdir: pathlib.Path):
         [
             sys.executable,
             "-m",
-            "components.image_augment.cli",
+            "tfx_image_augment.cli",
             "run",
             "--input",
             str(source),
@@ -79,8 +80,8 @@ def _offline_copies(images, labels, seed: int, workdir: pathlib.Path):
 
 def train_and_score(condition, seed, train_x, train_y, test_x, test_y, steps, workdir):
     import tensorflow as tf
+    from tfx_image_augment import ImageAugmentation
 
-    from components.image_augment import ImageAugmentation
     from pipelines import trainer
 
     tf.keras.utils.set_random_seed(seed)

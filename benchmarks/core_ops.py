@@ -17,10 +17,12 @@ os.environ["TF_USE_LEGACY_KERAS"] = "0"  # Keras 3 built-ins are the comparison
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")  # TensorFlow loads before `components`
 import numpy as np  # noqa: E402
 import tensorflow as tf  # noqa: E402
+from tfx_image_augment import environment  # noqa: E402
 
-import components  # noqa: E402,F401
+environment.configure()  # an entry point: Keras flavour and quiet logs, before TensorFlow
+from tfx_image_augment import ImageAugmentation  # noqa: E402
+
 from benchmarks.common import keras3_standard_chain, write_results  # noqa: E402
-from components.image_augment import ImageAugmentation  # noqa: E402
 from pipelines.data import photo_crops  # noqa: E402
 
 BATCH = 128

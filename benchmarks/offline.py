@@ -61,7 +61,7 @@ def run_ours(pattern: str, output: pathlib.Path, policy: str, beam_args: list[st
     command = [
         sys.executable,
         "-m",
-        "components.image_augment.cli",
+        "tfx_image_augment.cli",
         "run",
         "--input",
         pattern,

@@ -1,3 +1,5 @@
 """The end-to-end pipeline: ImportExampleGen -> ImageAugment -> ... -> Trainer -> Pusher."""
 
-import components  # noqa: F401  (tames the environment before TensorFlow loads)
+from tfx_image_augment import environment
+
+environment.configure()  # an entry point: Keras flavour and quiet logs, before TensorFlow

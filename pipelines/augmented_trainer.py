@@ -19,8 +19,7 @@ from tfx.proto import trainer_pb2
 from tfx.types import artifact_utils, component_spec, standard_artifacts
 from tfx.types import standard_component_specs as specs
 from tfx.utils import json_utils
-
-from components.image_augment.component import AugmentationModel
+from tfx_image_augment.component import AugmentationModel
 
 AUGMENTATION_MODEL_KEY = "augmentation_model"
 AUGMENTATION_URI_CONFIG_KEY = "augmentation_model_uri"

@@ -7,8 +7,8 @@ from typing import Any
 
 import tensorflow_model_analysis as tfma
 from tfx import v1 as tfx
+from tfx_image_augment import ImageAugment
 
-from components.image_augment import ImageAugment
 from pipelines import configs, features
 from pipelines.augmented_trainer import AugmentedTrainer, VertexAugmentedTrainer
 

@@ -14,10 +14,11 @@ from typing import Any
 import tensorflow as tf
 import tensorflow_transform as tft
 from tfx_bsl.public import tfxio
+from tfx_image_augment import environment
 
-import components  # noqa: F401  (environment first)
-from components import _environment
-from components.image_augment import ImageAugmentation, load_exported_policy
+environment.configure()  # an entry point: Keras flavour and quiet logs, before TensorFlow
+from tfx_image_augment import ImageAugmentation, load_exported_policy
+
 from pipelines import features
 
 MODES = ("offline", "online", "both")
@@ -53,7 +54,7 @@ def choose_strategy(config: dict[str, Any]) -> tf.distribute.Strategy:
         strategy = tf.distribute.MirroredStrategy(devices)
     else:
         strategy = tf.distribute.get_strategy()
-    _environment.progress_logger("trainer").info(
+    environment.progress_logger("trainer").info(
         "%s over %s (precision policy %s)",
         type(strategy).__name__,
         devices or ["the default CPU"],

@@ -7,8 +7,9 @@ import pathlib
 
 import pytest
 from hypothesis import settings
+from tfx_image_augment import environment
 
-import components  # noqa: F401  (tames the environment before TensorFlow loads)
+environment.configure()  # an entry point: Keras flavour and quiet logs, before TensorFlow
 
 # CI explores the same (derandomised) examples on every run, so a red CI means a change broke
 # something; locally hypothesis keeps searching new examples.

@@ -9,10 +9,10 @@ from collections.abc import Sequence
 from tfx.components.util import examples_utils
 from tfx.dsl.components.base import base_beam_executor
 from tfx.types import artifact_utils, standard_artifacts
+from tfx_image_augment.component import AugmentationModel
+from tfx_image_augment.config import AugmentConfig
+from tfx_image_augment.executor import Executor
 
-from components.image_augment.component import AugmentationModel
-from components.image_augment.config import AugmentConfig
-from components.image_augment.executor import Executor
 from tests.pipeline_helpers import write_records
 
 

@@ -1,48 +1,43 @@
-"""Hypothesis strategies: random valid policies over the whole op catalogue."""
+"""Hypothesis strategies: random valid policies over the whole op catalogue, derived from the
+op registry's field definitions (a new op is covered without touching this file)."""
 
 from __future__ import annotations
 
 from hypothesis import strategies as st
-
-from components.image_augment.policy import CATALOGUE, GEOMETRIC, META
+from tfx_image_augment.ops import OPS
+from tfx_image_augment.policy import CATALOGUE, GEOMETRIC, META, ONE_OF
 
 
 def _unit(low=0.0, high=1.0):
     return st.floats(low, high, allow_nan=False, allow_infinity=False).map(lambda v: round(v, 4))
 
 
-def _pair(low, high):
-    return st.tuples(_unit(low, high), _unit(low, high)).map(lambda t: sorted(t))
+def _field_values(field):
+    low, high = field.typical or (field.low, field.high)
+    if field.kind == "string":
+        return st.sampled_from(field.choices)
+    if field.kind == "int":
+        return st.integers(int(low), int(high))
+    if field.kind == "range":
+        return st.tuples(_unit(low, high), _unit(low, high)).map(sorted)
+    return _unit(low, high)
 
 
-_PARAMS = {
-    "rotate": st.fixed_dictionaries({"max_degrees": _unit(0, 180)}),
-    "zoom": _pair(0.5, 2.0).map(lambda t: {"min_scale": t[0], "max_scale": t[1]}),
-    "translate": st.fixed_dictionaries({"max_dx": _unit(0, 0.5), "max_dy": _unit(0, 0.5)}),
-    "shear": st.fixed_dictionaries(
-        {"max_degrees": _unit(0, 45), "axis": st.sampled_from(["x", "y", "both"])}
-    ),
-    "random_resized_crop": st.fixed_dictionaries(
-        {"scale": _pair(0.1, 1.0), "ratio": _pair(0.5, 2.0)}
-    ),
-    "brightness": st.fixed_dictionaries({"max_delta": _unit(0, 0.5)}),
-    "contrast": _pair(0.2, 2.0).map(lambda t: {"lower": t[0], "upper": t[1]}),
-    "saturation": _pair(0.0, 2.0).map(lambda t: {"lower": t[0], "upper": t[1]}),
-    "hue": st.fixed_dictionaries({"max_delta": _unit(0, 0.5)}),
-    "gamma": _pair(0.3, 3.0).map(lambda t: {"min": t[0], "max": t[1]}),
-    "gaussian_noise": st.fixed_dictionaries({"stddev": _unit(0, 0.2)}),
-    "gaussian_blur": st.fixed_dictionaries({"sigma": _pair(0.1, 2.0)}),
-    "jpeg_quality": st.tuples(st.integers(5, 100), st.integers(5, 100)).map(
-        lambda t: {"min": min(t), "max": max(t)}
-    ),
-    "solarize": st.fixed_dictionaries({"threshold": _unit()}),
-    "posterize": st.fixed_dictionaries({"bits": st.integers(1, 8)}),
-    "sharpness": _pair(0.0, 2.0).map(lambda t: {"lower": t[0], "upper": t[1]}),
-    "cutout": st.fixed_dictionaries(
-        {"size": _unit(0.05, 0.5), "count": st.integers(1, 3), "fill": _unit()}
-    ),
-    "randaugment": st.fixed_dictionaries({"num_ops": st.integers(1, 3), "magnitude": _unit(0, 30)}),
-}
+def _fields(name: str):
+    _, fields = CATALOGUE[name]
+    strategy = st.fixed_dictionaries(
+        {k: _field_values(f) for k, f in fields.items() if f.kind not in ("ops", "weights")}
+    )
+    ordered = OPS[name].ordered if name in OPS else None
+    if ordered is None:
+        return strategy
+
+    def order(values):
+        low, high = ordered
+        values[low], values[high] = sorted((values[low], values[high]))
+        return values
+
+    return strategy.map(order)
 
 
 @st.composite
@@ -54,14 +49,14 @@ def op_specs(draw, allow_meta=True, kinds=None):
     ]
     name = draw(st.sampled_from(names))
     spec = {"op": name, "p": draw(st.sampled_from([1.0, 0.5, draw(_unit())]))}
-    if name == "one_of":
+    if name == ONE_OF:
         children = draw(st.lists(op_specs(allow_meta=False), min_size=1, max_size=3))
         spec["ops"] = children
         spec["weights"] = draw(
             st.lists(_unit(0.1, 3), min_size=len(children), max_size=len(children))
         )
-    elif name in _PARAMS:
-        spec.update(draw(_PARAMS[name]))
+    else:
+        spec.update(draw(_fields(name)))
     return spec
 
 

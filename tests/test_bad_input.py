@@ -5,9 +5,9 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import tensorflow as tf
+from tfx_image_augment import beam_augment as ba
+from tfx_image_augment.config import AugmentConfig
 
-from components.image_augment import beam_augment as ba
-from components.image_augment.config import AugmentConfig
 from tests import images as real
 from tests.executor_helpers import counts, examples_artifact, run_executor
 from tests.pipeline_helpers import read_records, write_records

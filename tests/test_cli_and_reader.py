@@ -8,9 +8,9 @@ import sys
 
 import numpy as np
 import tensorflow as tf
+from tfx_image_augment.cli import main
+from tfx_image_augment.reader import read_images
 
-from components.image_augment.cli import main
-from components.image_augment.reader import read_images
 from pipelines.data import image_example
 from tests import images as real
 from tests.conftest import PROJECT_ROOT
@@ -100,7 +100,7 @@ def test_cli_errors_are_one_line_with_exit_codes(tmp_path):
     command = [
         sys.executable,
         "-m",
-        "components.image_augment.cli",
+        "tfx_image_augment.cli",
         "run",
         "--input",
         pattern,
@@ -125,7 +125,7 @@ def test_cli_errors_are_one_line_with_exit_codes(tmp_path):
         [
             sys.executable,
             "-m",
-            "components.image_augment.cli",
+            "tfx_image_augment.cli",
             "run",
             "--input",
             str(tmp_path / "nothing-*"),

@@ -5,8 +5,8 @@ from __future__ import annotations
 import pytest
 import tensorflow as tf
 from tfx import v1 as tfx
+from tfx_image_augment import AugmentationModel, ImageAugment, PolicyError
 
-from components.image_augment import AugmentationModel, ImageAugment, PolicyError
 from tests import pipeline_helpers as ph
 
 

@@ -7,9 +7,10 @@ import pytest
 import tensorflow as tf
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+from tfx_image_augment import augment, load_policy
+from tfx_image_augment.core import compile_policy
+from tfx_image_augment.policy import CATALOGUE, GEOMETRIC, example_policies
 
-from components.image_augment import augment, load_policy
-from components.image_augment.core import compile_policy
 from tests import images as real
 from tests.strategies import geometric_policies, policies
 
@@ -197,38 +198,14 @@ def test_cifar_sample_through_every_preset(cifar_dir):
         assert not np.array_equal(out, images)
 
 
-EVERY_OP = [
-    {"op": "flip_left_right", "p": 0.5},
-    {"op": "flip_up_down", "p": 0.5},
-    {"op": "rotate", "max_degrees": 25},
-    {"op": "zoom", "min_scale": 0.8, "max_scale": 1.3},
-    {"op": "translate", "max_dx": 0.2, "max_dy": 0.1},
-    {"op": "shear", "max_degrees": 20},
-    {"op": "random_resized_crop"},
-    {"op": "brightness", "max_delta": 0.2},
-    {"op": "contrast", "lower": 0.6, "upper": 1.4},
-    {"op": "saturation", "lower": 0, "upper": 2},
-    {"op": "hue", "max_delta": 0.2},
-    {"op": "gamma", "min": 0.5, "max": 2.0},
-    {"op": "gaussian_noise", "stddev": 0.05},
-    {"op": "gaussian_blur", "sigma": [0.3, 1.5]},
-    {"op": "jpeg_quality", "min": 30, "max": 90},
-    {"op": "grayscale", "p": 0.5},
-    {"op": "solarize", "threshold": 0.7, "p": 0.5},
-    {"op": "posterize", "bits": 5},
-    {"op": "equalize", "p": 0.5},
-    {"op": "autocontrast", "p": 0.5},
-    {"op": "sharpness", "lower": 0.2, "upper": 1.8},
-    {"op": "cutout", "size": 0.2, "count": 2},
-    {"op": "one_of", "ops": [{"op": "rotate", "max_degrees": 30}, {"op": "equalize"}]},
-    {"op": "randaugment", "num_ops": 2, "magnitude": 12},
-    {"op": "trivialaugment"},
-]
+# Every op alone with its registry example (one_of, randaugment and trivialaugment included).
+EVERY_OP = [policy["ops"][0] for policy in example_policies().values()]
+ALL_GEOMETRIC = [op for op in EVERY_OP if CATALOGUE[op["op"]][0] == GEOMETRIC]
 
 
 @pytest.mark.parametrize(
     "ops",
-    [[op] for op in EVERY_OP] + [EVERY_OP[:7], EVERY_OP],
+    [[op] for op in EVERY_OP] + [ALL_GEOMETRIC, EVERY_OP],
     ids=[op["op"] for op in EVERY_OP] + ["all_geometric", "everything"],
 )
 def test_a_large_batch_matches_each_image_alone(ops):

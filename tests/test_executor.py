@@ -8,9 +8,9 @@ import pathlib
 import numpy as np
 import pytest
 import tensorflow as tf
+from tfx_image_augment import beam_augment as ba
+from tfx_image_augment.config import AugmentConfig, copy_seed
 
-from components.image_augment import beam_augment as ba
-from components.image_augment.config import AugmentConfig, copy_seed
 from tests.executor_helpers import counts, examples_artifact, run_executor
 from tests.pipeline_helpers import read_records
 
@@ -228,7 +228,7 @@ def test_output_format_jpeg_reencodes_copies_as_jpeg_at_the_given_quality(tmp_pa
 
 @pytest.mark.parametrize("raw", ["bytes", "float"])
 def test_raw_pixels_stay_raw_and_match_the_core(tmp_path, raw):
-    from components.image_augment import augment, load_policy
+    from tfx_image_augment import augment, load_policy
 
     records = _digit_examples(8, raw=raw)
     examples = examples_artifact(tmp_path / "in", {"train": records})

@@ -10,8 +10,7 @@ import sys
 import numpy as np
 import pytest
 import tensorflow as tf
-
-from components.image_augment import (
+from tfx_image_augment import (
     ImageAugmentation,
     augment,
     batch_seeds,
@@ -19,6 +18,7 @@ from components.image_augment import (
     load_exported_policy,
     load_policy,
 )
+
 from tests import images as real
 from tests.conftest import PROJECT_ROOT
 
@@ -105,10 +105,11 @@ def test_float_layer_in_value_range():
 
 def test_multi_replica_training_gives_each_replica_its_own_seeds(tmp_path):
     code = """
-import components, numpy as np, tensorflow as tf
+from tfx_image_augment import environment; environment.configure()
+import numpy as np, tensorflow as tf
 cpu = tf.config.list_physical_devices("CPU")[0]
 tf.config.set_logical_device_configuration(cpu, [tf.config.LogicalDeviceConfiguration()] * 2)
-from components.image_augment import ImageAugmentation
+from tfx_image_augment import ImageAugmentation
 strategy = tf.distribute.MirroredStrategy(["/cpu:0", "/cpu:1"])
 with strategy.scope():
     layer = ImageAugmentation("standard", seed=4)

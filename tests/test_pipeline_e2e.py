@@ -78,7 +78,7 @@ def test_online_mode_reuses_the_cache_and_trains_with_the_emitted_layer(local_ru
     )
     metadata = local_run / "metadata.sqlite"
     # ImageAugment ran once: the second run took its outputs from TFX's cache.
-    assert len(artifacts_of_type(metadata, "image_augment.AugmentationModel")) == 1
+    assert len(artifacts_of_type(metadata, "tfx_image_augment.AugmentationModel")) == 1
     models = artifacts_of_type(metadata, "Model")
     assert len(models) == 2
     saved = tf.saved_model.load(
@@ -129,7 +129,7 @@ def test_vertex_compile_names_our_executors_dataflow_args_and_the_gpu(tmp_path):
     )
     spec = json.loads(output.read_text())
     text = json.dumps(spec)
-    assert "components.image_augment.executor.Executor" in text
+    assert "tfx_image_augment.executor.Executor" in text
     assert "pipelines.augmented_trainer.VertexTrainerExecutor" in text
     for arg in (
         "--runner=DataflowRunner",
@@ -141,4 +141,4 @@ def test_vertex_compile_names_our_executors_dataflow_args_and_the_gpu(tmp_path):
         assert arg in text, arg
     assert "NVIDIA_TESLA_T4" in text and '\\"accelerator_count\\": 2' in text
     assert image in text
-    assert "image_augment.AugmentationModel" in text
+    assert "tfx_image_augment.AugmentationModel" in text

@@ -5,9 +5,8 @@ from __future__ import annotations
 import json
 
 import pytest
-
-from components.image_augment import PRESETS, PolicyError, load_policy
-from components.image_augment.policy import CATALOGUE
+from tfx_image_augment import PRESETS, PolicyError, load_policy
+from tfx_image_augment.policy import CATALOGUE
 
 
 def test_every_preset_loads_by_name_and_required_presets_exist():

@@ -7,9 +7,10 @@ import tempfile
 
 import numpy as np
 import tensorflow as tf
+from tfx_image_augment import environment
 
-import components  # noqa: F401  (respects a TF_USE_LEGACY_KERAS the caller set)
-from components.image_augment import ImageAugmentation
+environment.configure()  # an entry point: Keras flavour and quiet logs, before TensorFlow
+from tfx_image_augment import ImageAugmentation
 
 
 def build_model(augmentation):

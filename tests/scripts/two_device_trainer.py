@@ -8,8 +8,9 @@ import os
 import sys
 
 import tensorflow as tf
+from tfx_image_augment import environment
 
-import components  # noqa: F401
+environment.configure()  # an entry point: Keras flavour and quiet logs, before TensorFlow
 
 cpu = tf.config.list_physical_devices("CPU")[0]
 tf.config.set_logical_device_configuration(cpu, [tf.config.LogicalDeviceConfiguration()] * 2)

@@ -14,8 +14,8 @@ from typing import Any
 
 import tensorflow as tf
 
-from components.image_augment import core
-from components.image_augment.policy import Policy, load_policy
+from tfx_image_augment import core
+from tfx_image_augment.policy import Policy, load_policy
 
 _STEP_BITS = 32  # seeds[:, 1] = step << 32 | replica << 24 | index in batch
 _REPLICA_BITS = 24
@@ -45,7 +45,7 @@ def _replica_id() -> tf.Tensor | int:
     return context.replica_id_in_sync_group if context is not None else 0
 
 
-@tf.keras.utils.register_keras_serializable(package="image_augment")
+@tf.keras.utils.register_keras_serializable(package="tfx_image_augment")
 class ImageAugmentation(tf.keras.layers.Layer):
     """Applies an augmentation policy to image batches when training; identity otherwise.
 

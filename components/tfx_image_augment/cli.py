@@ -13,7 +13,7 @@ import os
 import sys
 import time
 
-from components import _environment
+from tfx_image_augment import environment
 
 EXIT_USAGE, EXIT_FAILED = 2, 1
 
@@ -86,7 +86,7 @@ def _parser() -> argparse.ArgumentParser:
 
 
 def _config(args, **extra):
-    from components.image_augment.config import AugmentConfig
+    from tfx_image_augment.config import AugmentConfig
 
     return AugmentConfig(
         policy=args.policy,
@@ -106,8 +106,8 @@ def _run(args, beam_args: list[str], log) -> int:
     import tensorflow as tf
     from apache_beam.options.pipeline_options import PipelineOptions
 
-    from components.image_augment import beam_augment
-    from components.image_augment.preview import write_augmentation_model
+    from tfx_image_augment import beam_augment
+    from tfx_image_augment.preview import write_augmentation_model
 
     config = _config(
         args,
@@ -174,7 +174,7 @@ def _run(args, beam_args: list[str], log) -> int:
 
 
 def _preview(args, log) -> int:
-    from components.image_augment.preview import preview_from_pattern, write_png
+    from tfx_image_augment.preview import preview_from_pattern, write_png
 
     config = _config(args)
     sheet, _ = preview_from_pattern(args.input, config, rows=args.rows)
@@ -197,8 +197,8 @@ def main(argv: list[str] | None = None) -> int:
         cut = argv.index("--")
         argv, beam_args = argv[:cut], argv[cut + 1 :]
     args = _parser().parse_args(argv)
-    log = _environment.progress_logger("image-augment")
-    from components.image_augment.beam_augment import CorruptInputError, QuarantineLimitExceeded
+    log = environment.progress_logger("image-augment")
+    from tfx_image_augment.beam_augment import CorruptInputError, QuarantineLimitExceeded
 
     try:
         if args.command == "run":

@@ -7,7 +7,7 @@ import hashlib
 import json
 from typing import Any
 
-from components.image_augment.policy import Policy, load_policy
+from tfx_image_augment.policy import Policy, load_policy
 
 OUTPUT_FORMATS = ("same", "png", "jpeg")
 SEED_SCHEME = "image-augment/v1"

@@ -12,8 +12,8 @@ from typing import Any
 
 import tensorflow as tf
 
-from components.image_augment import core
-from components.image_augment.policy import Policy, load_policy
+from tfx_image_augment import core
+from tfx_image_augment.policy import Policy, load_policy
 
 POLICY_FILE = "policy.json"
 SAVED_MODEL_DIR = "saved_model"

@@ -10,10 +10,9 @@ from tfx.components.util import examples_utils
 from tfx.dsl.components.base import base_beam_executor
 from tfx.types import artifact_utils
 
-from components import _environment
-from components.image_augment import beam_augment
-from components.image_augment.config import AugmentConfig
-from components.image_augment.preview import write_augmentation_model
+from tfx_image_augment import beam_augment, environment
+from tfx_image_augment.config import AugmentConfig
+from tfx_image_augment.preview import write_augmentation_model
 
 QUARANTINE_DIR = "quarantine"
 
@@ -25,7 +24,7 @@ class Executor(base_beam_executor.BaseBeamExecutor):
         output_dict: dict[str, list],
         exec_properties: dict[str, Any],
     ) -> None:
-        log = _environment.progress_logger()
+        log = environment.progress_logger()
         config = AugmentConfig.from_json(exec_properties["config"]).validate()
         examples = artifact_utils.get_single_instance(input_dict["examples"])
         augmented = artifact_utils.get_single_instance(output_dict["augmented_examples"])

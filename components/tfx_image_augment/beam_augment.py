@@ -21,10 +21,9 @@ from collections.abc import Iterable
 import apache_beam as beam
 import numpy as np
 
-import components  # noqa: F401  (tames TF logging on workers too)
-from components.image_augment.config import AugmentConfig, content_key, copy_seed
+from tfx_image_augment.config import AugmentConfig, content_key, copy_seed
 
-METRICS_NAMESPACE = "image_augment"
+METRICS_NAMESPACE = "tfx_image_augment"
 QUARANTINE_TAG = "quarantine"
 COPY_INDEX_FEATURE = "aug_copy_index"
 SOURCE_KEY_FEATURE = "aug_source_key"
@@ -348,10 +347,10 @@ class _Progress:
     def __init__(self, split: str):
         import time
 
-        from components import _environment
+        from tfx_image_augment import environment
 
         self._split, self._clock = split, time.monotonic
-        self._log = _environment.progress_logger()
+        self._log = environment.progress_logger()
         self._start = self._last = self._clock()
         self._done = 0
 
@@ -375,7 +374,7 @@ class AugmentBatchFn(beam.DoFn):
         self._config_json, self._split = config_json, split
 
     def setup(self):
-        from components.image_augment.core import compile_policy
+        from tfx_image_augment.core import compile_policy
 
         self._config = AugmentConfig.from_json(self._config_json)
         self._plan = compile_policy(self._config.loaded_policy)
@@ -389,7 +388,7 @@ class AugmentBatchFn(beam.DoFn):
     def _augment(self, batch: list[tuple[int, DecodedExample]]):
         import tensorflow as tf
 
-        from components.image_augment.core import augment
+        from tfx_image_augment.core import augment
 
         config = self._config
         # Images of one shape, dtype and format go through the core and the encoder together.

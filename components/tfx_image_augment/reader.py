@@ -1,6 +1,6 @@
 """Reading augmented (or any TFX-layout) TFRecords back as a `tf.data.Dataset`.
 
-    from components.image_augment.reader import read_images
+    from tfx_image_augment.reader import read_images
     dataset = read_images("out/")                    # the CLI's output folder
     dataset = read_images("tfx_output/.../Split-train/*")   # a glob, gzipped or not
 

@@ -8,15 +8,15 @@ from collections.abc import Sequence
 from tfx.dsl.components.base import base_beam_component, executor_spec
 from tfx.types import artifact, component_spec, standard_artifacts
 
-from components.image_augment import executor
-from components.image_augment.config import AugmentConfig
+from tfx_image_augment import executor
+from tfx_image_augment.config import AugmentConfig
 
 
 class AugmentationModel(artifact.Artifact):
     """The augmentation that made a dataset: policy.json, saved_model/ and preview.png."""
 
     # Namespaced: KFP v2 (Vertex) accepts custom artifact types only as "namespace.Name".
-    TYPE_NAME = "image_augment.AugmentationModel"
+    TYPE_NAME = "tfx_image_augment.AugmentationModel"
 
 
 class ImageAugmentSpec(component_spec.ComponentSpec):

@@ -43,9 +43,9 @@ def preview_from_pattern(pattern: str, config, rows: int = 6, max_copies: int = 
     import tensorflow as tf
     from google.protobuf.message import DecodeError
 
-    from components.image_augment.beam_augment import Quarantined, decode_pixels, stable_key
-    from components.image_augment.config import copy_seed
-    from components.image_augment.core import augment
+    from tfx_image_augment.beam_augment import Quarantined, decode_pixels, stable_key
+    from tfx_image_augment.config import copy_seed
+    from tfx_image_augment.core import augment
 
     copies = min(config.num_copies, max_copies)
     chosen = []
@@ -94,7 +94,7 @@ def write_augmentation_model(model_dir: str, input_pattern: str, config) -> None
     count, and preview.png drawn from `input_pattern` (left out when nothing there decodes)."""
     import os
 
-    from components.image_augment.export import export_augmentation_model
+    from tfx_image_augment.export import export_augmentation_model
 
     sheet, channels = preview_from_pattern(input_pattern, config)
     export_augmentation_model(config.loaded_policy, config.seed, model_dir, channels=channels or 3)

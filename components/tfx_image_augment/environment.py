@@ -1,8 +1,9 @@
-"""The one place that tames the environment for every entry point of this project.
+"""The one place that tames the process for an entry point: `configure()`, called explicitly.
 
-Imported first by `components/__init__.py`, so anything that imports this project (the local
-runner, the CLI, the tests, the Beam workers unpickling our DoFns) gets the same settings
-before TensorFlow is loaded. Two decisions live here:
+Importing the library never calls it (a library import must not change the user's process).
+Entry points do, before TensorFlow loads: the `image-augment` CLI, the example project's local
+runner, Vertex compiler and trainer module, the tests and the benchmarks. Two decisions live
+here:
 
 1. Keras flavour. `TF_USE_LEGACY_KERAS` defaults to "1", so `tf.keras` is tf_keras 2.16.
    TFX 1.16's Transform and Evaluator (tensorflow-transform, TFMA) only work with tf_keras,
@@ -48,6 +49,9 @@ def configure() -> None:
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", _TF_CPP_LEVEL[level])
     os.environ.setdefault("GRPC_VERBOSITY", "ERROR" if level == "ERROR" else level)
     if level in ("ERROR", "WARNING"):
+        # Beam's worker processes (multi-processing, portable pool) import the Google client
+        # libraries before any code of ours runs there; the environment is what reaches them.
+        os.environ.setdefault("PYTHONWARNINGS", "ignore::FutureWarning,ignore::DeprecationWarning")
         for category in (FutureWarning, DeprecationWarning, PendingDeprecationWarning):
             for module in (
                 "google",

@@ -37,167 +37,86 @@ import hashlib
 import json
 import math
 import os
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
 from typing import Any
+
+from tfx_image_augment.ops import OPS, randaugment_specs
+from tfx_image_augment.ops.base import GEOMETRIC, PHOTOMETRIC, REQUIRED, Field
 
 POLICY_VERSION = 1
 FILL_MODES = ("constant", "reflect", "nearest", "wrap")
+META = "meta"
+ONE_OF, RANDAUGMENT, TRIVIALAUGMENT = "one_of", "randaugment", "trivialaugment"
 
 
 class PolicyError(ValueError):
     """An augmentation policy that cannot be run; the message names the op, field and rule."""
 
 
-@dataclasses.dataclass(frozen=True)
-class Field:
-    """One field of an op: its type, range and default (`REQUIRED` when it has none)."""
-
-    kind: str  # "number", "int", "range" (two numbers, lower <= upper), "string", "ops", "weights"
-    low: float | None = None
-    high: float | None = None
-    default: Any = None
-    choices: tuple[str, ...] = ()
-    low_open: bool = False  # low itself is not allowed
-
-    def describe(self) -> str:
-        if self.kind == "string":
-            return "one of " + ", ".join(repr(c) for c in self.choices)
-        if self.kind == "ops":
-            return "a non-empty list of ops (not one_of, randaugment or trivialaugment)"
-        if self.kind == "weights":
-            return "a list of positive numbers, one per op"
-        left = "(" if self.low_open else "["
-        bounds = f"{left}{_fmt(self.low)}, {_fmt(self.high)}]"
-        if self.kind == "int":
-            return f"an integer in {bounds}"
-        if self.kind == "range":
-            return f"a list [lower, upper] with lower <= upper, both in {bounds}"
-        return f"a number in {bounds}"
-
-
-REQUIRED = object()
-
-
-def _fmt(value: float | None) -> str:
-    if value is None:
-        return "inf"
-    return str(int(value)) if float(value).is_integer() else str(value)
-
-
-GEOMETRIC = "geometric"
-PHOTOMETRIC = "photometric"
-META = "meta"
-
 _P = Field("number", 0.0, 1.0, default=1.0)
 
-# name -> (kind, fields). Fields listed here are the whole public shape of each op.
-CATALOGUE: dict[str, tuple[str, dict[str, Field]]] = {
-    "flip_left_right": (GEOMETRIC, {}),
-    "flip_up_down": (GEOMETRIC, {}),
-    "rotate": (GEOMETRIC, {"max_degrees": Field("number", 0, 180, default=REQUIRED)}),
-    "zoom": (
-        GEOMETRIC,
-        {
-            "min_scale": Field("number", 0, 10, default=REQUIRED, low_open=True),
-            "max_scale": Field("number", 0, 10, default=REQUIRED, low_open=True),
-        },
-    ),
-    "translate": (
-        GEOMETRIC,
-        {
-            "max_dx": Field("number", 0, 1, default=REQUIRED),
-            "max_dy": Field("number", 0, 1, default=REQUIRED),
-        },
-    ),
-    "shear": (
-        GEOMETRIC,
-        {
-            "max_degrees": Field("number", 0, 60, default=REQUIRED),
-            "axis": Field("string", default="both", choices=("x", "y", "both")),
-        },
-    ),
-    "random_resized_crop": (
-        GEOMETRIC,
-        {
-            "scale": Field("range", 0, 1, default=(0.08, 1.0), low_open=True),
-            "ratio": Field("range", 0, 10, default=(3 / 4, 4 / 3), low_open=True),
-        },
-    ),
-    "brightness": (PHOTOMETRIC, {"max_delta": Field("number", 0, 1, default=REQUIRED)}),
-    "contrast": (
-        PHOTOMETRIC,
-        {
-            "lower": Field("number", 0, 10, default=REQUIRED),
-            "upper": Field("number", 0, 10, default=REQUIRED),
-        },
-    ),
-    "saturation": (
-        PHOTOMETRIC,
-        {
-            "lower": Field("number", 0, 10, default=REQUIRED),
-            "upper": Field("number", 0, 10, default=REQUIRED),
-        },
-    ),
-    "hue": (PHOTOMETRIC, {"max_delta": Field("number", 0, 0.5, default=REQUIRED)}),
-    "gamma": (
-        PHOTOMETRIC,
-        {
-            "min": Field("number", 0, 10, default=REQUIRED, low_open=True),
-            "max": Field("number", 0, 10, default=REQUIRED, low_open=True),
-        },
-    ),
-    "gaussian_noise": (PHOTOMETRIC, {"stddev": Field("number", 0, 1, default=REQUIRED)}),
-    "gaussian_blur": (
-        PHOTOMETRIC,
-        {"sigma": Field("range", 0, 10, default=REQUIRED, low_open=True)},
-    ),
-    "jpeg_quality": (
-        PHOTOMETRIC,
-        {
-            "min": Field("int", 1, 100, default=REQUIRED),
-            "max": Field("int", 1, 100, default=REQUIRED),
-        },
-    ),
-    "grayscale": (PHOTOMETRIC, {}),
-    "solarize": (PHOTOMETRIC, {"threshold": Field("number", 0, 1, default=0.5)}),
-    "posterize": (PHOTOMETRIC, {"bits": Field("int", 1, 8, default=REQUIRED)}),
-    "equalize": (PHOTOMETRIC, {}),
-    "autocontrast": (PHOTOMETRIC, {}),
-    "sharpness": (
-        PHOTOMETRIC,
-        {
-            "lower": Field("number", 0, 10, default=REQUIRED),
-            "upper": Field("number", 0, 10, default=REQUIRED),
-        },
-    ),
-    "cutout": (
-        PHOTOMETRIC,
-        {
-            "size": Field("number", 0, 1, default=REQUIRED, low_open=True),
-            "count": Field("int", 1, 16, default=1),
-            "fill": Field("number", 0, 1, default=0.5),
-        },
-    ),
-    "one_of": (
-        META,
-        {"ops": Field("ops", default=REQUIRED), "weights": Field("weights", default=None)},
-    ),
-    "randaugment": (
-        META,
-        {"num_ops": Field("int", 1, 10, default=2), "magnitude": Field("number", 0, 30, default=9)},
-    ),
-    "trivialaugment": (META, {}),
+
+@dataclasses.dataclass(frozen=True)
+class MetaOp:
+    """An op made of other ops (the leaf ops live in the registry, `tfx_image_augment.ops`)."""
+
+    name: str
+    summary: str
+    fields: Mapping[str, Field]
+    example: Mapping[str, Any]
+
+
+META_OPS: Mapping[str, MetaOp] = {
+    meta.name: meta
+    for meta in (
+        MetaOp(
+            ONE_OF,
+            "`ops`, `weights`",
+            {"ops": Field("ops", default=REQUIRED), "weights": Field("weights", default=None)},
+            {"ops": [{"op": "rotate", "max_degrees": 30}, {"op": "equalize"}]},
+        ),
+        MetaOp(
+            RANDAUGMENT,
+            "`num_ops` (2), `magnitude` (0-30, default 9)",
+            {
+                "num_ops": Field("int", 1, 10, default=2, typical=(1, 3)),
+                "magnitude": Field("number", 0, 30, default=9),
+            },
+            {"num_ops": 2, "magnitude": 12},
+        ),
+        MetaOp(TRIVIALAUGMENT, "", {}, {}),
+    )
 }
 
-# Pairs of fields where the first must not exceed the second.
-_ORDERED_PAIRS = {
-    "zoom": ("min_scale", "max_scale"),
-    "contrast": ("lower", "upper"),
-    "saturation": ("lower", "upper"),
-    "gamma": ("min", "max"),
-    "jpeg_quality": ("min", "max"),
-    "sharpness": ("lower", "upper"),
+# name -> (kind, fields): the whole public shape of every op, leaf and meta.
+CATALOGUE: Mapping[str, tuple[str, Mapping[str, Field]]] = {
+    **{name: (op.kind, op.fields) for name, op in OPS.items()},
+    **{name: (META, meta.fields) for name, meta in META_OPS.items()},
 }
+
+
+def example_policies() -> dict[str, dict[str, Any]]:
+    """One single-op policy per catalogue entry, with its representative fields."""
+    examples = {name: op.example for name, op in OPS.items()}
+    examples.update({name: meta.example for name, meta in META_OPS.items()})
+    return {
+        name: {"version": 1, "ops": [{"op": name, **fields}]} for name, fields in examples.items()
+    }
+
+
+def catalogue_table() -> str:
+    """The README's op table, from the registry (`python -m tfx_image_augment.policy`)."""
+    lines = ["| kind | op | fields (every op also takes `p`, default 1) |", "|---|---|---|"]
+    headings = {
+        GEOMETRIC: "geometric (moves masks too, nearest sampling)",
+        PHOTOMETRIC: "photometric (colour channels only; alpha kept)",
+        META: "policies of policies",
+    }
+    summaries = {name: op.summary for name, op in OPS.items()}
+    summaries.update({name: meta.summary for name, meta in META_OPS.items()})
+    for name, (kind, _) in CATALOGUE.items():
+        lines.append(f"| {headings.pop(kind, '')} | `{name}` | {summaries[name]} |")
+    return "\n".join(lines)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -219,7 +138,7 @@ class Op:
         out: dict[str, Any] = {"op": self.name}
         for key, value in self.params:
             out[key] = list(value) if isinstance(value, tuple) else value
-        if self.name == "one_of":
+        if self.name == ONE_OF:
             out["ops"] = [child.to_dict() for child in self.children]
         return out
 
@@ -421,6 +340,7 @@ def _parse_op(raw: Any, where: str, allow_meta: bool) -> Op:
             f"Policy {where}: op {name!r} is unknown; the known ops are: {', '.join(CATALOGUE)}."
         )
     kind, fields = CATALOGUE[name]
+    ordered = OPS[name].ordered if name in OPS else None
     label = f"Policy {where} ({name})"
     if kind == META and not allow_meta:
         raise PolicyError(
@@ -455,7 +375,7 @@ def _parse_op(raw: Any, where: str, allow_meta: bool) -> Op:
             )
             continue
         values[field_name] = _check_field(label, field_name, field, value)
-    if name == "one_of":
+    if name == ONE_OF:
         weights = values.get("weights")
         if weights is None:
             weights = tuple(1.0 for _ in children)
@@ -465,8 +385,8 @@ def _parse_op(raw: Any, where: str, allow_meta: bool) -> Op:
                 f"({len(children)}); got {len(weights)}."
             )
         values["weights"] = tuple(float(w) for w in weights)
-    if name in _ORDERED_PAIRS:
-        low_name, high_name = _ORDERED_PAIRS[name]
+    if ordered:
+        low_name, high_name = ordered
         if values[low_name] > values[high_name]:
             raise PolicyError(
                 f"{label}: field {low_name!r} ({values[low_name]}) must not exceed "
@@ -516,27 +436,17 @@ def _check_field(label: str, name: str, field: Field, value: Any) -> Any:
 
 
 def randaugment_candidates(level: float) -> tuple[Op, ...]:
-    """The op list RandAugment and TrivialAugment draw from, at strength `level` in [0, 1].
+    """The ops RandAugment and TrivialAugment draw from, at strength `level` in [0, 1].
 
     Magnitudes follow torchvision's RandAugment table where our ops allow (shear and translate
-    per axis, rotate up to 30 degrees, colour factors 1 +- 0.9 level).
+    per axis, rotate up to 30 degrees, colour factors 1 +- 0.9 level); each op's mapping is its
+    registry entry's `randaugment` slots.
     """
-    spread = 0.9 * level
-    specs: Sequence[dict[str, Any]] = (
-        {"op": "autocontrast"},
-        {"op": "equalize"},
-        {"op": "rotate", "max_degrees": 30 * level},
-        {"op": "solarize", "threshold": 1.0 - level},
-        {"op": "saturation", "lower": 1 - spread, "upper": 1 + spread},
-        {"op": "posterize", "bits": max(1, 8 - round(4 * level))},
-        {"op": "contrast", "lower": 1 - spread, "upper": 1 + spread},
-        {"op": "brightness", "max_delta": 0.5 * spread},
-        {"op": "sharpness", "lower": 1 - spread, "upper": 1 + spread},
-        {"op": "shear", "max_degrees": 17 * level, "axis": "x"},
-        {"op": "shear", "max_degrees": 17 * level, "axis": "y"},
-        {"op": "translate", "max_dx": 0.45 * level, "max_dy": 0.0},
-        {"op": "translate", "max_dx": 0.0, "max_dy": 0.45 * level},
-    )
     return tuple(
-        _parse_op(spec, f"randaugment list[{i}]", allow_meta=False) for i, spec in enumerate(specs)
+        _parse_op(spec, f"randaugment list[{i}]", allow_meta=False)
+        for i, spec in enumerate(randaugment_specs(level))
     )
+
+
+if __name__ == "__main__":
+    print(catalogue_table())

@@ -1,0 +1,50 @@
+"""Seeded, stateless image augmentation for TFX: one core behind two doors (Beam and Keras).
+
+Public API (each name is imported on first use, so `import tfx_image_augment` loads nothing
+and changes nothing in your process: no TensorFlow, no environment variables, no log levels):
+  ImageAugmentation            the Keras layer (online); base install, TensorFlow only
+  Policy, PolicyError, load_policy, PRESETS, OPS
+  augment                      the pure core: augment(images, seeds, policy)
+  export_augmentation_model    policy.json + a portable SavedModel
+  read_images                  augmented TFRecords back as a tf.data.Dataset
+  ImageAugment                 the TFX component (offline, through Beam); extra `[tfx]`
+
+Entry points (CLIs, runners, trainer modules) that want this project's Keras flavour and quiet
+logs call `tfx_image_augment.environment.configure()` before TensorFlow loads.
+"""
+
+from __future__ import annotations
+
+import importlib
+
+__version__ = "0.2.0"
+
+# public name -> the module that defines it
+_EXPORTS = {
+    "augment": "core",
+    "export_augmentation_model": "export",
+    "load_exported_policy": "export",
+    "ImageAugmentation": "layer",
+    "batch_seeds": "layer",
+    "Policy": "policy",
+    "PolicyError": "policy",
+    "load_policy": "policy",
+    "PRESETS": "policy",
+    "read_images": "reader",
+    "ImageAugment": "component",
+    "AugmentationModel": "component",
+}
+
+
+def __getattr__(name: str):
+    if name in _EXPORTS:
+        module = importlib.import_module(f"{__name__}.{_EXPORTS[name]}")
+        return getattr(module, name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
+def __dir__():
+    return sorted([*globals(), *_EXPORTS])
+
+
+__all__ = ["__version__", *_EXPORTS]

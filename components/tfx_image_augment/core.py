@@ -1,0 +1,288 @@
+"""The augmentation core: `augment(images, seeds, policy)`, a pure function of its inputs.
+
+This module knows nothing of Beam, TFX or Keras. The Beam executor, the Keras layer and the
+exported SavedModel all call `augment`, so the doors agree pixel for pixel by construction.
+How randomness works (the seed contract) is written down in `plan.py`; what each op does is
+its entry in the registry (`ops/`). Here: running a compiled plan's stages over a batch.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import tensorflow as tf
+
+from tfx_image_augment.draws import draw_table, gate_mask, gated, rowwise
+from tfx_image_augment.ops.photometric import PixelContext
+from tfx_image_augment.plan import Plan, Stage, compile_policy
+from tfx_image_augment.policy import Policy
+
+SUPPORTED_CHANNELS = (1, 3, 4)
+
+__all__ = ["augment", "compile_policy", "validate_images", "SUPPORTED_CHANNELS", "Plan"]
+
+
+# ----------------------------------------------------------------------------------------------
+# Geometric stages
+# ----------------------------------------------------------------------------------------------
+
+
+def _op_matrix(inst, table: tf.Tensor, height: tf.Tensor, width: tf.Tensor) -> tf.Tensor:
+    """The op's [B,3,3] map for the images its gate opens, identity for the others."""
+    matrix = inst.definition.matrix(inst.op, inst.draws(table), height, width)
+    return gated(inst.gate, table, matrix, tf.eye(3, batch_shape=[tf.shape(table)[0]]))
+
+
+def _matmul_3x3(a: tf.Tensor, b: tf.Tensor) -> tf.Tensor:
+    """[B,3,3] @ [B,3,3] as a fixed sum of outer products (batched matmul kernels change their
+    summation order with the batch size)."""
+    return (a[:, :, 0:1] * b[:, 0:1, :] + a[:, :, 1:2] * b[:, 1:2, :]) + a[:, :, 2:3] * b[:, 2:3, :]
+
+
+def stage_matrix(stage: Stage, table: tf.Tensor, height, width) -> tf.Tensor:
+    """The stage's composed [B,3,3] output->input map, one image at a time (see `rowwise`)."""
+
+    def transform_of(row):
+        # Output->input maps compose left to right: the first listed op's map is applied last.
+        matrix = _op_matrix(stage.instances[0], row, height, width)
+        for inst in stage.instances[1:]:
+            matrix = _matmul_3x3(matrix, _op_matrix(inst, row, height, width))
+        return tf.reshape(matrix, [-1, 9])
+
+    return tf.reshape(rowwise(transform_of, table, [9]), [-1, 3, 3])
+
+
+def _warp(stage: Stage, images, masks, table, fill_mode: str, fill_value: float, scale: float):
+    shape = tf.shape(images)
+    height, width = tf.cast(shape[1], tf.float32), tf.cast(shape[2], tf.float32)
+    transforms = tf.reshape(stage_matrix(stage, table, height, width), [-1, 9])[:, :8]
+
+    def apply(x, interpolation, fill):
+        return tf.raw_ops.ImageProjectiveTransformV3(
+            images=x,
+            transforms=transforms,
+            output_shape=shape[1:3],
+            fill_value=tf.cast(fill, tf.float32),
+            interpolation=interpolation,
+            fill_mode=fill_mode.upper(),
+        )
+
+    images = apply(images, "BILINEAR", fill_value * scale)
+    if masks is not None:
+        masks = apply(masks, "NEAREST", 0.0)
+    return images, masks
+
+
+def _flip(stage: Stage, images, masks, table):
+    batch = tf.shape(images)[0]
+    flips = {1: tf.zeros([batch], tf.bool), 2: tf.zeros([batch], tf.bool)}  # axis -> per image
+    for inst in stage.instances:  # two flips of the same axis cancel
+        axis = inst.definition.flip_axis
+        flips[axis] = tf.math.logical_xor(flips[axis], gate_mask(inst.gate, table))
+
+    def apply(x):
+        x = tf.where(flips[2][:, None, None, None], tf.reverse(x, axis=[2]), x)
+        return tf.where(flips[1][:, None, None, None], tf.reverse(x, axis=[1]), x)
+
+    return apply(images), (apply(masks) if masks is not None else None)
+
+
+def crop_boxes(stage: Stage, table: tf.Tensor, height, width) -> tf.Tensor:
+    """[B, 4] normalised (y0, x0, y1, x1) sampling boxes of a lone crop stage: the same
+    sampling points as the warp path (pixel centres), clamped inside the image."""
+    (inst,) = stage.instances
+
+    def box_of(row):
+        crop_h, crop_w, y0, x0 = inst.definition.crop_box(inst.op, inst.draws(row), height, width)
+        span_y, span_x = tf.maximum(height - 1.0, 1.0), tf.maximum(width - 1.0, 1.0)
+        sy, sx = crop_h / height, crop_w / width
+        boxes = tf.stack(
+            [
+                tf.maximum((y0 + 0.5 * sy - 0.5) / span_y, 0.0),
+                tf.maximum((x0 + 0.5 * sx - 0.5) / span_x, 0.0),
+                tf.minimum((y0 + crop_h - 0.5 * sy - 0.5) / span_y, 1.0),
+                tf.minimum((x0 + crop_w - 0.5 * sx - 0.5) / span_x, 1.0),
+            ],
+            axis=1,
+        )
+        return gated(inst.gate, row, boxes, tf.constant([[0.0, 0.0, 1.0, 1.0]]))
+
+    return rowwise(box_of, table, [4])
+
+
+def _crop(stage: Stage, images, masks, table):
+    shape = tf.shape(images)
+    height, width = tf.cast(shape[1], tf.float32), tf.cast(shape[2], tf.float32)
+    boxes = crop_boxes(stage, table, height, width)
+    indices = tf.range(shape[0])
+    out = tf.image.crop_and_resize(images, boxes, indices, shape[1:3], method="bilinear")
+    if masks is not None:
+        masks = tf.cast(
+            tf.image.crop_and_resize(masks, boxes, indices, shape[1:3], method="nearest"),
+            masks.dtype,
+        )
+    return out, masks
+
+
+# ----------------------------------------------------------------------------------------------
+# Photometric stages: float32 in [0, 1], colour channels only
+# ----------------------------------------------------------------------------------------------
+
+
+def _photometric(stage: Stage, x: tf.Tensor, table: tf.Tensor, seeds: tf.Tensor) -> tf.Tensor:
+    (inst,) = stage.instances
+    context = PixelContext(seeds=seeds, node_id=inst.node_id)
+    out = inst.definition.pixels(inst.op, x, inst.draws(table), context)
+    if out is x:  # the op leaves these images alone (e.g. saturation of grey images)
+        return x
+    return gated(inst.gate, table, out, x)
+
+
+# ----------------------------------------------------------------------------------------------
+# The entry point
+# ----------------------------------------------------------------------------------------------
+
+
+def validate_images(images: tf.Tensor) -> None:
+    if images.shape.rank != 4:
+        raise ValueError(f"Images must be a batch [B, H, W, C]; got shape {images.shape}.")
+    channels = images.shape[-1]
+    if channels not in SUPPORTED_CHANNELS:
+        raise ValueError(
+            f"Images must have 1, 3 or 4 channels (a static channel count); got {channels}."
+        )
+    if images.dtype != tf.uint8 and not images.dtype.is_floating:
+        raise ValueError(
+            f"Images must be uint8, or floating point with a value range; got {images.dtype.name}."
+        )
+
+
+def augment(
+    images, seeds, policy: Policy | Plan, *, value_range: Sequence[float] | None = None, masks=None
+):
+    """Augments a batch: a pure function of (images, seeds, policy).
+
+    Args:
+      images: [B, H, W, C] (or one image [H, W, C]) uint8, or floating point in `value_range`.
+        C is 1, 3 or 4 (alpha is kept).
+      seeds: int64 [B, 2] (or [2] for one image), one seed per image.
+      policy: a `Policy` (or its compiled `Plan`).
+      value_range: (low, high) of floating-point images; default (0, 1). Ignored for uint8.
+      masks: optional integer segmentation masks [B, H, W, 1], moved with the same geometry
+        (nearest sampling) and untouched by photometric ops.
+
+    Returns:
+      The augmented images (same dtype, shape and range), or (images, masks) when masks given.
+    """
+    plan = policy if isinstance(policy, Plan) else compile_policy(policy)
+    images = tf.convert_to_tensor(images)
+    seeds = tf.cast(tf.convert_to_tensor(seeds), tf.int64)
+    single = images.shape.rank == 3
+    if single:
+        images, seeds = images[None], seeds[None]
+        masks = masks[None] if masks is not None else None
+    validate_images(images)
+    if masks is not None:
+        masks = tf.convert_to_tensor(masks)
+    value_range = (
+        None if images.dtype == tf.uint8 else tuple(float(v) for v in (value_range or (0.0, 1.0)))
+    )
+    run = _graph_for(
+        plan,
+        images.dtype,
+        images.shape[-1],
+        value_range,
+        None if masks is None else (masks.dtype, masks.shape[-1]),
+    )
+    out_images, out_masks = (
+        run(images, seeds, masks) if masks is not None else (run(images, seeds), None)
+    )
+    # The graph takes any size; give back the static shape the caller passed in.
+    out_images = tf.ensure_shape(out_images, images.shape)
+    if out_masks is not None:
+        out_masks = tf.ensure_shape(out_masks, masks.shape)
+    if single:
+        out_images = out_images[0]
+        out_masks = out_masks[0] if out_masks is not None else None
+    return out_images if masks is None else (out_images, out_masks)
+
+
+_GRAPHS: dict = {}
+
+
+def _graph_for(plan: Plan, dtype: tf.DType, channels: int, value_range, mask_spec):
+    """One traced, never-inlined function per (plan, input kind).
+
+    Every caller - eager code, a tf.function, a tf.data map, a Keras model, a SavedModel - runs
+    this same function body with the same dynamic-shape trace, so TensorFlow's graph rewrites
+    (which may reorder float arithmetic) are the same for all of them, and so are the pixels.
+    """
+    key = (plan, dtype, channels, value_range, mask_spec)
+    if key in _GRAPHS:
+        return _GRAPHS[key]
+    signature = [
+        tf.TensorSpec([None, None, None, channels], dtype),
+        tf.TensorSpec([None, 2], tf.int64),
+    ]
+    attributes = {"_noinline": True}
+    if mask_spec is None:
+
+        def body(images, seeds):
+            return _run_plan(plan, images, seeds, value_range, None)[0]
+    else:
+        signature.append(tf.TensorSpec([None, None, None, mask_spec[1]], mask_spec[0]))
+
+        def body(images, seeds, masks):
+            return _run_plan(plan, images, seeds, value_range, masks)
+
+    graph = tf.function(
+        body, input_signature=signature, autograph=False, experimental_attributes=attributes
+    )
+    _GRAPHS[key] = graph
+    return graph
+
+
+def _run_plan(plan: Plan, images, seeds, value_range, masks):
+    if not plan.stages:
+        return images, masks
+    input_dtype = images.dtype
+    is_uint8 = input_dtype == tf.uint8
+    low, high = (0.0, 255.0) if is_uint8 else tuple(value_range or (0.0, 1.0))
+    channels = images.shape[-1]
+    table = draw_table(plan, seeds)
+
+    # uint8 images stay uint8 through leading flips and warps (no float round trip); the first
+    # stage that needs [0, 1] floats converts once, and the end converts back once.
+    x = images if is_uint8 else (tf.cast(images, tf.float32) - low) / (high - low)
+    as_unit_float = not is_uint8
+
+    def to_unit_float(x):
+        return tf.cast(x, tf.float32) / (255.0 if is_uint8 else 1.0)
+
+    for stage in plan.stages:
+        if stage.kind == "flip":
+            x, masks = _flip(stage, x, masks, table)
+        elif stage.kind == "warp":
+            scale = 1.0 if as_unit_float else 255.0
+            x, masks = _warp(
+                stage, x, masks, table, plan.policy.fill_mode, plan.policy.fill_value, scale
+            )
+        elif stage.kind == "crop":
+            x, masks = _crop(stage, x, masks, table)  # float32 out, same scale as in
+            if not as_unit_float:
+                x, as_unit_float = x / 255.0, True
+        else:
+            if not as_unit_float:
+                x, as_unit_float = to_unit_float(x), True
+            if channels == 4:
+                colour = _photometric(stage, x[..., :3], table, seeds)
+                x = tf.concat([colour, x[..., 3:]], axis=-1)
+            else:
+                x = _photometric(stage, x, table, seeds)
+
+    if is_uint8:
+        if as_unit_float:
+            x = tf.cast(tf.round(tf.clip_by_value(x, 0.0, 1.0) * 255.0), tf.uint8)
+        return x, masks
+    x = tf.clip_by_value(x, 0.0, 1.0) * (high - low) + low
+    return tf.cast(x, input_dtype), masks
