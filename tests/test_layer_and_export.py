@@ -149,7 +149,7 @@ def test_exported_model_matches_the_core_and_loads_without_this_project(tmp_path
     np.save(tmp_path / "masks.npy", masks)
     # `components` is made unimportable: only TensorFlow may be needed to use the export.
     code = f"""
-import sys; sys.modules["components"] = None
+import sys; sys.modules["tfx_image_augment"] = None
 import numpy as np, tensorflow as tf
 model = tf.saved_model.load({str(tmp_path / "aug/saved_model")!r})
 folder = {str(tmp_path)!r}
