@@ -9,39 +9,71 @@ PY_VERSION  := $(shell cat .python-version)
 PY_MINOR    := $(basename $(PY_VERSION))
 PYTEST_ARGS ?=
 QUICK       ?=
+# The second environment: the newest TensorFlow + Keras 3, no TFX, no Beam (constraints-latest.txt).
+LATEST_VENV  := .venv-latest
+LATEST_PY    := $(LATEST_VENV)/bin/python
+LATEST_STAMP := $(LATEST_VENV)/.installed
+LATEST       ?= 1
+# What a training job installs (the base package) is tested there too.
+BASE_TESTS   := tests/test_library.py tests/test_policy.py tests/test_ops.py tests/test_core.py \
+                tests/test_golden.py tests/test_layer_and_export.py tests/test_reader.py
 
-.PHONY: help setup test run bench lint clean
+.PHONY: help setup setup-latest test run bench lint clean
 
 help:
 	@echo "make run    - set up .venv if needed, then run the example pipeline (python local_runner.py)"
-	@echo "make test   - set up .venv if needed, then run the whole test suite"
+	@echo "make test   - set up .venv (and .venv-latest) if needed, then run the whole test suite"
+	@echo "              in the TFX 1.16 stack, and the base-package tests on the newest TensorFlow"
+	@echo "              (LATEST=0 skips the second environment)"
 	@echo "make setup  - create .venv (Python $(PY_MINOR)) and install the project under constraints.txt"
 	@echo "make bench  - run the benchmarks in benchmarks/ (QUICK=1 for a short spot check)"
 	@echo "make lint   - ruff over the project"
 
 setup: $(STAMP)
 
-# The stamp makes a second `make setup` free: pip only runs again when the dependency
+setup-latest: $(LATEST_STAMP)
+
+# Finds Python $(PY_MINOR) through pyenv or PATH and (re)creates the venv $(1) when it is missing
+# or of another version.
+define make_venv
+	base=$$( (command -v pyenv >/dev/null && pyenv which python$(PY_MINOR) 2>/dev/null) || command -v python$(PY_MINOR) || true); \
+	if [ -z "$$base" ]; then \
+	  echo "Python $(PY_MINOR) was not found: install it (e.g. 'pyenv install $(PY_VERSION)' or your OS package python$(PY_MINOR)-venv) and run make again." >&2; \
+	  exit 1; \
+	fi; \
+	if [ ! -x "$(1)/bin/python" ] || ! "$(1)/bin/python" -c 'import sys; sys.exit(sys.version_info[:2] != tuple(map(int, "$(PY_MINOR)".split("."))))'; then \
+	  echo ">> creating $(1) with $$base"; \
+	  rm -rf $(1); "$$base" -m venv $(1); \
+	fi
+endef
+
+# The stamps make a second `make setup` free: pip only runs again when the dependency
 # declarations change.
 $(STAMP): pyproject.toml constraints.txt .python-version
 	@set -e; \
-	if [ ! -x "$(PY)" ] || ! "$(PY)" -c 'import sys; sys.exit(sys.version_info[:2] != tuple(map(int, "$(PY_MINOR)".split("."))))'; then \
-	  base=$$( (command -v pyenv >/dev/null && pyenv which python$(PY_MINOR) 2>/dev/null) || command -v python$(PY_MINOR) || true); \
-	  if [ -z "$$base" ]; then \
-	    echo "Python $(PY_MINOR) was not found: install it (e.g. 'pyenv install $(PY_VERSION)' or your OS package python$(PY_MINOR)-venv) and run make again." >&2; \
-	    exit 1; \
-	  fi; \
-	  echo ">> creating $(VENV) with $$base"; \
-	  rm -rf $(VENV); "$$base" -m venv $(VENV); \
-	fi; \
+	$(call make_venv,$(VENV)); \
 	echo ">> installing the project and its pinned dependencies (first time: 3-5 minutes, about 3.3 GB)"; \
 	$(PY) -m pip install --quiet --disable-pip-version-check --upgrade 'pip==24.2' 'setuptools==75.1.0' 'wheel==0.44.0'; \
 	$(PY) -m pip install --quiet --disable-pip-version-check -c constraints.txt -e '.[tfx,dev]'; \
 	$(PY) -m pip check; \
 	touch $(STAMP)
 
-test: setup
+$(LATEST_STAMP): pyproject.toml constraints-latest.txt .python-version
+	@set -e; \
+	$(call make_venv,$(LATEST_VENV)); \
+	echo ">> installing the base package on the newest TensorFlow (first time: 1-2 minutes, about 2.3 GB)"; \
+	$(LATEST_PY) -m pip install --quiet --disable-pip-version-check --upgrade 'pip==24.2'; \
+	$(LATEST_PY) -m pip install --quiet --disable-pip-version-check -c constraints-latest.txt -e . \
+	  tensorflow pytest pytest-timeout hypothesis scikit-learn pillow; \
+	$(LATEST_PY) -m pip check; \
+	touch $(LATEST_STAMP)
+
+test: setup $(if $(filter 1,$(LATEST)),setup-latest,)
 	$(PY) -m pytest $(PYTEST_ARGS)
+ifeq ($(LATEST),1)
+	@echo ">> the base package on $$($(LATEST_PY) -c 'import tensorflow as tf, keras; print("TensorFlow", tf.__version__, "and Keras", keras.__version__)'), without TFX or Beam"
+	$(LATEST_PY) -m pytest $(PYTEST_ARGS) $(BASE_TESTS)
+endif
 
 run: setup
 	$(PY) local_runner.py
@@ -54,4 +86,4 @@ lint: setup
 	$(VENV)/bin/ruff format --check .
 
 clean:
-	rm -rf $(VENV) tfx_output .pytest_cache .hypothesis build *.egg-info
+	rm -rf $(VENV) $(LATEST_VENV) tfx_output .pytest_cache .hypothesis build *.egg-info

@@ -20,11 +20,9 @@ def cifar_images(cifar_dir, split: str = "train", count: int | None = None) -> n
     """Decoded CIFAR-10 sample images, uint8 [N, 32, 32, 3]."""
     import tensorflow as tf
 
-    from tests.pipeline_helpers import read_records
-
     path = next((cifar_dir / split).glob("*.tfrecord"))
     images = []
-    for record in read_records(str(path))[:count]:
+    for record in tf.data.TFRecordDataset(str(path)).take(count or -1).as_numpy_iterator():
         example = tf.train.Example.FromString(record)
         png = example.features.feature["image"].bytes_list.value[0]
         images.append(tf.io.decode_png(png, channels=3).numpy())

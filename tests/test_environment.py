@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import os
 import subprocess
 import sys
@@ -69,48 +68,6 @@ def test_log_level_can_be_raised_to_see_tensorflow_messages():
     )
     assert result.returncode == 0, result.stderr
     assert "tensorflow" in result.stderr  # TF's C++ start-up lines are back
-
-
-LIBRARY_IMPORT = """
-import json, logging, os, sys, warnings
-import tensorflow as tf  # what TensorFlow itself does on import is not ours to judge
-def state():
-    return {
-        "environ": dict(os.environ),
-        "warning_filters": [repr(f) for f in warnings.filters],
-        "log_levels": {n: logging.getLogger(n).level for n in ("", "tensorflow", "absl")},
-    }
-before = state()
-import tfx_image_augment
-from tfx_image_augment import ImageAugmentation, augment, export_augmentation_model, load_policy
-from tfx_image_augment import read_images, environment, cli, ops, plan
-after = state()
-print("SAME", json.dumps({k: before[k] == after[k] for k in before}))
-print("LEGACY", os.environ.get("TF_USE_LEGACY_KERAS"))
-print("LAYER", ImageAugmentation.__mro__[1].__module__.split(".")[0])
-print("KERAS", tf.keras.layers.Layer.__module__.split(".")[0])
-"""
-
-
-def test_importing_the_library_changes_nothing_in_the_process():
-    result = _run_python(LIBRARY_IMPORT)
-    assert result.returncode == 0, result.stderr
-    lines = dict(line.split(" ", 1) for line in result.stdout.splitlines() if " " in line)
-    assert json.loads(lines["SAME"]) == {
-        "environ": True,
-        "warning_filters": True,
-        "log_levels": True,
-    }
-    assert lines["LEGACY"] == "None"
-
-
-@pytest.mark.parametrize("legacy, flavour", [(None, "keras"), ("1", "tf_keras")])
-def test_the_layer_is_built_on_the_keras_the_user_has(legacy, flavour):
-    env = {} if legacy is None else {"TF_USE_LEGACY_KERAS": legacy}
-    result = _run_python(LIBRARY_IMPORT, **env)
-    assert result.returncode == 0, result.stderr
-    lines = dict(line.split(" ", 1) for line in result.stdout.splitlines() if " " in line)
-    assert lines["LAYER"] == lines["KERAS"] == flavour
 
 
 @pytest.mark.e2e

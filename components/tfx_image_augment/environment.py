@@ -5,7 +5,8 @@ Entry points do, before TensorFlow loads: the `image-augment` CLI, the example p
 runner, Vertex compiler and trainer module, the tests and the benchmarks. Two decisions live
 here:
 
-1. Keras flavour. `TF_USE_LEGACY_KERAS` defaults to "1", so `tf.keras` is tf_keras 2.16.
+1. Keras flavour. Where tf_keras is installed (the TFX environment), `TF_USE_LEGACY_KERAS`
+   defaults to "1", so `tf.keras` is tf_keras 2.16; without it, `tf.keras` stays Keras 3.
    TFX 1.16's Transform and Evaluator (tensorflow-transform, TFMA) only work with tf_keras,
    and tensorflow-transform sets this variable on import *if nobody has yet*: without a
    decision, which Keras `tf.keras` means would depend on import order. A value the user set
@@ -19,6 +20,7 @@ here:
 
 from __future__ import annotations
 
+import importlib.util
 import logging
 import os
 import warnings
@@ -45,7 +47,10 @@ def configure() -> None:
         return
     _configured = True
     level = third_party_log_level()
-    os.environ.setdefault("TF_USE_LEGACY_KERAS", "1")
+    if importlib.util.find_spec("tf_keras") is not None:
+        # Only where tf_keras exists: with TensorFlow alone (a training job's install, Keras 3)
+        # asking for it would make `tf.keras` fail to import.
+        os.environ.setdefault("TF_USE_LEGACY_KERAS", "1")
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", _TF_CPP_LEVEL[level])
     os.environ.setdefault("GRPC_VERBOSITY", "ERROR" if level == "ERROR" else level)
     if level in ("ERROR", "WARNING"):

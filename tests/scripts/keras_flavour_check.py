@@ -64,6 +64,20 @@ def main():
     except Exception as err:  # noqa: BLE001
         findings["ours_model_export"] = f"{type(err).__name__}: {err}"[:300]
 
+    # The native Keras format, loaded back with no custom_objects (the layer is registered).
+    try:
+        model.save(f"{workdir}/model.keras")
+        reloaded = tf.keras.models.load_model(f"{workdir}/model.keras")
+        reloaded_layer = next(x for x in reloaded.layers if isinstance(x, ImageAugmentation))
+        findings["keras_file_round_trip"] = bool(
+            np.array_equal(
+                reloaded(images, training=False).numpy(), model(images, training=False).numpy()
+            )
+            and reloaded_layer.get_config() == layer.get_config()
+        )
+    except Exception as err:  # noqa: BLE001 - the failure itself is the finding
+        findings["keras_file_round_trip"] = f"{type(err).__name__}: {err}"[:300]
+
     # Identity at inference, fresh randomness per training call, config round trip.
     findings["inference_identity"] = bool(
         np.array_equal(layer(images, training=False).numpy(), images)
