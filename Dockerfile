@@ -1,16 +1,18 @@
 # One image for the KFP/Vertex component steps, the Dataflow workers (as
 # --sdk_container_image) and the Vertex AI training job. TFX's official image already holds
-# TFX 1.16.0, TensorFlow, Beam (with its SDK harness) and Python 3.10; we add this package.
+# TFX 1.16.0, TensorFlow, Beam (with its SDK harness) and Python 3.10; we add the library
+# (`tfx_image_augment`) and the example project that uses it (`pipelines/`, the runners).
 FROM tensorflow/tfx:1.16.0
 
 WORKDIR /pipeline
+# The example project's modules are imported by path from compiled specs
+# (pipelines.trainer.run_fn, pipelines.preprocessing.preprocessing_fn): keep them importable.
+ENV PYTHONPATH=/pipeline
 COPY pyproject.toml README.md constraints.txt ./
 COPY components ./components
 COPY pipelines ./pipelines
 COPY local_runner.py kubeflow_v2_runner.py ./
 
 # --no-deps: the base image's TFX stack is the tested one; reinstalling it would fight it.
-RUN pip install --no-cache-dir --no-deps -e . \
- && python -c "import tfx_image_augment, pipelines.trainer"
-
-ENV PYTHONPATH=/pipeline
+RUN pip install --no-cache-dir --no-deps . \
+ && python -c "import tfx_image_augment.executor, tfx_image_augment.beam_augment, pipelines.trainer, pipelines.preprocessing"
