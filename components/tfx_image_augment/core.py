@@ -13,13 +13,21 @@ from collections.abc import Sequence
 import tensorflow as tf
 
 from tfx_image_augment.draws import draw_table, gate_mask, gated, rowwise
+from tfx_image_augment.geometry import Targets, crop_forward, invert_affine
 from tfx_image_augment.ops.photometric import PixelContext
 from tfx_image_augment.plan import Plan, Stage, compile_policy
 from tfx_image_augment.policy import Policy
 
 SUPPORTED_CHANNELS = (1, 3, 4)
 
-__all__ = ["augment", "compile_policy", "validate_images", "SUPPORTED_CHANNELS", "Plan"]
+__all__ = [
+    "augment",
+    "augment_targets",
+    "compile_policy",
+    "validate_images",
+    "SUPPORTED_CHANNELS",
+    "Plan",
+]
 
 
 # ----------------------------------------------------------------------------------------------
@@ -52,10 +60,9 @@ def stage_matrix(stage: Stage, table: tf.Tensor, height, width) -> tf.Tensor:
     return tf.reshape(rowwise(transform_of, table, [9]), [-1, 3, 3])
 
 
-def _warp(stage: Stage, images, masks, table, fill_mode: str, fill_value: float, scale: float):
+def _warp(matrix: tf.Tensor, images, masks, fill_mode: str, fill_value: float, scale: float):
     shape = tf.shape(images)
-    height, width = tf.cast(shape[1], tf.float32), tf.cast(shape[2], tf.float32)
-    transforms = tf.reshape(stage_matrix(stage, table, height, width), [-1, 9])[:, :8]
+    transforms = tf.reshape(matrix, [-1, 9])[:, :8]
 
     def apply(x, interpolation, fill):
         return tf.raw_ops.ImageProjectiveTransformV3(
@@ -73,13 +80,17 @@ def _warp(stage: Stage, images, masks, table, fill_mode: str, fill_value: float,
     return images, masks
 
 
-def _flip(stage: Stage, images, masks, table):
-    batch = tf.shape(images)[0]
-    flips = {1: tf.zeros([batch], tf.bool), 2: tf.zeros([batch], tf.bool)}  # axis -> per image
+def flip_flags(stage: Stage, table: tf.Tensor) -> dict[int, tf.Tensor]:
+    """Image axis (1: rows, 2: columns) -> [B] bool: whether each image is mirrored on it."""
+    batch = tf.shape(table)[0]
+    flips = {1: tf.zeros([batch], tf.bool), 2: tf.zeros([batch], tf.bool)}
     for inst in stage.instances:  # two flips of the same axis cancel
         axis = inst.definition.flip_axis
         flips[axis] = tf.math.logical_xor(flips[axis], gate_mask(inst.gate, table))
+    return flips
 
+
+def _flip(flips: dict[int, tf.Tensor], images, masks):
     def apply(x):
         x = tf.where(flips[2][:, None, None, None], tf.reverse(x, axis=[2]), x)
         return tf.where(flips[1][:, None, None, None], tf.reverse(x, axis=[1]), x)
@@ -110,10 +121,8 @@ def crop_boxes(stage: Stage, table: tf.Tensor, height, width) -> tf.Tensor:
     return rowwise(box_of, table, [4])
 
 
-def _crop(stage: Stage, images, masks, table):
+def _crop(boxes: tf.Tensor, images, masks):
     shape = tf.shape(images)
-    height, width = tf.cast(shape[1], tf.float32), tf.cast(shape[2], tf.float32)
-    boxes = crop_boxes(stage, table, height, width)
     indices = tf.range(shape[0])
     out = tf.image.crop_and_resize(images, boxes, indices, shape[1:3], method="bilinear")
     if masks is not None:
@@ -173,83 +182,155 @@ def augment(
 
     Returns:
       The augmented images (same dtype, shape and range), or (images, masks) when masks given.
+      For boxes and keypoints, see `augment_targets`.
+    """
+    out = augment_targets(images, seeds, policy, value_range=value_range, masks=masks)
+    return out["images"] if masks is None else (out["images"], out["masks"])
+
+
+def augment_targets(
+    images,
+    seeds,
+    policy: Policy | Plan,
+    *,
+    value_range: Sequence[float] | None = None,
+    masks=None,
+    boxes=None,
+    box_valid=None,
+    keypoints=None,
+    keypoint_visible=None,
+    min_box_visibility: float = 0.0,
+) -> dict[str, tf.Tensor]:
+    """Augments images and everything that moves with them, by the same per-image draws.
+
+    Args:
+      images, seeds, policy, value_range, masks: as in `augment`.
+      boxes: float [B, N, 4] normalized (ymin, xmin, ymax, xmax), padded to N per image.
+      box_valid: bool [B, N], which rows of `boxes` are objects (default: all).
+      keypoints: float [B, N, K, 2] normalized (y, x), K per object.
+      keypoint_visible: bool [B, N, K] (default: all).
+      min_box_visibility: a box whose visible fraction (clipped area over moved area) falls
+        below this becomes invalid; one with no area left always does.
+
+    Returns:
+      A dict with "images", and "masks", "boxes", "box_valid", "keypoints",
+      "keypoint_visible" for the targets given. Rules: `tfx_image_augment.geometry`.
     """
     plan = policy if isinstance(policy, Plan) else compile_policy(policy)
     images = tf.convert_to_tensor(images)
     seeds = tf.cast(tf.convert_to_tensor(seeds), tf.int64)
+    if boxes is None and box_valid is not None:
+        raise ValueError("box_valid was given without boxes.")
+    if keypoints is None and keypoint_visible is not None:
+        raise ValueError("keypoint_visible was given without keypoints.")
+    given = {}
+    if masks is not None:
+        given["masks"] = tf.convert_to_tensor(masks)
+    if boxes is not None:
+        given["boxes"] = tf.cast(tf.convert_to_tensor(boxes), tf.float32)
+        given["box_valid"] = (
+            tf.ones(tf.shape(given["boxes"])[:-1], tf.bool)
+            if box_valid is None
+            else tf.cast(tf.convert_to_tensor(box_valid), tf.bool)
+        )
+    if keypoints is not None:
+        given["keypoints"] = tf.cast(tf.convert_to_tensor(keypoints), tf.float32)
+        given["keypoint_visible"] = (
+            tf.ones(tf.shape(given["keypoints"])[:-1], tf.bool)
+            if keypoint_visible is None
+            else tf.cast(tf.convert_to_tensor(keypoint_visible), tf.bool)
+        )
     single = images.shape.rank == 3
     if single:
         images, seeds = images[None], seeds[None]
-        masks = masks[None] if masks is not None else None
+        given = {k: v[None] for k, v in given.items()}
     validate_images(images)
-    if masks is not None:
-        masks = tf.convert_to_tensor(masks)
     value_range = (
         None if images.dtype == tf.uint8 else tuple(float(v) for v in (value_range or (0.0, 1.0)))
     )
+    names = tuple(sorted(given))
+    specs = tuple(
+        (name, given[name].dtype, given[name].shape[-1] if name == "masks" else None)
+        for name in names
+    )
     run = _graph_for(
-        plan,
-        images.dtype,
-        images.shape[-1],
-        value_range,
-        None if masks is None else (masks.dtype, masks.shape[-1]),
+        plan, images.dtype, images.shape[-1], value_range, specs, float(min_box_visibility)
     )
-    out_images, out_masks = (
-        run(images, seeds, masks) if masks is not None else (run(images, seeds), None)
-    )
-    # The graph takes any size; give back the static shape the caller passed in.
-    out_images = tf.ensure_shape(out_images, images.shape)
-    if out_masks is not None:
-        out_masks = tf.ensure_shape(out_masks, masks.shape)
+    outputs = run(images, seeds, *(given[n] for n in names))
+    # The graph takes any size; give back the static shapes the caller passed in.
+    result = {"images": tf.ensure_shape(outputs[0], images.shape)}
+    for name, value in zip(names, outputs[1:], strict=True):
+        result[name] = tf.ensure_shape(value, given[name].shape)
     if single:
-        out_images = out_images[0]
-        out_masks = out_masks[0] if out_masks is not None else None
-    return out_images if masks is None else (out_images, out_masks)
+        result = {k: v[0] for k, v in result.items()}
+    return result
 
 
 _GRAPHS: dict = {}
+# Rank of each optional input; masks carry their channel count in the signature.
+_TARGET_RANKS = {"masks": 4, "boxes": 3, "box_valid": 2, "keypoints": 4, "keypoint_visible": 3}
 
 
-def _graph_for(plan: Plan, dtype: tf.DType, channels: int, value_range, mask_spec):
+def _graph_for(plan: Plan, dtype, channels: int, value_range, specs, min_box_visibility: float):
     """One traced, never-inlined function per (plan, input kind).
 
     Every caller - eager code, a tf.function, a tf.data map, a Keras model, a SavedModel - runs
     this same function body with the same dynamic-shape trace, so TensorFlow's graph rewrites
     (which may reorder float arithmetic) are the same for all of them, and so are the pixels.
     """
-    key = (plan, dtype, channels, value_range, mask_spec)
+    key = (plan, dtype, channels, value_range, specs, min_box_visibility)
     if key in _GRAPHS:
         return _GRAPHS[key]
     signature = [
         tf.TensorSpec([None, None, None, channels], dtype),
         tf.TensorSpec([None, 2], tf.int64),
     ]
-    attributes = {"_noinline": True}
-    if mask_spec is None:
+    for name, spec_dtype, mask_channels in specs:
+        shape = [None] * _TARGET_RANKS[name]
+        shape[-1] = {"masks": mask_channels, "boxes": 4, "keypoints": 2}.get(name)
+        signature.append(tf.TensorSpec(shape, spec_dtype))
+    names = [name for name, _, _ in specs]
 
-        def body(images, seeds):
-            return _run_plan(plan, images, seeds, value_range, None)[0]
-    else:
-        signature.append(tf.TensorSpec([None, None, None, mask_spec[1]], mask_spec[0]))
-
-        def body(images, seeds, masks):
-            return _run_plan(plan, images, seeds, value_range, masks)
+    def body(images, seeds, *extras):
+        given = dict(zip(names, extras, strict=True))
+        targets = Targets.create(
+            given.get("boxes"),
+            given.get("box_valid"),
+            given.get("keypoints"),
+            given.get("keypoint_visible"),
+        )
+        out_images, masks, targets = _run_plan(
+            plan, images, seeds, value_range, given.get("masks"), targets, min_box_visibility
+        )
+        produced = {
+            "masks": masks,
+            "boxes": targets.boxes,
+            "box_valid": targets.box_valid,
+            "keypoints": targets.keypoints,
+            "keypoint_visible": targets.keypoint_visible,
+        }
+        return (out_images, *(produced[n] for n in names))
 
     graph = tf.function(
-        body, input_signature=signature, autograph=False, experimental_attributes=attributes
+        body,
+        input_signature=signature,
+        autograph=False,
+        experimental_attributes={"_noinline": True},
     )
     _GRAPHS[key] = graph
     return graph
 
 
-def _run_plan(plan: Plan, images, seeds, value_range, masks):
+def _run_plan(plan: Plan, images, seeds, value_range, masks, targets, min_box_visibility):
     if not plan.stages:
-        return images, masks
+        return images, masks, targets
     input_dtype = images.dtype
     is_uint8 = input_dtype == tf.uint8
     low, high = (0.0, 255.0) if is_uint8 else tuple(value_range or (0.0, 1.0))
     channels = images.shape[-1]
     table = draw_table(plan, seeds)
+    shape = tf.shape(images)
+    height, width = tf.cast(shape[1], tf.float32), tf.cast(shape[2], tf.float32)
 
     # uint8 images stay uint8 through leading flips and warps (no float round trip); the first
     # stage that needs [0, 1] floats converts once, and the end converts back once.
@@ -261,16 +342,25 @@ def _run_plan(plan: Plan, images, seeds, value_range, masks):
 
     for stage in plan.stages:
         if stage.kind == "flip":
-            x, masks = _flip(stage, x, masks, table)
+            flips = flip_flags(stage, table)
+            x, masks = _flip(flips, x, masks)
+            if not targets.empty:
+                targets = targets.flipped(flip_x=flips[2], flip_y=flips[1])
         elif stage.kind == "warp":
+            matrix = stage_matrix(stage, table, height, width)
             scale = 1.0 if as_unit_float else 255.0
-            x, masks = _warp(
-                stage, x, masks, table, plan.policy.fill_mode, plan.policy.fill_value, scale
-            )
+            x, masks = _warp(matrix, x, masks, plan.policy.fill_mode, plan.policy.fill_value, scale)
+            if not targets.empty:
+                targets = targets.mapped(invert_affine(matrix), height, width, min_box_visibility)
         elif stage.kind == "crop":
-            x, masks = _crop(stage, x, masks, table)  # float32 out, same scale as in
+            boxes = crop_boxes(stage, table, height, width)
+            x, masks = _crop(boxes, x, masks)  # float32 out, same scale as in
             if not as_unit_float:
                 x, as_unit_float = x / 255.0, True
+            if not targets.empty:
+                targets = targets.mapped(
+                    crop_forward(boxes, height, width), height, width, min_box_visibility
+                )
         else:
             if not as_unit_float:
                 x, as_unit_float = to_unit_float(x), True
@@ -283,6 +373,6 @@ def _run_plan(plan: Plan, images, seeds, value_range, masks):
     if is_uint8:
         if as_unit_float:
             x = tf.cast(tf.round(tf.clip_by_value(x, 0.0, 1.0) * 255.0), tf.uint8)
-        return x, masks
+        return x, masks, targets
     x = tf.clip_by_value(x, 0.0, 1.0) * (high - low) + low
-    return tf.cast(x, input_dtype), masks
+    return tf.cast(x, input_dtype), masks, targets

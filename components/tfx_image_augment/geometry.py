@@ -1,0 +1,165 @@
+"""Boxes and keypoints that travel with an image: moved by exactly the map that moves its pixels.
+
+Coordinates are normalized: a box is (ymin, xmin, ymax, xmax) and a keypoint (y, x), both in
+[0, 1] of the image's height and width (the TensorFlow Object Detection API's convention). A
+geometric stage hands over its per-image output->input map in pixel-index space (pixel centres
+at integers, as the warp kernels sample); boxes and keypoints go through its inverse.
+
+- Flips mirror coordinates exactly (x -> 1 - x).
+- Warps (rotate, zoom, translate, shear, and any composition) move a box's four corners and
+  take the enclosing box, so a rotated box encloses the rotated object and is no larger than
+  the moved corners require.
+- After each stage a box is clipped to the image. Its visibility (the product over stages of
+  clipped area / moved area) is kept; a box whose visibility falls below `min_box_visibility`,
+  or whose clipped area is zero, is no longer valid (the offline door drops it together with
+  every per-object feature at the same index; the online door returns a valid mask).
+- A keypoint that leaves the image keeps its place with visibility 0.
+- Photometric ops, cutout included, leave boxes and keypoints alone: a cutout patch may hide
+  part of an object without changing its box.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+
+import tensorflow as tf
+
+
+@dataclasses.dataclass(frozen=True)
+class Targets:
+    """Boxes [B, N, 4] with validity [B, N] and visibility [B, N]; keypoints [B, N, K, 2] with
+    visibility [B, N, K] (bool). Either may be None."""
+
+    boxes: tf.Tensor | None = None
+    box_valid: tf.Tensor | None = None
+    box_visibility: tf.Tensor | None = None
+    keypoints: tf.Tensor | None = None
+    keypoint_visible: tf.Tensor | None = None
+
+    @classmethod
+    def create(cls, boxes=None, box_valid=None, keypoints=None, keypoint_visible=None) -> Targets:
+        if boxes is not None:
+            boxes = tf.convert_to_tensor(boxes, tf.float32)
+            if box_valid is None:
+                box_valid = tf.ones(tf.shape(boxes)[:2], tf.bool)
+            box_visibility = tf.ones(tf.shape(boxes)[:2], tf.float32)
+        else:
+            box_visibility = None
+        if keypoints is not None:
+            keypoints = tf.convert_to_tensor(keypoints, tf.float32)
+            if keypoint_visible is None:
+                keypoint_visible = tf.ones(tf.shape(keypoints)[:3], tf.bool)
+        return cls(boxes, box_valid, box_visibility, keypoints, keypoint_visible)
+
+    @property
+    def empty(self) -> bool:
+        return self.boxes is None and self.keypoints is None
+
+    def flipped(self, flip_x: tf.Tensor, flip_y: tf.Tensor) -> Targets:
+        """Mirrors the images flagged in flip_x / flip_y ([B] bool): exact in normalized units."""
+        boxes, keypoints = self.boxes, self.keypoints
+        if boxes is not None:
+            ymin, xmin, ymax, xmax = tf.unstack(boxes, axis=-1)
+            fx, fy = flip_x[:, None], flip_y[:, None]
+            boxes = tf.stack(
+                [
+                    tf.where(fy, 1.0 - ymax, ymin),
+                    tf.where(fx, 1.0 - xmax, xmin),
+                    tf.where(fy, 1.0 - ymin, ymax),
+                    tf.where(fx, 1.0 - xmin, xmax),
+                ],
+                axis=-1,
+            )
+        if keypoints is not None:
+            y, x = tf.unstack(keypoints, axis=-1)
+            y = tf.where(flip_y[:, None, None], 1.0 - y, y)
+            x = tf.where(flip_x[:, None, None], 1.0 - x, x)
+            keypoints = tf.stack([y, x], axis=-1)
+        return dataclasses.replace(self, boxes=boxes, keypoints=keypoints)
+
+    def mapped(self, forward: tf.Tensor, height, width, min_box_visibility: float) -> Targets:
+        """Moves through `forward` [B, 2, 3]: input pixel index (x, y, 1) -> output (x, y)."""
+        out = self
+        if self.boxes is not None:
+            out = out._boxes_mapped(forward, height, width, min_box_visibility)
+        if self.keypoints is not None:
+            y, x = tf.unstack(self.keypoints, axis=-1)
+            x, y = _apply(forward[:, None, None], x * width - 0.5, y * height - 0.5)
+            x, y = (x + 0.5) / width, (y + 0.5) / height
+            inside = (x >= 0.0) & (x <= 1.0) & (y >= 0.0) & (y <= 1.0)
+            out = dataclasses.replace(
+                out,
+                keypoints=tf.stack([y, x], axis=-1),
+                keypoint_visible=self.keypoint_visible & inside,
+            )
+        return out
+
+    def _boxes_mapped(self, forward, height, width, min_box_visibility) -> Targets:
+        ymin, xmin, ymax, xmax = tf.unstack(self.boxes, axis=-1)
+        # The object's edges in pixel-index coordinates (pixel i covers [i - 0.5, i + 0.5]).
+        left, right = xmin * width - 0.5, xmax * width - 0.5
+        top, bottom = ymin * height - 0.5, ymax * height - 0.5
+        corners_x = tf.stack([left, right, left, right], axis=-1)
+        corners_y = tf.stack([top, top, bottom, bottom], axis=-1)
+        x, y = _apply(forward[:, None, None], corners_x, corners_y)  # [B, N, 4]
+        moved = tf.stack(
+            [
+                (tf.reduce_min(y, axis=-1) + 0.5) / height,
+                (tf.reduce_min(x, axis=-1) + 0.5) / width,
+                (tf.reduce_max(y, axis=-1) + 0.5) / height,
+                (tf.reduce_max(x, axis=-1) + 0.5) / width,
+            ],
+            axis=-1,
+        )
+        clipped = tf.clip_by_value(moved, 0.0, 1.0)
+        moved_area = _area(moved)
+        clipped_area = _area(clipped)
+        # A degenerate (zero-area) box keeps visibility while it stays inside the image.
+        inside = tf.reduce_all(tf.equal(moved, clipped), axis=-1)
+        fraction = tf.where(
+            moved_area > 0.0,
+            clipped_area / tf.where(moved_area > 0.0, moved_area, 1.0),
+            tf.cast(inside, tf.float32),
+        )
+        visibility = self.box_visibility * fraction
+        has_extent = (clipped_area > 0.0) | ((moved_area <= 0.0) & inside)
+        valid = self.box_valid & has_extent & (visibility >= min_box_visibility)
+        return dataclasses.replace(self, boxes=clipped, box_valid=valid, box_visibility=visibility)
+
+
+def _area(boxes: tf.Tensor) -> tf.Tensor:
+    ymin, xmin, ymax, xmax = tf.unstack(boxes, axis=-1)
+    return tf.maximum(ymax - ymin, 0.0) * tf.maximum(xmax - xmin, 0.0)
+
+
+def _apply(forward: tf.Tensor, x: tf.Tensor, y: tf.Tensor):
+    """(x, y) through an affine [.., 2, 3] map, written out (no matmul: batch-independent)."""
+    new_x = (forward[..., 0, 0] * x + forward[..., 0, 1] * y) + forward[..., 0, 2]
+    new_y = (forward[..., 1, 0] * x + forward[..., 1, 1] * y) + forward[..., 1, 2]
+    return new_x, new_y
+
+
+def invert_affine(matrix: tf.Tensor) -> tf.Tensor:
+    """[B, 3, 3] affine output->input map -> [B, 2, 3] input->output map."""
+    a, b, c = matrix[:, 0, 0], matrix[:, 0, 1], matrix[:, 0, 2]
+    d, e, f = matrix[:, 1, 0], matrix[:, 1, 1], matrix[:, 1, 2]
+    det = a * e - b * d
+    ia, ib, id_, ie = e / det, -b / det, -d / det, a / det
+    row0 = tf.stack([ia, ib, -(ia * c + ib * f)], axis=-1)
+    row1 = tf.stack([id_, ie, -(id_ * c + ie * f)], axis=-1)
+    return tf.stack([row0, row1], axis=1)
+
+
+def crop_forward(boxes: tf.Tensor, height, width) -> tf.Tensor:
+    """The input->output map of `crop_and_resize` to the same size with normalized sampling
+    `boxes` [B, 4] (y0, x0, y1, x1 over the span H - 1, W - 1): in = box start + out * extent."""
+    y0, x0, y1, x1 = tf.unstack(boxes, axis=-1)
+    span_y, span_x = height - 1.0, width - 1.0
+    scale_y = (y1 - y0) * span_y / tf.maximum(span_y, 1.0)
+    scale_x = (x1 - x0) * span_x / tf.maximum(span_x, 1.0)
+    safe_y = tf.where(scale_y > 0.0, scale_y, 1.0)
+    safe_x = tf.where(scale_x > 0.0, scale_x, 1.0)
+    zeros = tf.zeros_like(y0)
+    row0 = tf.stack([1.0 / safe_x, zeros, -x0 * span_x / safe_x], axis=-1)
+    row1 = tf.stack([zeros, 1.0 / safe_y, -y0 * span_y / safe_y], axis=-1)
+    return tf.stack([row0, row1], axis=1)

@@ -1,0 +1,201 @@
+"""Boxes and keypoints move with the pixels: real digits pasted onto a canvas at boxes known by
+construction, moved by every geometric op and by random policies; the moved box must enclose
+the moved object (the same object moved as a mask, by the same draws)."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+from tfx_image_augment import load_policy
+from tfx_image_augment.core import augment_targets
+from tfx_image_augment.ops import OPS
+from tfx_image_augment.ops.base import GEOMETRIC
+from tfx_image_augment.policy import example_policies
+
+from tests import images as real
+from tests.strategies import geometric_policies
+
+CANVAS = 64
+
+
+def scene(count: int, seed: int = 0):
+    """`count` canvases, each with two real digits pasted at known places: (images [B,64,64,1],
+    boxes [B,2,4] normalized and tight around each digit's lit pixels, object masks
+    [B,64,64,1] with value k+1 on digit k's lit pixels)."""
+    digits, _ = real.digits(16)
+    rng = np.random.default_rng(seed)
+    images = np.zeros((count, CANVAS, CANVAS, 1), np.uint8)
+    masks = np.zeros_like(images)
+    boxes = np.zeros((count, 2, 4), np.float32)
+    for i in range(count):
+        for k, (top, left) in enumerate(
+            [
+                (rng.integers(4, 20), rng.integers(4, 20)),
+                (rng.integers(36, 46), rng.integers(30, 46)),
+            ]
+        ):
+            digit = digits[rng.integers(0, len(digits))][..., 0]
+            lit = digit > 64
+            rows, cols = np.nonzero(lit)
+            images[i, top : top + 16, left : left + 16, 0] = np.maximum(
+                images[i, top : top + 16, left : left + 16, 0], digit
+            )
+            masks[i, top : top + 16, left : left + 16, 0][lit] = k + 1
+            boxes[i, k] = [
+                (top + rows.min()) / CANVAS,
+                (left + cols.min()) / CANVAS,
+                (top + rows.max() + 1) / CANVAS,
+                (left + cols.max() + 1) / CANVAS,
+            ]
+    return images, boxes, masks
+
+
+def _seeds(count: int, base: int = 0) -> np.ndarray:
+    return np.array([[base + i, 77 + 3 * i] for i in range(count)], np.int64)
+
+
+def _check_boxes_enclose_objects(out, source_boxes):
+    masks, boxes, valid = out["masks"].numpy(), out["boxes"].numpy(), out["box_valid"].numpy()
+    for i in range(len(masks)):
+        for k in range(boxes.shape[1]):
+            rows, cols = np.nonzero(masks[i, ..., 0] == k + 1)
+            if not valid[i, k]:
+                continue
+            ymin, xmin, ymax, xmax = boxes[i, k]
+            assert 0.0 <= ymin <= ymax <= 1.0 and 0.0 <= xmin <= xmax <= 1.0
+            if len(rows) == 0:
+                continue
+            # Every lit pixel's centre of the moved object lies inside the moved box.
+            centres_y, centres_x = (rows + 0.5) / CANVAS, (cols + 0.5) / CANVAS
+            assert centres_y.min() >= ymin and centres_y.max() <= ymax, (i, k, boxes[i, k])
+            assert centres_x.min() >= xmin and centres_x.max() <= xmax, (i, k, boxes[i, k])
+
+
+GEOMETRIC_OPS = [name for name, op in OPS.items() if op.kind == GEOMETRIC]
+
+
+@pytest.mark.parametrize("name", GEOMETRIC_OPS)
+def test_each_geometric_op_moves_boxes_with_the_object(name):
+    images, boxes, masks = scene(24)
+    policy = dict(example_policies()[name], fill_mode="constant")
+    out = augment_targets(images, _seeds(24), load_policy(policy), masks=masks, boxes=boxes)
+    _check_boxes_enclose_objects(out, boxes)
+    # The boxes moved where the op moved the pixels (a p < 1 op leaves some images alone).
+    moved = ~np.all(np.isclose(out["boxes"].numpy(), boxes), axis=(1, 2))
+    changed = ~np.all(out["images"].numpy() == images, axis=(1, 2, 3))
+    np.testing.assert_array_equal(moved, changed)
+
+
+def test_axis_aligned_ops_give_boxes_tight_to_the_moved_object():
+    images, boxes, masks = scene(16, seed=3)
+    policy = load_policy(
+        {
+            "version": 1,
+            "fill_mode": "constant",
+            "ops": [
+                {"op": "zoom", "min_scale": 0.8, "max_scale": 1.2},
+                {"op": "translate", "max_dx": 0.1, "max_dy": 0.1},
+            ],
+        }
+    )
+    out = augment_targets(images, _seeds(16), policy, masks=masks, boxes=boxes)
+    _check_boxes_enclose_objects(out, boxes)
+    moved_masks, moved_boxes = out["masks"].numpy(), out["boxes"].numpy()
+    for i in range(16):
+        for k in range(2):
+            rows, cols = np.nonzero(moved_masks[i, ..., 0] == k + 1)
+            if len(rows) == 0 or not out["box_valid"].numpy()[i, k]:
+                continue
+            pixel_box = (
+                np.array([rows.min(), cols.min(), rows.max() + 1, cols.max() + 1], np.float32)
+                / CANVAS
+            )
+            # No looser than the moved corners allow: within 1.5 pixels of the object's pixels
+            # (scaling by up to 1.25 and nearest sampling of the mask).
+            assert np.abs(moved_boxes[i, k] - pixel_box).max() <= 1.5 / CANVAS
+
+
+def test_flips_mirror_boxes_and_keypoints_exactly():
+    images, boxes, masks = scene(4)
+    keypoints = np.stack([boxes[..., :2], boxes[..., 2:]], axis=2)  # two corners per object
+    policy = load_policy({"version": 1, "ops": [{"op": "flip_left_right"}]})
+    out = augment_targets(images, _seeds(4), policy, boxes=boxes, keypoints=keypoints)
+    expected = boxes.copy()
+    expected[..., 1], expected[..., 3] = 1.0 - boxes[..., 3], 1.0 - boxes[..., 1]
+    np.testing.assert_array_equal(out["boxes"].numpy(), expected)
+    np.testing.assert_array_equal(out["keypoints"].numpy()[..., 0], keypoints[..., 0])
+    np.testing.assert_array_equal(out["keypoints"].numpy()[..., 1], 1.0 - keypoints[..., 1])
+    assert out["keypoint_visible"].numpy().all() and out["box_valid"].numpy().all()
+
+
+def test_objects_moved_out_of_the_frame_are_invalid_and_their_keypoints_invisible():
+    images, boxes, masks = scene(6)
+    keypoints = (boxes[..., :2] + boxes[..., 2:])[:, :, None, :] / 2  # each object's centre
+    policy = load_policy(
+        {
+            "version": 1,
+            "fill_mode": "constant",
+            "ops": [{"op": "translate", "max_dx": 1, "max_dy": 0}],
+        }
+    )
+    out = augment_targets(images, _seeds(6), policy, masks=masks, boxes=boxes, keypoints=keypoints)
+    lit = np.array([[np.any(out["masks"].numpy()[i] == k + 1) for k in range(2)] for i in range(6)])
+    valid = out["box_valid"].numpy()
+    assert not np.all(valid), "translate by up to a full width must push some object out"
+    assert np.all(valid | ~lit | (out["masks"].numpy().sum() >= 0))
+    # An object none of whose pixels remain has no valid box; a valid box has a visible part.
+    assert not np.any(valid & ~lit)
+    inside = out["keypoints"].numpy()
+    in_frame = np.all((inside >= 0) & (inside <= 1), axis=-1)
+    np.testing.assert_array_equal(out["keypoint_visible"].numpy(), in_frame)
+
+
+def test_min_box_visibility_drops_mostly_hidden_boxes():
+    images, boxes, _ = scene(32, seed=5)
+    policy = load_policy({"version": 1, "ops": [{"op": "translate", "max_dx": 0.5, "max_dy": 0.5}]})
+    loose = augment_targets(images, _seeds(32), policy, boxes=boxes)
+    strict = augment_targets(images, _seeds(32), policy, boxes=boxes, min_box_visibility=0.9)
+    np.testing.assert_array_equal(loose["boxes"].numpy(), strict["boxes"].numpy())
+    assert strict["box_valid"].numpy().sum() < loose["box_valid"].numpy().sum()
+    assert np.all(strict["box_valid"].numpy() <= loose["box_valid"].numpy())
+
+
+def test_photometric_ops_leave_geometry_alone():
+    images, boxes, _ = scene(4)
+    out = augment_targets(images, _seeds(4), load_policy("light"), boxes=boxes)
+    # `light` flips; the colour ops after it must not move anything further.
+    flipped = augment_targets(
+        images,
+        _seeds(4),
+        load_policy({"version": 1, "ops": [{"op": "flip_left_right", "p": 0.5}]}),
+        boxes=boxes,
+    )
+    np.testing.assert_array_equal(out["boxes"].numpy(), flipped["boxes"].numpy())
+
+
+@settings(max_examples=15, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(config=geometric_policies(), data_seed=st.integers(0, 40))
+def test_random_geometric_policies_keep_boxes_around_objects(config, data_seed):
+    config = dict(config, fill_mode="constant")  # reflect/wrap would copy objects unboxed
+    images, boxes, masks = scene(4, seed=data_seed)
+    out = augment_targets(
+        images, _seeds(4, data_seed), load_policy(config), masks=masks, boxes=boxes
+    )
+    _check_boxes_enclose_objects(out, boxes)
+
+
+@settings(max_examples=10, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(config=geometric_policies(), data_seed=st.integers(0, 40))
+def test_boxes_are_the_same_alone_or_in_a_batch(config, data_seed):
+    images, boxes, _ = scene(5, seed=data_seed)
+    keypoints = boxes[:, :, None, :2]
+    policy = load_policy(config)
+    batch = augment_targets(images, _seeds(5), policy, boxes=boxes, keypoints=keypoints)
+    for i in (0, 4):
+        alone = augment_targets(
+            images[i], _seeds(5)[i], policy, boxes=boxes[i], keypoints=keypoints[i]
+        )
+        for key in ("boxes", "box_valid", "keypoints", "keypoint_visible", "images"):
+            np.testing.assert_array_equal(batch[key].numpy()[i], alone[key].numpy())
