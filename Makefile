@@ -16,6 +16,7 @@ LATEST_STAMP := $(LATEST_VENV)/.installed
 LATEST       ?= 1
 # What a training job installs (the base package) is tested there too.
 BASE_TESTS   := tests/test_library.py tests/test_policy.py tests/test_ops.py tests/test_core.py \
+                tests/test_geometry.py \
                 tests/test_golden.py tests/test_layer_and_export.py tests/test_reader.py
 
 .PHONY: help setup setup-latest test run bench lint clean

@@ -19,10 +19,11 @@ POLICY_FILE = "policy.json"
 SAVED_MODEL_DIR = "saved_model"
 AUGMENT_SIGNATURE = "augment"
 AUGMENT_WITH_MASKS_SIGNATURE = "augment_with_masks"
+AUGMENT_WITH_BOXES_SIGNATURE = "augment_with_boxes"
 
 
 class _AugmentModule(tf.Module):
-    def __init__(self, policy: Policy, channels: int):
+    def __init__(self, policy: Policy, channels: int, min_box_visibility: float):
         super().__init__(name="image_augmentation")
         plan = core.compile_policy(policy)
         images = tf.TensorSpec([None, None, None, channels], tf.uint8, name="images")
@@ -38,28 +39,58 @@ class _AugmentModule(tf.Module):
             out_images, out_masks = core.augment(images, seeds, plan, masks=masks)
             return {"images": out_images, "masks": out_masks}
 
+        @tf.function(
+            input_signature=[
+                images,
+                seeds,
+                tf.TensorSpec([None, None, 4], tf.float32, name="boxes"),
+                tf.TensorSpec([None, None], tf.bool, name="box_valid"),
+                tf.TensorSpec([None, None, None, 2], tf.float32, name="keypoints"),
+                tf.TensorSpec([None, None, None], tf.bool, name="keypoint_visible"),
+            ]
+        )
+        def augment_with_boxes(images, seeds, boxes, box_valid, keypoints, keypoint_visible):
+            return core.augment_targets(
+                images,
+                seeds,
+                plan,
+                boxes=boxes,
+                box_valid=box_valid,
+                keypoints=keypoints,
+                keypoint_visible=keypoint_visible,
+                min_box_visibility=min_box_visibility,
+            )
+
         self.augment = augment
         self.augment_with_masks = augment_with_masks
+        self.augment_with_boxes = augment_with_boxes
 
 
-def export_augmentation_model(policy: Any, seed: int, output_dir: str, channels: int = 3) -> str:
+def export_augmentation_model(
+    policy: Any, seed: int, output_dir: str, channels: int = 3, min_box_visibility: float = 0.0
+) -> str:
     """Writes `output_dir/policy.json` and `output_dir/saved_model/`; returns `output_dir`.
 
-    Signatures: `augment(images uint8 [B,H,W,C], seeds int64 [B,2]) -> {"images"}` and
-    `augment_with_masks(images, masks uint8 [B,H,W,1], seeds) -> {"images", "masks"}`.
+    Signatures: `augment(images uint8 [B,H,W,C], seeds int64 [B,2]) -> {"images"}`,
+    `augment_with_masks(images, masks uint8 [B,H,W,1], seeds) -> {"images", "masks"}` and
+    `augment_with_boxes(images, seeds, boxes float [B,N,4] normalized ymin/xmin/ymax/xmax,
+    box_valid bool [B,N], keypoints float [B,N,K,2] normalized y/x (K may be 0),
+    keypoint_visible bool [B,N,K]) -> {"images", "boxes", "box_valid", "keypoints",
+    "keypoint_visible"}`.
     `seed` is the pipeline seed, recorded in policy.json; the signatures take per-image seeds.
     """
     policy = load_policy(policy)
     if channels not in core.SUPPORTED_CHANNELS:
         raise ValueError(f"channels must be 1, 3 or 4; got {channels}.")
     tf.io.gfile.makedirs(output_dir)
-    module = _AugmentModule(policy, channels)
+    module = _AugmentModule(policy, channels, float(min_box_visibility))
     tf.saved_model.save(
         module,
         os.path.join(output_dir, SAVED_MODEL_DIR),
         signatures={
             AUGMENT_SIGNATURE: module.augment,
             AUGMENT_WITH_MASKS_SIGNATURE: module.augment_with_masks,
+            AUGMENT_WITH_BOXES_SIGNATURE: module.augment_with_boxes,
         },
     )
     record = {
@@ -67,6 +98,7 @@ def export_augmentation_model(policy: Any, seed: int, output_dir: str, channels:
         "fingerprint": policy.fingerprint,
         "seed": int(seed),
         "channels": channels,
+        "min_box_visibility": float(min_box_visibility),
         "preset": policy.name,
     }
     with tf.io.gfile.GFile(os.path.join(output_dir, POLICY_FILE), "w") as handle:

@@ -40,6 +40,44 @@ def batch_seeds(
     return tf.stack([high, low], axis=1)
 
 
+BOX_FORMATS = ("rel_yxyx", "rel_xyxy", "yxyx", "xyxy")
+
+
+def _order_and_scale(fmt: str, size: tf.Tensor):
+    """(whether coordinates come x first, the divisor to normalized units [y, x])."""
+    x_first = fmt.endswith("xyxy")
+    scale = tf.ones([2]) if fmt.startswith("rel_") else size
+    return x_first, scale
+
+
+def _boxes_to_normalized(boxes, fmt: str, size) -> tf.Tensor:
+    boxes = tf.cast(boxes, tf.float32)
+    x_first, scale = _order_and_scale(fmt, size)
+    if x_first:
+        boxes = tf.gather(boxes, [1, 0, 3, 2], axis=-1)
+    return boxes / tf.tile(scale, [2])
+
+
+def _boxes_from_normalized(boxes, fmt: str, size) -> tf.Tensor:
+    x_first, scale = _order_and_scale(fmt, size)
+    boxes = boxes * tf.tile(scale, [2])
+    return tf.gather(boxes, [1, 0, 3, 2], axis=-1) if x_first else boxes
+
+
+def _points_to_normalized(points, fmt: str, size) -> tf.Tensor:
+    points = tf.cast(points, tf.float32)
+    x_first, scale = _order_and_scale(fmt, size)
+    if x_first:
+        points = tf.reverse(points, axis=[-1])
+    return points / scale
+
+
+def _points_from_normalized(points, fmt: str, size) -> tf.Tensor:
+    x_first, scale = _order_and_scale(fmt, size)
+    points = points * scale
+    return tf.reverse(points, axis=[-1]) if x_first else points
+
+
 def _replica_id() -> tf.Tensor | int:
     context = tf.distribute.get_replica_context()
     return context.replica_id_in_sync_group if context is not None else 0
@@ -63,9 +101,18 @@ class ImageAugmentation(tf.keras.layers.Layer):
         policy: Any = "standard",
         seed: int = 0,
         value_range: Sequence[float] | None = None,
+        bounding_box_format: str = "rel_yxyx",
+        min_box_visibility: float = 0.0,
         **kwargs,
     ):
         super().__init__(**kwargs)
+        if bounding_box_format not in BOX_FORMATS:
+            raise ValueError(
+                f"bounding_box_format must be one of {', '.join(BOX_FORMATS)}; "
+                f"got {bounding_box_format!r}."
+            )
+        self.bounding_box_format = bounding_box_format
+        self.min_box_visibility = float(min_box_visibility)
         self._policy: Policy = load_policy(policy)
         self._plan = core.compile_policy(self._policy)
         self.seed = int(seed)
@@ -90,26 +137,100 @@ class ImageAugmentation(tf.keras.layers.Layer):
         return core.augment(images, seeds, self._plan, value_range=self.value_range)
 
     def call(self, inputs, training=True):
-        if isinstance(inputs, Mapping):
-            images, seeds = inputs["images"], inputs["seeds"]
-        else:
-            images, seeds = inputs, None
+        if not isinstance(inputs, Mapping):
+            return self._call_structure({"images": inputs}, training)["images"]
+        inputs = dict(inputs)
+        if not set(inputs) - {"images", "seeds"}:  # images only: give back a tensor, as above
+            return self._call_structure(inputs, training)["images"]
+        return self._call_structure(inputs, training)
+
+    def _call_structure(self, inputs: dict, training) -> dict:
+        seeds = inputs.pop("seeds", None)
         if training is False or training is None:
-            return images
+            return inputs
+        images = inputs["images"]
         if seeds is None:
             step = self._step.assign_add(1, read_value=True) - 1
             seeds = batch_seeds(self.seed, step, tf.shape(images)[0], _replica_id())
         if training is True:
-            return self.augment(images, seeds)
+            return self._augment_structure(inputs, seeds)
         return tf.cond(
             tf.cast(training, tf.bool),
-            lambda: self.augment(images, seeds),
-            lambda: tf.identity(images),
+            lambda: self._augment_structure(inputs, seeds),
+            lambda: tf.nest.map_structure(tf.identity, inputs),
         )
+
+    def _augment_structure(self, inputs: dict, seeds) -> dict:
+        """Keras 3's dict convention: `images`, `segmentation_masks`, `bounding_boxes` (`boxes`
+        in `bounding_box_format`, dense or ragged, and `labels`; a box that leaves the image
+        gets label -1, the KerasCV padding value) and `keypoints` [B, N, K, 2] in the box
+        format's order and units (with optional `keypoint_visibility`, 0 once outside)."""
+        images = inputs["images"]
+        shape = tf.shape(images)
+        rank3 = images.shape.rank == 3
+        size = tf.cast(shape[-3:-1], tf.float32)  # (height, width)
+        kwargs: dict[str, Any] = {}
+        boxes_in = inputs.get("bounding_boxes")
+        lengths = None
+        if boxes_in is not None:
+            boxes = boxes_in["boxes"]
+            if isinstance(boxes, tf.RaggedTensor):
+                lengths = boxes.row_lengths()
+                boxes = boxes.to_tensor()
+            kwargs["boxes"] = _boxes_to_normalized(boxes, self.bounding_box_format, size)
+            if lengths is not None:
+                kwargs["box_valid"] = tf.sequence_mask(lengths, tf.shape(boxes)[1])
+        if "keypoints" in inputs:
+            kwargs["keypoints"] = _points_to_normalized(
+                inputs["keypoints"], self.bounding_box_format, size
+            )
+            if "keypoint_visibility" in inputs:
+                kwargs["keypoint_visible"] = tf.cast(inputs["keypoint_visibility"], tf.bool)
+        out = core.augment_targets(
+            images,
+            seeds[0] if rank3 else seeds,
+            self._plan,
+            value_range=self.value_range,
+            masks=inputs.get("segmentation_masks"),
+            min_box_visibility=self.min_box_visibility,
+            **kwargs,
+        )
+        result = dict(inputs)
+        result["images"] = out["images"]
+        if "segmentation_masks" in inputs:
+            result["segmentation_masks"] = out["masks"]
+        if boxes_in is not None:
+            boxes = _boxes_from_normalized(out["boxes"], self.bounding_box_format, size)
+            labels = boxes_in.get("labels")
+            moved = dict(boxes_in, boxes=boxes)
+            if labels is not None:
+                dense_labels = labels.to_tensor() if isinstance(labels, tf.RaggedTensor) else labels
+                moved["labels"] = tf.where(
+                    out["box_valid"], dense_labels, tf.cast(-1, dense_labels.dtype)
+                )
+            if lengths is not None:
+                moved = {
+                    k: tf.RaggedTensor.from_tensor(v, lengths=lengths)
+                    if k in ("boxes", "labels")
+                    else v
+                    for k, v in moved.items()
+                }
+            result["bounding_boxes"] = moved
+        if "keypoints" in inputs:
+            result["keypoints"] = _points_from_normalized(
+                out["keypoints"], self.bounding_box_format, size
+            )
+            if "keypoint_visibility" in inputs:
+                result["keypoint_visibility"] = tf.cast(
+                    out["keypoint_visible"], inputs["keypoint_visibility"].dtype
+                )
+        return result
 
     def compute_output_shape(self, input_shape):
         if isinstance(input_shape, Mapping):
-            return input_shape["images"]
+            if not set(input_shape) - {"images", "seeds"}:
+                return input_shape["images"]
+            return {k: v for k, v in input_shape.items() if k != "seeds"}
         return input_shape
 
     def get_config(self) -> dict[str, Any]:
@@ -119,6 +240,8 @@ class ImageAugmentation(tf.keras.layers.Layer):
                 "policy": self._policy.to_dict(),
                 "seed": self.seed,
                 "value_range": list(self.value_range) if self.value_range else None,
+                "bounding_box_format": self.bounding_box_format,
+                "min_box_visibility": self.min_box_visibility,
             }
         )
         return config
