@@ -14,41 +14,13 @@ from tfx_image_augment.ops import OPS
 from tfx_image_augment.ops.base import GEOMETRIC
 from tfx_image_augment.policy import example_policies
 
-from tests import images as real
+from tests import detection_data
+from tests.detection_data import CANVAS
 from tests.strategies import geometric_policies
-
-CANVAS = 64
 
 
 def scene(count: int, seed: int = 0):
-    """`count` canvases, each with two real digits pasted at known places: (images [B,64,64,1],
-    boxes [B,2,4] normalized and tight around each digit's lit pixels, object masks
-    [B,64,64,1] with value k+1 on digit k's lit pixels)."""
-    digits, _ = real.digits(16)
-    rng = np.random.default_rng(seed)
-    images = np.zeros((count, CANVAS, CANVAS, 1), np.uint8)
-    masks = np.zeros_like(images)
-    boxes = np.zeros((count, 2, 4), np.float32)
-    for i in range(count):
-        for k, (top, left) in enumerate(
-            [
-                (rng.integers(4, 20), rng.integers(4, 20)),
-                (rng.integers(36, 46), rng.integers(30, 46)),
-            ]
-        ):
-            digit = digits[rng.integers(0, len(digits))][..., 0]
-            lit = digit > 64
-            rows, cols = np.nonzero(lit)
-            images[i, top : top + 16, left : left + 16, 0] = np.maximum(
-                images[i, top : top + 16, left : left + 16, 0], digit
-            )
-            masks[i, top : top + 16, left : left + 16, 0][lit] = k + 1
-            boxes[i, k] = [
-                (top + rows.min()) / CANVAS,
-                (left + cols.min()) / CANVAS,
-                (top + rows.max() + 1) / CANVAS,
-                (left + cols.max() + 1) / CANVAS,
-            ]
+    images, boxes, masks, _ = detection_data.scene(count, seed)
     return images, boxes, masks
 
 
@@ -202,7 +174,6 @@ def test_boxes_are_the_same_alone_or_in_a_batch(config, data_seed):
 
 def test_the_keras_layer_and_the_saved_model_move_boxes_like_the_core(tmp_path):
     import tensorflow as tf
-
     from tfx_image_augment import ImageAugmentation, export_augmentation_model
 
     images, boxes, masks = scene(6, seed=9)

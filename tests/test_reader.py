@@ -35,7 +35,9 @@ def test_gzipped_and_plain_files_read_back_as_the_same_pixels_and_labels(tmp_pat
 def test_a_tfx_split_folder_and_batches(tmp_path):
     digits, labels = real.digits(32)
     _write(tmp_path / "Split-train/data_tfrecord-00000-of-00001.gz", digits[:8], labels[:8], True)
-    _write(tmp_path / "Split-eval/data_tfrecord-00000-of-00001.gz", digits[8:11], labels[8:11], True)
+    _write(
+        tmp_path / "Split-eval/data_tfrecord-00000-of-00001.gz", digits[8:11], labels[8:11], True
+    )
     batch_images, batch_labels = next(
         iter(read_images(str(tmp_path), channels=1, split="eval", batch_size=8))
     )

@@ -1,0 +1,79 @@
+"""Detection data known by construction: real digits pasted onto a canvas at known boxes, and
+the same scenes as TensorFlow Object Detection API tf.Examples."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from tests import images as real
+
+CANVAS = 64
+DIGIT = 16
+
+
+def scene(count: int, seed: int = 0):
+    """`count` canvases with two real digits each: (images [B,64,64,1] uint8, boxes [B,2,4]
+    normalized ymin/xmin/ymax/xmax tight around each digit's lit pixels, object masks
+    [B,64,64,1] with value k+1 on digit k's lit pixels, labels [B,2] the digits' classes)."""
+    digits, digit_labels = real.digits(DIGIT)
+    rng = np.random.default_rng(seed)
+    images = np.zeros((count, CANVAS, CANVAS, 1), np.uint8)
+    masks = np.zeros_like(images)
+    boxes = np.zeros((count, 2, 4), np.float32)
+    labels = np.zeros((count, 2), np.int64)
+    for i in range(count):
+        places = [
+            (rng.integers(4, 20), rng.integers(4, 20)),
+            (rng.integers(36, 46), rng.integers(30, 46)),
+        ]
+        for k, (top, left) in enumerate(places):
+            index = rng.integers(0, len(digits))
+            digit = digits[index][..., 0]
+            lit = digit > 64
+            rows, cols = np.nonzero(lit)
+            patch = images[i, top : top + DIGIT, left : left + DIGIT, 0]
+            np.maximum(patch, digit, out=patch)
+            masks[i, top : top + DIGIT, left : left + DIGIT, 0][lit] = k + 1
+            boxes[i, k] = [
+                (top + rows.min()) / CANVAS,
+                (left + cols.min()) / CANVAS,
+                (top + rows.max() + 1) / CANVAS,
+                (left + cols.max() + 1) / CANVAS,
+            ]
+            labels[i, k] = digit_labels[index]
+    return images, boxes, masks, labels
+
+
+def detection_example(
+    image: np.ndarray,
+    boxes: np.ndarray,
+    labels: np.ndarray,
+    key: str,
+    keypoints: np.ndarray | None = None,
+) -> bytes:
+    """One Object Detection API tf.Example: PNG `image/encoded`, normalized boxes, labels and
+    class texts, per-object `area` and `is_crowd`, and (optionally) K keypoints per object
+    [N, K, 2] (y, x) with visibility."""
+    import tensorflow as tf
+
+    example = tf.train.Example()
+    f = example.features.feature
+    f["image/encoded"].bytes_list.value.append(tf.io.encode_png(image).numpy())
+    f["image/format"].bytes_list.value.append(b"png")
+    f["image/height"].int64_list.value.append(image.shape[0])
+    f["image/width"].int64_list.value.append(image.shape[1])
+    f["image/source_id"].bytes_list.value.append(key.encode())
+    for i, name in enumerate(("ymin", "xmin", "ymax", "xmax")):
+        f[f"image/object/bbox/{name}"].float_list.value.extend(boxes[:, i].tolist())
+    f["image/object/class/label"].int64_list.value.extend(labels.tolist())
+    f["image/object/class/text"].bytes_list.value.extend(f"digit {n}".encode() for n in labels)
+    area = (boxes[:, 2] - boxes[:, 0]) * (boxes[:, 3] - boxes[:, 1])
+    f["image/object/area"].float_list.value.extend(area.tolist())
+    f["image/object/is_crowd"].int64_list.value.extend([0] * len(labels))
+    if keypoints is not None:
+        f["image/object/keypoint/y"].float_list.value.extend(keypoints[..., 0].ravel().tolist())
+        f["image/object/keypoint/x"].float_list.value.extend(keypoints[..., 1].ravel().tolist())
+        f["image/object/keypoint/visibility"].int64_list.value.extend(
+            [1] * int(np.prod(keypoints.shape[:2]))
+        )
+    return example.SerializeToString(deterministic=True)
