@@ -10,8 +10,9 @@ from tfx.components.util import examples_utils
 from tfx.dsl.components.base import base_beam_executor
 from tfx.types import artifact_utils
 
-from tfx_image_augment import beam_augment, environment
+from tfx_image_augment import environment
 from tfx_image_augment.config import AugmentConfig
+from tfx_image_augment.expansion import run_expansion
 from tfx_image_augment.preview import write_augmentation_model
 
 QUARANTINE_DIR = "quarantine"
@@ -55,9 +56,7 @@ class Executor(base_beam_executor.BaseBeamExecutor):
             config.seed,
         )
 
-        counts = beam_augment.run_expansion(
-            self._make_beam_pipeline(), splits, quarantine_dir, config
-        )
+        counts = run_expansion(self._make_beam_pipeline(), splits, quarantine_dir, config)
 
         augmented.split_names = examples.split_names
         augmented.span = examples.span
