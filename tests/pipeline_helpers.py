@@ -10,14 +10,14 @@ import tensorflow as tf
 from ml_metadata.metadata_store import metadata_store
 from ml_metadata.proto import metadata_store_pb2
 from tfx import v1 as tfx
+from tfx_image_augment.records import compression_of
 
 
 def read_records(pattern: str) -> list[bytes]:
     """All records of the TFRecord files matching `pattern`, gzipped or not."""
     records = []
     for path in sorted(tf.io.gfile.glob(pattern)):
-        compression = "GZIP" if path.endswith(".gz") else None
-        records.extend(r.numpy() for r in tf.data.TFRecordDataset(path, compression))
+        records.extend(r.numpy() for r in tf.data.TFRecordDataset(path, compression_of(path)))
     return records
 
 

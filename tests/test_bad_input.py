@@ -7,8 +7,17 @@ import pytest
 import tensorflow as tf
 from tfx_image_augment import codec
 from tfx_image_augment.config import AugmentConfig
-from tfx_image_augment.expansion import CorruptInputError, QuarantineLimitExceeded
-from tfx_image_augment.records import QUARANTINE_REASON_FEATURE, QUARANTINE_RECORD_FEATURE
+from tfx_image_augment.expansion import (
+    CorruptInputError,
+    QuarantineLimitExceeded,
+    first_quarantine_reasons,
+)
+from tfx_image_augment.records import (
+    QUARANTINE_REASON_FEATURE,
+    QUARANTINE_RECORD_FEATURE,
+    compression_of,
+    quarantine_record,
+)
 
 from tests import images as real
 from tests.executor_helpers import counts, examples_artifact, run_executor
@@ -163,3 +172,31 @@ def test_a_truncated_tfrecord_file_fails_the_run_naming_the_file(tmp_path):
     examples.uri = str(tmp_path / "in")
     with pytest.raises(CorruptInputError, match="data.tfrecord"):
         run_executor(examples, tmp_path, AugmentConfig(policy="light", num_copies=1))
+
+
+@pytest.mark.parametrize(
+    "path, compression",
+    [
+        ("out/data_tfrecord-00000-of-00002.gz", "GZIP"),
+        ("gs://bucket/train/data.tfrecord", ""),
+        ("in/part.gz.tfrecord", ""),
+    ],
+)
+def test_gzip_is_told_by_the_file_name(path, compression):
+    assert compression_of(path) == compression
+
+
+def test_first_quarantine_reasons_reads_gzipped_and_plain_files(tmp_path):
+    write_records(
+        tmp_path / "Split-a/quarantine_tfrecord-00000.gz",
+        [quarantine_record(b"a", codec.IMAGE_EMPTY, "image: zero bytes")],
+        gzip=True,
+    )
+    write_records(
+        tmp_path / "Split-b/quarantine_tfrecord-00000",
+        [quarantine_record(b"b", codec.NOT_AN_IMAGE, "image: 1 bytes with no signature")],
+    )
+    assert first_quarantine_reasons(str(tmp_path / "Split-*/quarantine_tfrecord*")) == [
+        "image_empty (image: zero bytes)",
+        "not_an_image (image: 1 bytes with no signature)",
+    ]

@@ -33,7 +33,13 @@ from tfx_image_augment.codec import (
     set_feature,
 )
 from tfx_image_augment.config import AugmentConfig, copy_seed
-from tfx_image_augment.records import add_provenance, as_original, quarantine_record, stable_key
+from tfx_image_augment.records import (
+    GZIP_SUFFIX,
+    add_provenance,
+    as_original,
+    quarantine_record,
+    stable_key,
+)
 
 METRICS_NAMESPACE = "tfx_image_augment"
 QUARANTINE_TAG = "quarantine"
@@ -268,7 +274,9 @@ class AddProvenanceFn(beam.DoFn):
 
 def _write(pcoll, prefix: str, label: str):
     return pcoll | label >> beam.io.WriteToTFRecord(
-        prefix, file_name_suffix=".gz", compression_type=beam.io.filesystem.CompressionTypes.GZIP
+        prefix,
+        file_name_suffix=GZIP_SUFFIX,
+        compression_type=beam.io.filesystem.CompressionTypes.GZIP,
     )
 
 

@@ -18,6 +18,7 @@ from tfx_image_augment.records import (
     QUARANTINE_DETAIL_FEATURE,
     QUARANTINE_PREFIX,
     QUARANTINE_REASON_FEATURE,
+    compression_of,
 )
 
 
@@ -72,9 +73,8 @@ def find_corrupt_files(patterns: Iterable[str]) -> list[str]:
     damaged = []
     for pattern in patterns:
         for path in sorted(tf.io.gfile.glob(pattern)):
-            compression = "GZIP" if path.endswith(".gz") else None
             try:
-                for _ in tf.data.TFRecordDataset(path, compression):
+                for _ in tf.data.TFRecordDataset(path, compression_of(path)):
                     pass
             except (tf.errors.DataLossError, tf.errors.InvalidArgumentError) as err:
                 damaged.append(f"{path} ({err.message.splitlines()[0]})")
@@ -87,7 +87,7 @@ def first_quarantine_reasons(quarantine_pattern: str, limit: int = 5) -> list[st
 
     reasons = []
     for path in sorted(tf.io.gfile.glob(quarantine_pattern)):
-        for record in tf.data.TFRecordDataset(path, "GZIP"):
+        for record in tf.data.TFRecordDataset(path, compression_of(path)):
             features = tf.train.Example.FromString(record.numpy()).features.feature
             reason = features[QUARANTINE_REASON_FEATURE].bytes_list.value[0].decode()
             detail = features[QUARANTINE_DETAIL_FEATURE].bytes_list.value[0].decode()
@@ -135,7 +135,9 @@ def run_expansion(
         sum(counts[s]["quarantined"].values()) for s in config.splits_to_augment if s in counts
     )
     if read and bad / read > config.max_quarantine_fraction:
-        reasons = first_quarantine_reasons(os.path.join(quarantine_dir, "Split-*", "*.gz"))
+        reasons = first_quarantine_reasons(
+            os.path.join(quarantine_dir, "Split-*", f"{QUARANTINE_PREFIX}*")
+        )
         by_reason = {r: n for s in counts.values() for r, n in s["quarantined"].items()}
         raise QuarantineLimitExceeded(
             f"{bad} of {read} examples ({bad / read:.1%}) were quarantined, above "

@@ -1,6 +1,7 @@
-"""The records the offline expansion writes: stable keys, provenance, quarantine records.
+"""The records the offline expansion reads and writes: stable keys, provenance, quarantine.
 
-Needs TensorFlow only (no Beam), so the preview computes the same keys as the Beam door.
+Also the one rule for telling a gzipped TFRecord file from a plain one. Needs TensorFlow only
+(no Beam), so the reader, the preview and the runners share it with the Beam door.
 """
 
 from __future__ import annotations
@@ -19,6 +20,13 @@ QUARANTINE_RECORD_FEATURE = "quarantine_record"
 
 DATA_PREFIX = "data_tfrecord"
 QUARANTINE_PREFIX = "quarantine_tfrecord"
+GZIP_SUFFIX = ".gz"
+
+
+def compression_of(path: str) -> str:
+    """The `compression_type` TensorFlow needs to read the TFRecord file at `path`: "GZIP" for
+    a `.gz` file (what the expansion writes), "" for a plain one."""
+    return "GZIP" if path.endswith(GZIP_SUFFIX) else ""
 
 
 def stable_key(example, config: AugmentConfig) -> bytes:
