@@ -68,11 +68,19 @@ def run_local(
     return metadata_path
 
 
-def artifacts_of_type(metadata_path: pathlib.Path, type_name: str):
+def _read_only_store(metadata_path: pathlib.Path) -> metadata_store.MetadataStore:
     config = metadata_store_pb2.ConnectionConfig()
     config.sqlite.filename_uri = str(metadata_path)
     config.sqlite.connection_mode = metadata_store_pb2.SqliteMetadataSourceConfig.READONLY
-    return metadata_store.MetadataStore(config).get_artifacts_by_type(type_name)
+    return metadata_store.MetadataStore(config)
+
+
+def artifacts_of_type(metadata_path: pathlib.Path, type_name: str):
+    return _read_only_store(metadata_path).get_artifacts_by_type(type_name)
+
+
+def executions_of_type(metadata_path: pathlib.Path, type_name: str):
+    return _read_only_store(metadata_path).get_executions_by_type(type_name)
 
 
 def split_names(artifact) -> list[str]:

@@ -142,3 +142,8 @@ def test_vertex_compile_names_our_executors_dataflow_args_and_the_gpu(tmp_path):
     assert "NVIDIA_TESLA_T4" in text and '\\"accelerator_count\\": 2' in text
     assert image in text
     assert "tfx_image_augment.AugmentationModel" in text
+    # The Vertex UI shows copies, seed and splits as ImageAugment's own (typed) parameters.
+    augment = spec["pipelineSpec"]["root"]["dag"]["tasks"]["ImageAugment"]["inputs"]
+    values = {k: v["runtimeValue"]["constantValue"] for k, v in augment["parameters"].items()}
+    assert values["num_copies"] == {"intValue": "4"} and values["seed"] == {"intValue": "42"}
+    assert values["splits_to_augment"] == {"stringValue": '["train"]'}

@@ -1,4 +1,4 @@
-"""The ImageAugment TFX component: spec, artifact type and component class."""
+"""The ImageAugment TFX component (its spec and artifact type live in `spec.py`)."""
 
 from __future__ import annotations
 
@@ -6,30 +6,18 @@ import json
 from collections.abc import Sequence
 
 from tfx.dsl.components.base import base_beam_component, executor_spec
-from tfx.types import artifact, component_spec, standard_artifacts
+from tfx.types import standard_artifacts
 
 from tfx_image_augment import executor
 from tfx_image_augment.config import AugmentConfig
-
-
-class AugmentationModel(artifact.Artifact):
-    """The augmentation that made a dataset: policy.json, saved_model/ and preview.png."""
-
-    # Namespaced: KFP v2 (Vertex) accepts custom artifact types only as "namespace.Name".
-    TYPE_NAME = "tfx_image_augment.AugmentationModel"
-
-
-class ImageAugmentSpec(component_spec.ComponentSpec):
-    PARAMETERS = {
-        "config": component_spec.ExecutionParameter(type=str),
-    }
-    INPUTS = {
-        "examples": component_spec.ChannelParameter(type=standard_artifacts.Examples),
-    }
-    OUTPUTS = {
-        "augmented_examples": component_spec.ChannelParameter(type=standard_artifacts.Examples),
-        "augmentation_model": component_spec.ChannelParameter(type=AugmentationModel),
-    }
+from tfx_image_augment.spec import (  # noqa: F401 (AugmentationModel: re-exported)
+    AUGMENTATION_MODEL_KEY,
+    AUGMENTED_EXAMPLES_KEY,
+    EXAMPLES_KEY,
+    AugmentationModel,
+    ImageAugmentSpec,
+    exec_properties,
+)
 
 
 class ImageAugment(base_beam_component.BaseBeamComponent):
@@ -81,10 +69,12 @@ class ImageAugment(base_beam_component.BaseBeamComponent):
             batch_size=batch_size,
         ).validate()
         spec = ImageAugmentSpec(
-            examples=examples,
-            config=config.to_json(),
-            augmented_examples=_channel(standard_artifacts.Examples),
-            augmentation_model=_channel(AugmentationModel),
+            **{
+                EXAMPLES_KEY: examples,
+                AUGMENTED_EXAMPLES_KEY: _channel(standard_artifacts.Examples),
+                AUGMENTATION_MODEL_KEY: _channel(AugmentationModel),
+            },
+            **exec_properties(config),
         )
         super().__init__(spec=spec)
 

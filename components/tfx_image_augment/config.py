@@ -85,16 +85,24 @@ class AugmentConfig:
     def loaded_policy(self) -> Policy:
         return load_policy(self.policy)
 
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, fields: dict[str, Any]) -> AugmentConfig:
+        """The config of `to_dict()`, also after a JSON round trip (lists become tuples)."""
+        fields = dict(fields)
+        for field in ("splits_to_augment", "image_shape", "value_range"):
+            if fields.get(field) is not None:
+                fields[field] = tuple(fields[field])
+        return cls(**fields)
+
     def to_json(self) -> str:
-        return json.dumps(dataclasses.asdict(self), sort_keys=True)
+        return json.dumps(self.to_dict(), sort_keys=True)
 
     @classmethod
     def from_json(cls, text: str) -> AugmentConfig:
-        raw = json.loads(text)
-        for field in ("splits_to_augment", "image_shape", "value_range"):
-            if raw.get(field) is not None:
-                raw[field] = tuple(raw[field])
-        return cls(**raw)
+        return cls.from_dict(json.loads(text))
 
 
 def copy_seed(seed: int, key: bytes, copy_index: int) -> tuple[int, int]:

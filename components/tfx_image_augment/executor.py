@@ -11,9 +11,14 @@ from tfx.dsl.components.base import base_beam_executor
 from tfx.types import artifact_utils
 
 from tfx_image_augment import environment
-from tfx_image_augment.config import AugmentConfig
 from tfx_image_augment.expansion import run_expansion
 from tfx_image_augment.preview import write_augmentation_model
+from tfx_image_augment.spec import (
+    AUGMENTATION_MODEL_KEY,
+    AUGMENTED_EXAMPLES_KEY,
+    EXAMPLES_KEY,
+    config_from_exec_properties,
+)
 
 QUARANTINE_DIR = "quarantine"
 
@@ -26,10 +31,10 @@ class Executor(base_beam_executor.BaseBeamExecutor):
         exec_properties: dict[str, Any],
     ) -> None:
         log = environment.progress_logger()
-        config = AugmentConfig.from_json(exec_properties["config"]).validate()
-        examples = artifact_utils.get_single_instance(input_dict["examples"])
-        augmented = artifact_utils.get_single_instance(output_dict["augmented_examples"])
-        model = artifact_utils.get_single_instance(output_dict["augmentation_model"])
+        config = config_from_exec_properties(exec_properties).validate()
+        examples = artifact_utils.get_single_instance(input_dict[EXAMPLES_KEY])
+        augmented = artifact_utils.get_single_instance(output_dict[AUGMENTED_EXAMPLES_KEY])
+        model = artifact_utils.get_single_instance(output_dict[AUGMENTATION_MODEL_KEY])
 
         split_names = artifact_utils.decode_split_names(examples.split_names)
         unknown = sorted(set(config.splits_to_augment) - set(split_names))
