@@ -7,7 +7,7 @@ import json
 import pytest
 import tensorflow as tf
 from tfx import v1 as tfx
-from tfx_image_augment import AugmentationModel, ImageAugment, PolicyError
+from tfx_image_augment import AugmentationModel, ImageAugment, PolicyError, load_policy
 from tfx_image_augment.config import AugmentConfig
 from tfx_image_augment.spec import (
     AUGMENTATION_MODEL_KEY,
@@ -96,6 +96,43 @@ def test_copies_seed_and_splits_are_execution_parameters_of_their_own():
     assert config_from_exec_properties(properties) == AugmentConfig(
         policy="light", num_copies=3, seed=11, splits_to_augment=("train", "extra"), batch_size=16
     )
+
+
+def _stored_policy(policy) -> str:
+    component = ImageAugment(examples=_examples_channel(), policy=policy)
+    return json.loads(component.exec_properties[CONFIG_KEY])["policy"]
+
+
+def test_a_policy_file_is_read_when_the_pipeline_is_built(tmp_path):
+    path = tmp_path / "my_policy.json"
+    path.write_text(json.dumps({"version": 1, "ops": [{"op": "rotate", "max_degrees": 10}]}))
+    before = ImageAugment(examples=_examples_channel(), policy=str(path)).exec_properties
+    path.write_text(json.dumps({"version": 1, "ops": [{"op": "rotate", "max_degrees": 20}]}))
+    after = ImageAugment(examples=_examples_channel(), policy=str(path)).exec_properties
+    # An edited file is a new exec property, so TFX's cache does not reuse the old outputs.
+    assert before[CONFIG_KEY] != after[CONFIG_KEY]
+    assert json.loads(after[CONFIG_KEY])["policy"] == (
+        '{"fill_mode":"reflect","fill_value":0.0,'
+        '"ops":[{"max_degrees":20.0,"op":"rotate","p":1.0}],"version":1}'
+    )
+    for properties in (before, after):
+        assert "my_policy" not in json.dumps(properties)  # workers never look for the file
+
+
+def test_presets_are_stored_by_name_and_other_policies_as_canonical_json():
+    assert _stored_policy(" no-flip ") == "no-flip"
+    short = {"ops": [{"op": "rotate", "max_degrees": 10}], "version": 1}
+    spelled_out = {
+        "version": 1,
+        "fill_mode": "reflect",
+        "fill_value": 0,
+        "ops": [{"p": 1, "max_degrees": 10.0, "op": "rotate"}],
+    }
+    stored = _stored_policy(short)
+    assert stored == load_policy(short).to_json()
+    assert _stored_policy(json.dumps(short)) == stored
+    assert _stored_policy(spelled_out) == stored  # one policy, one cache key
+    assert load_policy(stored).fingerprint == load_policy(short).fingerprint
 
 
 @pytest.mark.e2e

@@ -86,10 +86,10 @@ def _parser() -> argparse.ArgumentParser:
 
 
 def _config(args, **extra):
-    from tfx_image_augment.config import AugmentConfig
+    from tfx_image_augment.config import AugmentConfig, canonical_policy
 
     return AugmentConfig(
-        policy=args.policy,
+        policy=canonical_policy(args.policy),
         num_copies=args.copies,
         seed=args.seed,
         splits_to_augment=("data",),

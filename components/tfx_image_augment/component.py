@@ -2,14 +2,13 @@
 
 from __future__ import annotations
 
-import json
 from collections.abc import Sequence
 
 from tfx.dsl.components.base import base_beam_component, executor_spec
 from tfx.types import standard_artifacts
 
 from tfx_image_augment import executor
-from tfx_image_augment.config import AugmentConfig
+from tfx_image_augment.config import AugmentConfig, canonical_policy
 from tfx_image_augment.spec import (  # noqa: F401 (AugmentationModel: re-exported)
     AUGMENTATION_MODEL_KEY,
     AUGMENTED_EXAMPLES_KEY,
@@ -49,10 +48,8 @@ class ImageAugment(base_beam_component.BaseBeamComponent):
         max_quarantine_fraction: float = 0.01,
         batch_size: int = 64,
     ):
-        if isinstance(policy, dict):
-            policy = json.dumps(policy, sort_keys=True)
         config = AugmentConfig(
-            policy=policy,
+            policy=canonical_policy(policy),
             num_copies=num_copies,
             seed=seed,
             splits_to_augment=tuple(splits_to_augment),

@@ -5,9 +5,11 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import json
+import os
+from collections.abc import Mapping
 from typing import Any
 
-from tfx_image_augment.policy import Policy, load_policy
+from tfx_image_augment.policy import PRESETS, Policy, load_policy
 
 OUTPUT_FORMATS = ("same", "png", "jpeg")
 SEED_SCHEME = "image-augment/v1"
@@ -17,7 +19,7 @@ SEED_SCHEME = "image-augment/v1"
 class AugmentConfig:
     """Everything the offline expansion needs; `validate()` raises one clear ValueError."""
 
-    policy: str = "standard"  # preset name, JSON text or file path
+    policy: str = "standard"  # preset name, JSON text or file path; see canonical_policy
     num_copies: int = 4
     seed: int = 0
     splits_to_augment: tuple[str, ...] = ("train",)
@@ -103,6 +105,17 @@ class AugmentConfig:
     @classmethod
     def from_json(cls, text: str) -> AugmentConfig:
         return cls.from_dict(json.loads(text))
+
+
+def canonical_policy(source: Policy | Mapping[str, Any] | str | os.PathLike) -> str:
+    """The policy as a built pipeline stores it: a preset's name, anything else canonical JSON.
+
+    A policy file is read here, once, when the pipeline is built: TFX's cache then sees an
+    edited file as a new policy, and workers never read a path that may not exist for them.
+    """
+    if isinstance(source, str) and source.strip() in PRESETS:
+        return source.strip()
+    return load_policy(source).to_json()
 
 
 def copy_seed(seed: int, key: bytes, copy_index: int) -> tuple[int, int]:
