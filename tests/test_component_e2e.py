@@ -40,6 +40,24 @@ def _examples_channel():
         ({"max_quarantine_fraction": 2}, "'max_quarantine_fraction' must be a number in [0, 1]"),
         ({"value_range": [0, 1]}, "given only with image_shape"),
         ({"image_shape": [28, 28, 2]}, "1, 3 or 4 channels"),
+        # Python's True is an int: a bool is refused where a count or a number is meant.
+        ({"num_copies": True}, "'num_copies' must be an integer >= 1; got True."),
+        ({"seed": False}, "'seed' must be an integer in [-2**63, 2**63 - 1]; got False."),
+        ({"seed": 1.0}, "'seed' must be an integer in [-2**63, 2**63 - 1]; got 1.0."),
+        (
+            {"seed": 2**63},
+            "'seed' must be an integer in [-2**63, 2**63 - 1]; got 9223372036854775808.",
+        ),
+        ({"jpeg_quality": True}, "'jpeg_quality' must be an integer in [1, 100]; got True."),
+        ({"jpeg_quality": 90.5}, "'jpeg_quality' must be an integer in [1, 100]; got 90.5."),
+        ({"jpeg_quality": "95"}, "'jpeg_quality' must be an integer in [1, 100]; got '95'."),
+        ({"batch_size": True}, "'batch_size' must be an integer in [1, 4096]; got True."),
+        ({"batch_size": 32.0}, "'batch_size' must be an integer in [1, 4096]; got 32.0."),
+        ({"batch_size": "64"}, "'batch_size' must be an integer in [1, 4096]; got '64'."),
+        (
+            {"max_quarantine_fraction": "0.5"},
+            "'max_quarantine_fraction' must be a number in [0, 1]; got '0.5'.",
+        ),
     ],
 )
 def test_parameters_are_validated_when_the_pipeline_is_built(kwargs, message):
