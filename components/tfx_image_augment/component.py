@@ -22,8 +22,8 @@ from tfx_image_augment.spec import (  # noqa: F401 (AugmentationModel: re-export
 class ImageAugment(base_beam_component.BaseBeamComponent):
     """Writes K seeded augmented copies of every example of the chosen splits, through Beam.
 
-    Every other split is passed through record for record. Parameters are validated here, when
-    the pipeline is built; see README "ImageAugment parameters" for each one.
+    Every other split is passed through record for record. Parameters are validated when the
+    pipeline is built; `__init__` documents each one.
     """
 
     SPEC_CLASS = ImageAugmentSpec
@@ -48,6 +48,45 @@ class ImageAugment(base_beam_component.BaseBeamComponent):
         max_quarantine_fraction: float = 0.01,
         batch_size: int = 64,
     ):
+        """Builds the component; every parameter is validated here, when the pipeline is built.
+
+        Args:
+          examples: a channel of Examples (e.g. ExampleGen's `outputs["examples"]`): TFRecords
+            of tf.Example, gzipped or not. Every split is read.
+          policy: the augmentation policy: a preset name ("light", "standard", "no-flip",
+            "randaugment", "trivialaugment", "none"), a JSON string, a dict or the path of a
+            JSON file. Read now and stored as the preset's name or as canonical JSON, so TFX's
+            cache sees an edited file and workers never read it.
+          num_copies: K >= 1 augmented copies written per example of each augmented split.
+          seed: the int64 all copies' seeds derive from: copy k of the example with stable
+            key x gets `copy_seed(seed, x, k)`, wherever and however often it runs.
+          splits_to_augment: the names of the splits to augment; every other split is passed
+            through record for record.
+          include_original: also write each original, unchanged, as copy 0.
+          image_feature: the feature holding the image: PNG, JPEG, GIF or BMP bytes, or raw
+            pixels (with `image_shape`).
+          key_feature: a feature holding a stable example id for the seeds (its first value);
+            None uses the SHA-256 of the example. Examples of augmented splits lacking it are
+            quarantined.
+          mask_feature: an optional 1-channel segmentation mask (PNG or raw) that moves with
+            the image's geometry (nearest sampling) and is left out of photometric ops.
+          image_shape: [height, width, channels] of raw pixels stored as one bytes value, an
+            int64 list or a float list; None for encoded images.
+          value_range: [low, high] of raw float pixels (needs `image_shape`); default [0, 1].
+          output_format: "same" keeps each copy in its input's format (raw stays raw), or
+            "png" / "jpeg". A copy that would be GIF, BMP or JPEG with alpha is written as PNG
+            (TensorFlow writes neither GIF nor BMP; JPEG holds no alpha).
+          jpeg_quality: the quality, 1-100, of copies written as JPEG.
+          provenance: add `aug_copy_index` (0 for originals), `aug_source_key` and `aug_seed`
+            (two int64s) to every written record, pass-through splits included.
+          max_quarantine_fraction: the run fails when more than this fraction (0-1) of the
+            augmented splits' examples is quarantined (bad records are kept whole either way).
+          batch_size: images per TensorFlow call on the workers, 1-4096.
+
+        Raises:
+          ValueError: a parameter breaks its rule; the one-sentence message names it (an
+            invalid policy raises PolicyError, a ValueError).
+        """
         config = AugmentConfig(
             policy=canonical_policy(policy),
             num_copies=num_copies,

@@ -173,6 +173,10 @@ def augment(
 
     Returns:
       The augmented images (same dtype, shape and range), or (images, masks) when masks given.
+
+    Raises:
+      ValueError: the images are not [B, H, W, C] with a static C of 1, 3 or 4, or are
+        neither uint8 nor floating point.
     """
     plan = policy if isinstance(policy, Plan) else compile_policy(policy)
     images = tf.convert_to_tensor(images)

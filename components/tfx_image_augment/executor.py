@@ -24,12 +24,32 @@ QUARANTINE_DIR = "quarantine"
 
 
 class Executor(base_beam_executor.BaseBeamExecutor):
+    """Runs the expansion through Beam, with the pipeline's `beam_pipeline_args`."""
+
     def Do(
         self,
         input_dict: dict[str, list],
         output_dict: dict[str, list],
         exec_properties: dict[str, Any],
     ) -> None:
+        """Augments the chosen splits, passes the others through, then writes the model.
+
+        Args:
+          input_dict: `EXAMPLES_KEY`: one Examples artifact; every split of it is read.
+          output_dict: `AUGMENTED_EXAMPLES_KEY`: one Examples artifact that receives every
+            split (`Split-<name>/data_tfrecord-*.gz`), the quarantine (`quarantine/`) and the
+            run's custom properties; `AUGMENTATION_MODEL_KEY`: one AugmentationModel artifact
+            that receives policy.json, saved_model/ and preview.png.
+          exec_properties: ImageAugmentSpec's parameters (`NUM_COPIES_KEY`, `SEED_KEY`,
+            `SPLITS_TO_AUGMENT_KEY`, `CONFIG_KEY`), as `spec.exec_properties` writes them.
+
+        Raises:
+          ValueError: the parameters break a rule, or `splits_to_augment` names a split the
+            input does not have.
+          CorruptInputError: an input TFRecord file is damaged (the message names it).
+          QuarantineLimitExceeded: more than `max_quarantine_fraction` of the examples were
+            quarantined.
+        """
         log = environment.progress_logger()
         config = config_from_exec_properties(exec_properties).validate()
         examples = artifact_utils.get_single_instance(input_dict[EXAMPLES_KEY])
