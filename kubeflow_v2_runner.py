@@ -35,7 +35,7 @@ def parse_args(argv=None) -> argparse.Namespace:
     )
     parser.add_argument("--data-root", default=None, help="default: BUCKET/data")
     parser.add_argument("--channels", type=int, default=3)
-    parser.add_argument("--policy", default="standard")
+    parser.add_argument("--policy", default=configs.POLICY, help="preset name or JSON file")
     parser.add_argument("--copies", type=int, default=configs.NUM_COPIES)
     parser.add_argument("--mode", default=configs.MODE, choices=("offline", "online", "both"))
     parser.add_argument("--train-steps", type=int, default=configs.TRAIN_STEPS)

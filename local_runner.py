@@ -62,12 +62,12 @@ def parse_args(argv=None) -> argparse.Namespace:
 def detect_channels(data_root: str) -> int:
     """Channels of the first training image (PNG/JPEG), so any dataset works unchanged."""
     import tensorflow as tf
+    from tfx_image_augment.records import compression_of
 
     files = sorted(tf.io.gfile.glob(os.path.join(data_root, "train", "*")))
     if not files:
         raise SystemExit(f"local_runner: no files in {data_root}/train/: expected TFRecords.")
-    compression = "GZIP" if files[0].endswith(".gz") else None
-    for record in tf.data.TFRecordDataset(files[0], compression).take(1):
+    for record in tf.data.TFRecordDataset(files[0], compression_of(files[0])).take(1):
         example = tf.train.Example.FromString(record.numpy())
         image = example.features.feature["image"].bytes_list.value[0]
         return int(tf.io.decode_image(image, expand_animations=False).shape[-1])

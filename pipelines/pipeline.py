@@ -8,6 +8,7 @@ from typing import Any
 import tensorflow_model_analysis as tfma
 from tfx import v1 as tfx
 from tfx_image_augment import ImageAugment
+from tfx_image_augment.spec import AUGMENTATION_MODEL_KEY, AUGMENTED_EXAMPLES_KEY
 
 from pipelines import configs, features
 from pipelines.augmented_trainer import AugmentedTrainer, VertexAugmentedTrainer
@@ -51,7 +52,7 @@ def create_pipeline(
         seed=seed,
         key_feature=key_feature,
     )
-    augmented = augment.outputs["augmented_examples"]
+    augmented = augment.outputs[AUGMENTED_EXAMPLES_KEY]
     statistics = tfx.components.StatisticsGen(examples=augmented)
     schema = tfx.components.SchemaGen(
         statistics=statistics.outputs["statistics"], exclude_splits=["eval"]
@@ -84,7 +85,7 @@ def create_pipeline(
         examples=augmented,
         transform_graph=transform.outputs["transform_graph"],
         schema=schema.outputs["schema"],
-        augmentation_model=augment.outputs["augmentation_model"],
+        augmentation_model=augment.outputs[AUGMENTATION_MODEL_KEY],
         run_fn=configs.RUN_FN,
         train_args=tfx.proto.TrainArgs(num_steps=train_steps),
         eval_args=tfx.proto.EvalArgs(num_steps=eval_steps),

@@ -9,9 +9,15 @@ from collections.abc import Sequence
 from tfx.components.util import examples_utils
 from tfx.dsl.components.base import base_beam_executor
 from tfx.types import artifact_utils, standard_artifacts
-from tfx_image_augment.component import AugmentationModel
 from tfx_image_augment.config import AugmentConfig
 from tfx_image_augment.executor import Executor
+from tfx_image_augment.spec import (
+    AUGMENTATION_MODEL_KEY,
+    AUGMENTED_EXAMPLES_KEY,
+    EXAMPLES_KEY,
+    AugmentationModel,
+    exec_properties,
+)
 
 from tests.pipeline_helpers import write_records
 
@@ -49,9 +55,9 @@ def run_executor(
     model.uri = str(out_root / "model")
     context = base_beam_executor.BaseBeamExecutor.Context(beam_pipeline_args=list(beam_args))
     Executor(context).Do(
-        {"examples": [examples]},
-        {"augmented_examples": [augmented], "augmentation_model": [model]},
-        {"config": config.to_json()},
+        {EXAMPLES_KEY: [examples]},
+        {AUGMENTED_EXAMPLES_KEY: [augmented], AUGMENTATION_MODEL_KEY: [model]},
+        exec_properties(config),
     )
     return augmented, model
 

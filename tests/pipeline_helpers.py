@@ -10,14 +10,14 @@ import tensorflow as tf
 from ml_metadata.metadata_store import metadata_store
 from ml_metadata.proto import metadata_store_pb2
 from tfx import v1 as tfx
+from tfx_image_augment.records import compression_of
 
 
 def read_records(pattern: str) -> list[bytes]:
     """All records of the TFRecord files matching `pattern`, gzipped or not."""
     records = []
     for path in sorted(tf.io.gfile.glob(pattern)):
-        compression = "GZIP" if path.endswith(".gz") else None
-        records.extend(r.numpy() for r in tf.data.TFRecordDataset(path, compression))
+        records.extend(r.numpy() for r in tf.data.TFRecordDataset(path, compression_of(path)))
     return records
 
 
@@ -68,11 +68,19 @@ def run_local(
     return metadata_path
 
 
-def artifacts_of_type(metadata_path: pathlib.Path, type_name: str):
+def _read_only_store(metadata_path: pathlib.Path) -> metadata_store.MetadataStore:
     config = metadata_store_pb2.ConnectionConfig()
     config.sqlite.filename_uri = str(metadata_path)
     config.sqlite.connection_mode = metadata_store_pb2.SqliteMetadataSourceConfig.READONLY
-    return metadata_store.MetadataStore(config).get_artifacts_by_type(type_name)
+    return metadata_store.MetadataStore(config)
+
+
+def artifacts_of_type(metadata_path: pathlib.Path, type_name: str):
+    return _read_only_store(metadata_path).get_artifacts_by_type(type_name)
+
+
+def executions_of_type(metadata_path: pathlib.Path, type_name: str):
+    return _read_only_store(metadata_path).get_executions_by_type(type_name)
 
 
 def split_names(artifact) -> list[str]:

@@ -5,8 +5,19 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import tensorflow as tf
-from tfx_image_augment import beam_augment as ba
+from tfx_image_augment import codec
 from tfx_image_augment.config import AugmentConfig
+from tfx_image_augment.expansion import (
+    CorruptInputError,
+    QuarantineLimitExceeded,
+    first_quarantine_reasons,
+)
+from tfx_image_augment.records import (
+    QUARANTINE_REASON_FEATURE,
+    QUARANTINE_RECORD_FEATURE,
+    compression_of,
+    quarantine_record,
+)
 
 from tests import images as real
 from tests.executor_helpers import counts, examples_artifact, run_executor
@@ -47,18 +58,20 @@ def _catalogue() -> dict[str, bytes]:
     jpeg = tf.io.encode_jpeg(photo, quality=90).numpy()
     gray_alpha = np.concatenate([photo[..., :1], photo[..., :1]], axis=-1)
     return {
-        ba.IMAGE_EMPTY: _example(_bytes(b"")).SerializeToString(),
-        ba.NOT_AN_IMAGE: _example(_bytes(b"this is not a picture")).SerializeToString(),
-        ba.IMAGE_UNDECODABLE + "/png": _example(_bytes(png[: len(png) // 2])).SerializeToString(),
-        ba.IMAGE_UNDECODABLE + "/jpeg": _example(
+        codec.IMAGE_EMPTY: _example(_bytes(b"")).SerializeToString(),
+        codec.NOT_AN_IMAGE: _example(_bytes(b"this is not a picture")).SerializeToString(),
+        codec.IMAGE_UNDECODABLE + "/png": _example(
+            _bytes(png[: len(png) // 2])
+        ).SerializeToString(),
+        codec.IMAGE_UNDECODABLE + "/jpeg": _example(
             _bytes(jpeg[: len(jpeg) // 3])
         ).SerializeToString(),
-        ba.IMAGE_WRONG_TYPE: _example(
+        codec.IMAGE_WRONG_TYPE: _example(
             tf.train.Feature(int64_list=tf.train.Int64List(value=[1, 2, 3]))
         ).SerializeToString(),
-        ba.IMAGE_MISSING: _example(None).SerializeToString(),
-        ba.NOT_AN_EXAMPLE: b"\xff\xfe definitely not a protocol buffer",
-        ba.IMAGE_BAD_SHAPE: _example(_bytes(_png(gray_alpha))).SerializeToString(),
+        codec.IMAGE_MISSING: _example(None).SerializeToString(),
+        codec.NOT_AN_EXAMPLE: b"\xff\xfe definitely not a protocol buffer",
+        codec.IMAGE_BAD_SHAPE: _example(_bytes(_png(gray_alpha))).SerializeToString(),
     }
 
 
@@ -68,8 +81,8 @@ def _quarantined(augmented) -> list[tuple[str, bytes]]:
         features = tf.train.Example.FromString(record).features.feature
         out.append(
             (
-                features[ba.QUARANTINE_REASON_FEATURE].bytes_list.value[0].decode(),
-                features[ba.QUARANTINE_RECORD_FEATURE].bytes_list.value[0],
+                features[QUARANTINE_REASON_FEATURE].bytes_list.value[0].decode(),
+                features[QUARANTINE_RECORD_FEATURE].bytes_list.value[0],
             )
         )
     return out
@@ -117,8 +130,8 @@ def test_masks_missing_or_mismatched_are_quarantined(tmp_path):
         ),
     )
     assert counts(augmented)["train"]["quarantined"] == {
-        ba.MASK_SHAPE_MISMATCH: 1,
-        ba.MASK_MISSING: 1,
+        codec.MASK_SHAPE_MISMATCH: 1,
+        codec.MASK_MISSING: 1,
     }
     for record in read_records(f"{augmented.uri}/Split-train/*"):
         features = tf.train.Example.FromString(record).features.feature
@@ -128,14 +141,14 @@ def test_masks_missing_or_mismatched_are_quarantined(tmp_path):
 
 def test_above_the_quarantine_limit_the_run_fails_with_counts_and_first_reasons(tmp_path):
     broken = _catalogue()
-    records = _good_records(10) + [broken[ba.NOT_AN_IMAGE], broken[ba.IMAGE_EMPTY]]
+    records = _good_records(10) + [broken[codec.NOT_AN_IMAGE], broken[codec.IMAGE_EMPTY]]
     examples = examples_artifact(tmp_path / "in", {"train": records})
-    with pytest.raises(ba.QuarantineLimitExceeded) as raised:
+    with pytest.raises(QuarantineLimitExceeded) as raised:
         run_executor(examples, tmp_path, AugmentConfig(policy="light", num_copies=1))
     message = str(raised.value)
     assert "2 of 12 examples (16.7%)" in message
     assert "max_quarantine_fraction=0.01" in message
-    assert ba.NOT_AN_IMAGE in message and ba.IMAGE_EMPTY in message
+    assert codec.NOT_AN_IMAGE in message and codec.IMAGE_EMPTY in message
     assert "\n" not in message
 
 
@@ -146,7 +159,7 @@ def test_a_corrupt_tfrecord_file_fails_the_run_naming_the_file(tmp_path):
     data = bytearray(path.read_bytes())
     data[len(data) // 2] ^= 0xFF  # flip one byte: the record's CRC no longer matches
     path.write_bytes(bytes(data))
-    with pytest.raises(ba.CorruptInputError) as raised:
+    with pytest.raises(CorruptInputError) as raised:
         run_executor(examples, tmp_path, AugmentConfig(policy="light", num_copies=1))
     assert str(path) in str(raised.value)
 
@@ -157,5 +170,33 @@ def test_a_truncated_tfrecord_file_fails_the_run_naming_the_file(tmp_path):
     path.write_bytes(path.read_bytes()[:-100])
     examples = examples_artifact(tmp_path / "other", {"train": []})
     examples.uri = str(tmp_path / "in")
-    with pytest.raises(ba.CorruptInputError, match="data.tfrecord"):
+    with pytest.raises(CorruptInputError, match="data.tfrecord"):
         run_executor(examples, tmp_path, AugmentConfig(policy="light", num_copies=1))
+
+
+@pytest.mark.parametrize(
+    "path, compression",
+    [
+        ("out/data_tfrecord-00000-of-00002.gz", "GZIP"),
+        ("gs://bucket/train/data.tfrecord", ""),
+        ("in/part.gz.tfrecord", ""),
+    ],
+)
+def test_gzip_is_told_by_the_file_name(path, compression):
+    assert compression_of(path) == compression
+
+
+def test_first_quarantine_reasons_reads_gzipped_and_plain_files(tmp_path):
+    write_records(
+        tmp_path / "Split-a/quarantine_tfrecord-00000.gz",
+        [quarantine_record(b"a", codec.IMAGE_EMPTY, "image: zero bytes")],
+        gzip=True,
+    )
+    write_records(
+        tmp_path / "Split-b/quarantine_tfrecord-00000",
+        [quarantine_record(b"b", codec.NOT_AN_IMAGE, "image: 1 bytes with no signature")],
+    )
+    assert first_quarantine_reasons(str(tmp_path / "Split-*/quarantine_tfrecord*")) == [
+        "image_empty (image: zero bytes)",
+        "not_an_image (image: 1 bytes with no signature)",
+    ]

@@ -138,3 +138,30 @@ def test_cli_errors_are_one_line_with_exit_codes(tmp_path):
         timeout=300,
     )
     assert missing.returncode == 2 and "matches no file" in missing.stderr
+
+
+def test_reader_reads_gzipped_and_plain_files_of_one_folder(tmp_path):
+    digits, labels = real.digits(32)
+    records = [
+        image_example(tf.io.encode_png(digits[i]).numpy(), labels[i], f"d{i}") for i in range(6)
+    ]
+    write_records(tmp_path / "mixed/data_tfrecord-0.gz", records[:4], gzip=True)
+    write_records(tmp_path / "mixed/data_tfrecord-1", records[4:])
+    pairs = list(read_images(str(tmp_path / "mixed"), channels=1).as_numpy_iterator())
+    assert sorted(int(label) for _, label in pairs) == sorted(int(v) for v in labels[:6])
+    assert all(image.shape == (32, 32, 1) for image, _ in pairs)
+
+
+def test_cli_reads_a_policy_file_once_and_keeps_its_content_not_its_path(tmp_path):
+    from tfx_image_augment import cli, load_policy
+
+    path = tmp_path / "policy.json"
+    policy = {"version": 1, "ops": [{"op": "brightness", "max_delta": 0.3}]}
+    path.write_text(json.dumps(policy))
+    args = cli._parser().parse_args(
+        ["preview", "--input", "in/*", "--output", "sheet.png", "--policy", str(path)]
+    )
+    config = cli._config(args)
+    assert config.policy == load_policy(policy).to_json()
+    path.unlink()  # nothing reads the file again
+    assert config.validate().loaded_policy.fingerprint == load_policy(policy).fingerprint

@@ -8,8 +8,9 @@ import pathlib
 import numpy as np
 import pytest
 import tensorflow as tf
-from tfx_image_augment import beam_augment as ba
+from tfx_image_augment.codec import KEY_MISSING
 from tfx_image_augment.config import AugmentConfig, copy_seed
+from tfx_image_augment.records import stable_key
 
 from tests.executor_helpers import counts, examples_artifact, run_executor
 from tests.pipeline_helpers import read_records
@@ -170,7 +171,7 @@ def test_key_feature_missing_is_quarantined_not_dropped(cifar_dir, tmp_path):
         tmp_path,
         AugmentConfig(key_feature="photo_id", num_copies=1, max_quarantine_fraction=1.0),
     )
-    assert counts(augmented)["train"]["quarantined"] == {ba.KEY_MISSING: 10}
+    assert counts(augmented)["train"]["quarantined"] == {KEY_MISSING: 10}
 
 
 def _digit_examples(count: int, raw: str | None = None) -> list[bytes]:
@@ -240,7 +241,7 @@ def test_raw_pixels_stay_raw_and_match_the_core(tmp_path, raw):
     sources = {}
     for record in records:
         example = _parse(record)
-        sources[ba.stable_key(example, config)] = example
+        sources[stable_key(example, config)] = example
     checked = 0
     for example, key, seed in _augmented_copies(augmented):
         source = sources[key]

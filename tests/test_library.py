@@ -135,3 +135,24 @@ def test_the_wheel_holds_one_top_level_package(tmp_path):
     requires = [line for line in text.splitlines() if line.startswith("Requires-Dist:")]
     base = [r for r in requires if "extra ==" not in r]
     assert sorted(r.split()[1].split(">")[0].split("=")[0] for r in base) == ["numpy", "tensorflow"]
+
+
+def test_the_codec_records_reader_and_preview_work_without_beam_or_tfx(tmp_path):
+    path = str(tmp_path / "data.tfrecord.gz")
+    result = _run_python(
+        "import sys\n"
+        "sys.modules['apache_beam'] = sys.modules['tfx'] = None  # as if not installed\n"
+        "import numpy as np, tensorflow as tf\n"
+        "from tfx_image_augment import codec, reader, records\n"
+        "from tfx_image_augment.config import AugmentConfig\n"
+        "from tfx_image_augment.preview import preview_from_pattern\n"
+        "example = tf.train.Example()\n"
+        "png = tf.io.encode_png(np.full((8, 8, 3), 90, np.uint8)).numpy()\n"
+        "example.features.feature['image'].bytes_list.value.append(png)\n"
+        f"with tf.io.TFRecordWriter({path!r}, 'GZIP') as writer:\n"
+        "    writer.write(example.SerializeToString())\n"
+        f"sheet, channels = preview_from_pattern({path!r}, AugmentConfig(num_copies=2))\n"
+        "print('PREVIEW', sheet.shape[1] > sheet.shape[0], channels)\n"
+    )
+    assert result.returncode == 0, result.stderr
+    assert "PREVIEW True 3" in result.stdout

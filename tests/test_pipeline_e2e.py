@@ -105,6 +105,7 @@ def test_run_fn_trains_with_mirrored_strategy_on_two_logical_devices(local_run):
 
 def test_vertex_compile_names_our_executors_dataflow_args_and_the_gpu(tmp_path):
     import kubeflow_v2_runner
+    from pipelines import configs
 
     output = tmp_path / "pipeline.json"
     image = "us-docker.pkg.dev/p/r/tfx-image-augment:1"
@@ -142,3 +143,17 @@ def test_vertex_compile_names_our_executors_dataflow_args_and_the_gpu(tmp_path):
     assert "NVIDIA_TESLA_T4" in text and '\\"accelerator_count\\": 2' in text
     assert image in text
     assert "tfx_image_augment.AugmentationModel" in text
+    # The Vertex UI shows copies, seed and splits as ImageAugment's own (typed) parameters.
+    augment = spec["pipelineSpec"]["root"]["dag"]["tasks"]["ImageAugment"]["inputs"]
+    values = {k: v["runtimeValue"]["constantValue"] for k, v in augment["parameters"].items()}
+    assert values["num_copies"] == {"intValue": "4"} and values["seed"] == {"intValue": "42"}
+    assert values["splits_to_augment"] == {"stringValue": '["train"]'}
+    assert json.loads(values["config"]["stringValue"])["policy"] == configs.POLICY
+
+
+def test_both_runners_take_the_policy_from_the_pipeline_configs():
+    import kubeflow_v2_runner
+    from pipelines import configs
+
+    assert kubeflow_v2_runner.parse_args([]).policy == configs.POLICY
+    assert local_runner.parse_args([]).policy == configs.POLICY

@@ -32,7 +32,7 @@ _EXPORTS = {
     "PRESETS": "policy",
     "read_images": "reader",
     "ImageAugment": "component",
-    "AugmentationModel": "component",
+    "AugmentationModel": "spec",
 }
 
 

@@ -86,10 +86,10 @@ def _parser() -> argparse.ArgumentParser:
 
 
 def _config(args, **extra):
-    from tfx_image_augment.config import AugmentConfig
+    from tfx_image_augment.config import AugmentConfig, canonical_policy
 
     return AugmentConfig(
-        policy=args.policy,
+        policy=canonical_policy(args.policy),
         num_copies=args.copies,
         seed=args.seed,
         splits_to_augment=("data",),
@@ -106,7 +106,7 @@ def _run(args, beam_args: list[str], log) -> int:
     import tensorflow as tf
     from apache_beam.options.pipeline_options import PipelineOptions
 
-    from tfx_image_augment import beam_augment
+    from tfx_image_augment.expansion import run_expansion
     from tfx_image_augment.preview import write_augmentation_model
 
     config = _config(
@@ -135,7 +135,7 @@ def _run(args, beam_args: list[str], log) -> int:
     tf.io.gfile.makedirs(args.output)
     pipeline = beam.Pipeline(options=PipelineOptions(beam_args))
     expansion_started = time.time()
-    counts = beam_augment.run_expansion(
+    counts = run_expansion(
         pipeline,
         {"data": (args.input, args.output)},
         os.path.join(args.output, "quarantine"),
@@ -198,7 +198,7 @@ def main(argv: list[str] | None = None) -> int:
         argv, beam_args = argv[:cut], argv[cut + 1 :]
     args = _parser().parse_args(argv)
     log = environment.progress_logger("image-augment")
-    from tfx_image_augment.beam_augment import CorruptInputError, QuarantineLimitExceeded
+    from tfx_image_augment.expansion import CorruptInputError, QuarantineLimitExceeded
 
     try:
         if args.command == "run":

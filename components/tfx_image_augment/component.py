@@ -1,42 +1,29 @@
-"""The ImageAugment TFX component: spec, artifact type and component class."""
+"""The ImageAugment TFX component (its spec and artifact type live in `spec.py`)."""
 
 from __future__ import annotations
 
-import json
 from collections.abc import Sequence
 
 from tfx.dsl.components.base import base_beam_component, executor_spec
-from tfx.types import artifact, component_spec, standard_artifacts
+from tfx.types import standard_artifacts
 
 from tfx_image_augment import executor
-from tfx_image_augment.config import AugmentConfig
-
-
-class AugmentationModel(artifact.Artifact):
-    """The augmentation that made a dataset: policy.json, saved_model/ and preview.png."""
-
-    # Namespaced: KFP v2 (Vertex) accepts custom artifact types only as "namespace.Name".
-    TYPE_NAME = "tfx_image_augment.AugmentationModel"
-
-
-class ImageAugmentSpec(component_spec.ComponentSpec):
-    PARAMETERS = {
-        "config": component_spec.ExecutionParameter(type=str),
-    }
-    INPUTS = {
-        "examples": component_spec.ChannelParameter(type=standard_artifacts.Examples),
-    }
-    OUTPUTS = {
-        "augmented_examples": component_spec.ChannelParameter(type=standard_artifacts.Examples),
-        "augmentation_model": component_spec.ChannelParameter(type=AugmentationModel),
-    }
+from tfx_image_augment.config import AugmentConfig, canonical_policy
+from tfx_image_augment.spec import (  # noqa: F401 (AugmentationModel: re-exported)
+    AUGMENTATION_MODEL_KEY,
+    AUGMENTED_EXAMPLES_KEY,
+    EXAMPLES_KEY,
+    AugmentationModel,
+    ImageAugmentSpec,
+    exec_properties,
+)
 
 
 class ImageAugment(base_beam_component.BaseBeamComponent):
     """Writes K seeded augmented copies of every example of the chosen splits, through Beam.
 
-    Every other split is passed through record for record. Parameters are validated here, when
-    the pipeline is built; see README "ImageAugment parameters" for each one.
+    Every other split is passed through record for record. Parameters are validated when the
+    pipeline is built; `__init__` documents each one.
     """
 
     SPEC_CLASS = ImageAugmentSpec
@@ -61,10 +48,47 @@ class ImageAugment(base_beam_component.BaseBeamComponent):
         max_quarantine_fraction: float = 0.01,
         batch_size: int = 64,
     ):
-        if isinstance(policy, dict):
-            policy = json.dumps(policy, sort_keys=True)
+        """Builds the component; every parameter is validated here, when the pipeline is built.
+
+        Args:
+          examples: a channel of Examples (e.g. ExampleGen's `outputs["examples"]`): TFRecords
+            of tf.Example, gzipped or not. Every split is read.
+          policy: the augmentation policy: a preset name ("light", "standard", "no-flip",
+            "randaugment", "trivialaugment", "none"), a JSON string, a dict or the path of a
+            JSON file. Read now and stored as the preset's name or as canonical JSON, so TFX's
+            cache sees an edited file and workers never read it.
+          num_copies: K >= 1 augmented copies written per example of each augmented split.
+          seed: the int64 all copies' seeds derive from: copy k of the example with stable
+            key x gets `copy_seed(seed, x, k)`, wherever and however often it runs.
+          splits_to_augment: the names of the splits to augment; every other split is passed
+            through record for record.
+          include_original: also write each original, unchanged, as copy 0.
+          image_feature: the feature holding the image: PNG, JPEG, GIF or BMP bytes, or raw
+            pixels (with `image_shape`).
+          key_feature: a feature holding a stable example id for the seeds (its first value);
+            None uses the SHA-256 of the example. Examples of augmented splits lacking it are
+            quarantined.
+          mask_feature: an optional 1-channel segmentation mask (PNG or raw) that moves with
+            the image's geometry (nearest sampling) and is left out of photometric ops.
+          image_shape: [height, width, channels] of raw pixels stored as one bytes value, an
+            int64 list or a float list; None for encoded images.
+          value_range: [low, high] of raw float pixels (needs `image_shape`); default [0, 1].
+          output_format: "same" keeps each copy in its input's format (raw stays raw), or
+            "png" / "jpeg". A copy that would be GIF, BMP or JPEG with alpha is written as PNG
+            (TensorFlow writes neither GIF nor BMP; JPEG holds no alpha).
+          jpeg_quality: the quality, 1-100, of copies written as JPEG.
+          provenance: add `aug_copy_index` (0 for originals), `aug_source_key` and `aug_seed`
+            (two int64s) to every written record, pass-through splits included.
+          max_quarantine_fraction: the run fails when more than this fraction (0-1) of the
+            augmented splits' examples is quarantined (bad records are kept whole either way).
+          batch_size: images per TensorFlow call on the workers, 1-4096.
+
+        Raises:
+          ValueError: a parameter breaks its rule; the one-sentence message names it (an
+            invalid policy raises PolicyError, a ValueError).
+        """
         config = AugmentConfig(
-            policy=policy,
+            policy=canonical_policy(policy),
             num_copies=num_copies,
             seed=seed,
             splits_to_augment=tuple(splits_to_augment),
@@ -81,10 +105,12 @@ class ImageAugment(base_beam_component.BaseBeamComponent):
             batch_size=batch_size,
         ).validate()
         spec = ImageAugmentSpec(
-            examples=examples,
-            config=config.to_json(),
-            augmented_examples=_channel(standard_artifacts.Examples),
-            augmentation_model=_channel(AugmentationModel),
+            **{
+                EXAMPLES_KEY: examples,
+                AUGMENTED_EXAMPLES_KEY: _channel(standard_artifacts.Examples),
+                AUGMENTATION_MODEL_KEY: _channel(AugmentationModel),
+            },
+            **exec_properties(config),
         )
         super().__init__(spec=spec)
 

@@ -5,19 +5,31 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import json
+import os
+from collections.abc import Mapping
 from typing import Any
 
-from tfx_image_augment.policy import Policy, load_policy
+from tfx_image_augment.policy import PRESETS, Policy, load_policy
 
 OUTPUT_FORMATS = ("same", "png", "jpeg")
 SEED_SCHEME = "image-augment/v1"
+# The seed is an int64 wherever it goes: ML Metadata, the Keras layer, the exported model.
+SEED_MIN, SEED_MAX = -(2**63), 2**63 - 1
+
+
+def _is_integer(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)  # True is an int in Python
+
+
+def _is_number(value: Any) -> bool:
+    return _is_integer(value) or isinstance(value, float)
 
 
 @dataclasses.dataclass(frozen=True)
 class AugmentConfig:
     """Everything the offline expansion needs; `validate()` raises one clear ValueError."""
 
-    policy: str = "standard"  # preset name, JSON text or file path
+    policy: str = "standard"  # preset name, JSON text or file path; see canonical_policy
     num_copies: int = 4
     seed: int = 0
     splits_to_augment: tuple[str, ...] = ("train",)
@@ -39,10 +51,10 @@ class AugmentConfig:
         def fail(field: str, rule: str, got: Any) -> ValueError:
             return ValueError(f"ImageAugment parameter {field!r} must be {rule}; got {got!r}.")
 
-        if not isinstance(self.num_copies, int) or self.num_copies < 1:
+        if not _is_integer(self.num_copies) or self.num_copies < 1:
             raise fail("num_copies", "an integer >= 1", self.num_copies)
-        if not isinstance(self.seed, int) or isinstance(self.seed, bool):
-            raise fail("seed", "an integer", self.seed)
+        if not _is_integer(self.seed) or not SEED_MIN <= self.seed <= SEED_MAX:
+            raise fail("seed", "an integer in [-2**63, 2**63 - 1]", self.seed)
         if not self.splits_to_augment or not all(
             isinstance(s, str) and s for s in self.splits_to_augment
         ):
@@ -71,13 +83,16 @@ class AugmentConfig:
             )
         if self.output_format not in OUTPUT_FORMATS:
             raise fail("output_format", "one of 'same', 'png', 'jpeg'", self.output_format)
-        if not 1 <= self.jpeg_quality <= 100:
+        if not _is_integer(self.jpeg_quality) or not 1 <= self.jpeg_quality <= 100:
             raise fail("jpeg_quality", "an integer in [1, 100]", self.jpeg_quality)
-        if not 0.0 <= self.max_quarantine_fraction <= 1.0:
+        if (
+            not _is_number(self.max_quarantine_fraction)
+            or not 0.0 <= self.max_quarantine_fraction <= 1.0
+        ):
             raise fail(
                 "max_quarantine_fraction", "a number in [0, 1]", self.max_quarantine_fraction
             )
-        if not 1 <= self.batch_size <= 4096:
+        if not _is_integer(self.batch_size) or not 1 <= self.batch_size <= 4096:
             raise fail("batch_size", "an integer in [1, 4096]", self.batch_size)
         return self
 
@@ -85,16 +100,35 @@ class AugmentConfig:
     def loaded_policy(self) -> Policy:
         return load_policy(self.policy)
 
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, fields: dict[str, Any]) -> AugmentConfig:
+        """The config of `to_dict()`, also after a JSON round trip (lists become tuples)."""
+        fields = dict(fields)
+        for field in ("splits_to_augment", "image_shape", "value_range"):
+            if fields.get(field) is not None:
+                fields[field] = tuple(fields[field])
+        return cls(**fields)
+
     def to_json(self) -> str:
-        return json.dumps(dataclasses.asdict(self), sort_keys=True)
+        return json.dumps(self.to_dict(), sort_keys=True)
 
     @classmethod
     def from_json(cls, text: str) -> AugmentConfig:
-        raw = json.loads(text)
-        for field in ("splits_to_augment", "image_shape", "value_range"):
-            if raw.get(field) is not None:
-                raw[field] = tuple(raw[field])
-        return cls(**raw)
+        return cls.from_dict(json.loads(text))
+
+
+def canonical_policy(source: Policy | Mapping[str, Any] | str | os.PathLike) -> str:
+    """The policy as a built pipeline stores it: a preset's name, anything else canonical JSON.
+
+    A policy file is read here, once, when the pipeline is built: TFX's cache then sees an
+    edited file as a new policy, and workers never read a path that may not exist for them.
+    """
+    if isinstance(source, str) and source.strip() in PRESETS:
+        return source.strip()
+    return load_policy(source).to_json()
 
 
 def copy_seed(seed: int, key: bytes, copy_index: int) -> tuple[int, int]:

@@ -183,6 +183,10 @@ def augment(
     Returns:
       The augmented images (same dtype, shape and range), or (images, masks) when masks given.
       For boxes and keypoints, see `augment_targets`.
+
+    Raises:
+      ValueError: the images are not [B, H, W, C] with a static C of 1, 3 or 4, or are
+        neither uint8 nor floating point.
     """
     out = augment_targets(images, seeds, policy, value_range=value_range, masks=masks)
     return out["images"] if masks is None else (out["images"], out["masks"])
@@ -215,6 +219,10 @@ def augment_targets(
     Returns:
       A dict with "images", and "masks", "boxes", "box_valid", "keypoints",
       "keypoint_visible" for the targets given. Rules: `tfx_image_augment.geometry`.
+
+    Raises:
+      ValueError: the images are not [B, H, W, C] with a static C of 1, 3 or 4, or are
+        neither uint8 nor floating point.
     """
     plan = policy if isinstance(policy, Plan) else compile_policy(policy)
     images = tf.convert_to_tensor(images)

@@ -10,25 +10,51 @@ from tfx.components.util import examples_utils
 from tfx.dsl.components.base import base_beam_executor
 from tfx.types import artifact_utils
 
-from tfx_image_augment import beam_augment, environment
-from tfx_image_augment.config import AugmentConfig
+from tfx_image_augment import environment
+from tfx_image_augment.expansion import run_expansion
 from tfx_image_augment.preview import write_augmentation_model
+from tfx_image_augment.spec import (
+    AUGMENTATION_MODEL_KEY,
+    AUGMENTED_EXAMPLES_KEY,
+    EXAMPLES_KEY,
+    config_from_exec_properties,
+)
 
 QUARANTINE_DIR = "quarantine"
 
 
 class Executor(base_beam_executor.BaseBeamExecutor):
+    """Runs the expansion through Beam, with the pipeline's `beam_pipeline_args`."""
+
     def Do(
         self,
         input_dict: dict[str, list],
         output_dict: dict[str, list],
         exec_properties: dict[str, Any],
     ) -> None:
+        """Augments the chosen splits, passes the others through, then writes the model.
+
+        Args:
+          input_dict: `EXAMPLES_KEY`: one Examples artifact; every split of it is read.
+          output_dict: `AUGMENTED_EXAMPLES_KEY`: one Examples artifact that receives every
+            split (`Split-<name>/data_tfrecord-*.gz`), the quarantine (`quarantine/`) and the
+            run's custom properties; `AUGMENTATION_MODEL_KEY`: one AugmentationModel artifact
+            that receives policy.json, saved_model/ and preview.png.
+          exec_properties: ImageAugmentSpec's parameters (`NUM_COPIES_KEY`, `SEED_KEY`,
+            `SPLITS_TO_AUGMENT_KEY`, `CONFIG_KEY`), as `spec.exec_properties` writes them.
+
+        Raises:
+          ValueError: the parameters break a rule, or `splits_to_augment` names a split the
+            input does not have.
+          CorruptInputError: an input TFRecord file is damaged (the message names it).
+          QuarantineLimitExceeded: more than `max_quarantine_fraction` of the examples were
+            quarantined.
+        """
         log = environment.progress_logger()
-        config = AugmentConfig.from_json(exec_properties["config"]).validate()
-        examples = artifact_utils.get_single_instance(input_dict["examples"])
-        augmented = artifact_utils.get_single_instance(output_dict["augmented_examples"])
-        model = artifact_utils.get_single_instance(output_dict["augmentation_model"])
+        config = config_from_exec_properties(exec_properties).validate()
+        examples = artifact_utils.get_single_instance(input_dict[EXAMPLES_KEY])
+        augmented = artifact_utils.get_single_instance(output_dict[AUGMENTED_EXAMPLES_KEY])
+        model = artifact_utils.get_single_instance(output_dict[AUGMENTATION_MODEL_KEY])
 
         split_names = artifact_utils.decode_split_names(examples.split_names)
         unknown = sorted(set(config.splits_to_augment) - set(split_names))
@@ -55,9 +81,7 @@ class Executor(base_beam_executor.BaseBeamExecutor):
             config.seed,
         )
 
-        counts = beam_augment.run_expansion(
-            self._make_beam_pipeline(), splits, quarantine_dir, config
-        )
+        counts = run_expansion(self._make_beam_pipeline(), splits, quarantine_dir, config)
 
         augmented.split_names = examples.split_names
         augmented.span = examples.span

@@ -87,13 +87,30 @@ def _replica_id() -> tf.Tensor | int:
 class ImageAugmentation(tf.keras.layers.Layer):
     """Applies an augmentation policy to image batches when training; identity otherwise.
 
-    Args:
-      policy: a preset name, JSON string, dict, JSON file path or `Policy`.
-      seed: the integer all randomness derives from.
-      value_range: (low, high) of floating-point inputs (default (0, 1)); uint8 ignores it.
-
     Call it on images [B, H, W, C], or on {"images": ..., "seeds": int64 [B, 2]} to pick the
     seeds yourself (that is what the offline copies record as `aug_seed`).
+
+    Args:
+      policy: the augmentation policy: a preset name (e.g. "standard", "no-flip"), a JSON
+        string, a dict, the path of a JSON file or a `Policy`; validated here.
+      seed: the integer (int64) all randomness derives from: training call n gives image i of
+        its batch the seeds `batch_seeds(seed, n, i, replica)`, so two runs with the same seed
+        see the same augmentations.
+      value_range: (low, high) of floating-point inputs; default (0, 1). uint8 inputs ignore
+        it.
+      **kwargs: standard Keras layer arguments, such as `name` or `dtype`.
+
+    Call arguments:
+      inputs: images [B, H, W, C] (C is 1, 3 or 4; uint8, or floating point in
+        `value_range`), or the dict above.
+      training: True augments; False or None returns the images unchanged; a boolean tensor
+        decides at run time.
+
+    Returns:
+      The images, augmented or not, with the inputs' shape and dtype.
+
+    Raises:
+      PolicyError: the policy is invalid (a ValueError naming the op, field and rule).
     """
 
     def __init__(

@@ -43,15 +43,15 @@ def preview_from_pattern(pattern: str, config, rows: int = 6, max_copies: int = 
     import tensorflow as tf
     from google.protobuf.message import DecodeError
 
-    from tfx_image_augment.beam_augment import Quarantined, decode_pixels, stable_key
+    from tfx_image_augment.codec import Quarantined, decode_pixels
     from tfx_image_augment.config import copy_seed
     from tfx_image_augment.core import augment
+    from tfx_image_augment.records import compression_of, stable_key
 
     copies = min(config.num_copies, max_copies)
     chosen = []
     for path in sorted(tf.io.gfile.glob(pattern)):
-        compression = "GZIP" if path.endswith(".gz") else None
-        for record in tf.data.TFRecordDataset(path, compression).take(rows * 4):
+        for record in tf.data.TFRecordDataset(path, compression_of(path)).take(rows * 4):
             try:
                 example = tf.train.Example.FromString(record.numpy())
                 pixels, _ = decode_pixels(

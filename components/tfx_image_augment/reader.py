@@ -14,6 +14,8 @@ import os
 
 import tensorflow as tf
 
+from tfx_image_augment.records import DATA_PREFIX, compression_of
+
 
 def resolve_files(path_or_glob: str, split: str | None = None) -> list[str]:
     """The TFRecord files of an output folder (its data_tfrecord-* or Split-<split>/*) or glob."""
@@ -21,7 +23,7 @@ def resolve_files(path_or_glob: str, split: str | None = None) -> list[str]:
         base = path_or_glob
         if split is not None:
             base = os.path.join(base, f"Split-{split}")
-        pattern = os.path.join(base, "data_tfrecord*")
+        pattern = os.path.join(base, f"{DATA_PREFIX}*")
         files = tf.io.gfile.glob(pattern) or tf.io.gfile.glob(os.path.join(base, "*"))
     else:
         files = tf.io.gfile.glob(path_or_glob)
@@ -47,12 +49,13 @@ def read_images(
 ) -> tf.data.Dataset:
     """A dataset of (decoded uint8 image, int64 label) from TFRecords of tf.Examples."""
     files = resolve_files(path_or_glob, split)
-    gzipped = [f for f in files if f.endswith(".gz")]
-    plain = [f for f in files if not f.endswith(".gz")]
+    # One dataset per compression: a TFRecordDataset reads all its files with one.
+    by_compression: dict[str, list[str]] = {}
+    for path in files:
+        by_compression.setdefault(compression_of(path), []).append(path)
     parts = [
         tf.data.TFRecordDataset(group, compression_type=kind, num_parallel_reads=tf.data.AUTOTUNE)
-        for group, kind in ((gzipped, "GZIP"), (plain, ""))
-        if group
+        for kind, group in by_compression.items()
     ]
     records = parts[0]
     for part in parts[1:]:

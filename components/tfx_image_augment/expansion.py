@@ -1,0 +1,148 @@
+"""Running the offline expansion: one Beam pipeline over all splits, its counts and failures.
+
+Shared by the TFX executor and the `image-augment` CLI. A damaged input file fails the run with
+CorruptInputError naming it; too many bad examples fail it with QuarantineLimitExceeded.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterable
+
+import apache_beam as beam
+
+from tfx_image_augment.beam_augment import METRICS_NAMESPACE, AugmentSplit, PassThroughSplit
+from tfx_image_augment.config import AugmentConfig
+from tfx_image_augment.records import (
+    DATA_PREFIX,
+    QUARANTINE_DETAIL_FEATURE,
+    QUARANTINE_PREFIX,
+    QUARANTINE_REASON_FEATURE,
+    compression_of,
+)
+
+
+class QuarantineLimitExceeded(RuntimeError):
+    """More than `max_quarantine_fraction` of the examples were bad."""
+
+
+class CorruptInputError(RuntimeError):
+    """An input TFRecord file is damaged (bad CRC, truncated)."""
+
+
+def counts_from_metrics(result, splits: Iterable[str]) -> dict[str, dict]:
+    """Per-split counts from the run's Beam counters."""
+    from apache_beam.metrics.metric import MetricsFilter
+
+    counts: dict[str, dict] = {
+        split: {
+            "examples_read": 0,
+            "copies_written": 0,
+            "originals_written": 0,
+            "passed_through": 0,
+            "quarantined": {},
+        }
+        for split in splits
+    }
+    query = result.metrics().query(MetricsFilter().with_namespace(METRICS_NAMESPACE))
+    for counter in query["counters"]:
+        split, _, name = counter.key.metric.name.partition("/")
+        value = counter.committed if counter.committed is not None else counter.attempted
+        if split not in counts:
+            continue
+        if name.startswith("quarantined/"):
+            reason = name.removeprefix("quarantined/")
+            counts[split]["quarantined"][reason] = (
+                counts[split]["quarantined"].get(reason, 0) + value
+            )
+        else:
+            counts[split][name] = counts[split].get(name, 0) + value
+    for split_counts in counts.values():
+        split_counts["examples_out"] = (
+            split_counts["copies_written"]
+            + split_counts["originals_written"]
+            + split_counts["passed_through"]
+        )
+    return counts
+
+
+def find_corrupt_files(patterns: Iterable[str]) -> list[str]:
+    """The input files that fail to read to the end, each with TensorFlow's reason."""
+    import tensorflow as tf
+
+    damaged = []
+    for pattern in patterns:
+        for path in sorted(tf.io.gfile.glob(pattern)):
+            try:
+                for _ in tf.data.TFRecordDataset(path, compression_of(path)):
+                    pass
+            except (tf.errors.DataLossError, tf.errors.InvalidArgumentError) as err:
+                damaged.append(f"{path} ({err.message.splitlines()[0]})")
+    return damaged
+
+
+def first_quarantine_reasons(quarantine_pattern: str, limit: int = 5) -> list[str]:
+    """The "reason (detail)" of the first `limit` records in the quarantine files matched."""
+    import tensorflow as tf
+
+    reasons = []
+    for path in sorted(tf.io.gfile.glob(quarantine_pattern)):
+        for record in tf.data.TFRecordDataset(path, compression_of(path)):
+            features = tf.train.Example.FromString(record.numpy()).features.feature
+            reason = features[QUARANTINE_REASON_FEATURE].bytes_list.value[0].decode()
+            detail = features[QUARANTINE_DETAIL_FEATURE].bytes_list.value[0].decode()
+            reasons.append(f"{reason} ({detail})")
+            if len(reasons) >= limit:
+                return reasons
+    return reasons
+
+
+def run_expansion(
+    pipeline: beam.Pipeline,
+    splits: dict[str, tuple[str, str]],
+    quarantine_dir: str,
+    config: AugmentConfig,
+) -> dict[str, dict]:
+    """Builds and runs the expansion; returns per-split counts.
+
+    `splits` maps a split name to (input file pattern, output directory); the splits named in
+    `config.splits_to_augment` are augmented, the others passed through. Raises
+    CorruptInputError naming the damaged files, or QuarantineLimitExceeded with the counts and
+    the first reasons.
+    """
+    for name, (pattern, output_dir) in splits.items():
+        prefix = os.path.join(output_dir, DATA_PREFIX)
+        if name in config.splits_to_augment:
+            quarantine_prefix = os.path.join(quarantine_dir, f"Split-{name}", QUARANTINE_PREFIX)
+            _ = pipeline | f"Augment[{name}]" >> AugmentSplit(
+                name, pattern, prefix, quarantine_prefix, config
+            )
+        else:
+            _ = pipeline | f"PassThrough[{name}]" >> PassThroughSplit(name, pattern, prefix, config)
+    try:
+        result = pipeline.run()
+        result.wait_until_finish()
+    except Exception as err:
+        damaged = find_corrupt_files(pattern for pattern, _ in splits.values())
+        if damaged:
+            raise CorruptInputError(
+                "Input TFRecord file(s) are damaged and cannot be read: " + "; ".join(damaged)
+            ) from err
+        raise
+    counts = counts_from_metrics(result, splits)
+    read = sum(counts[s]["examples_read"] for s in config.splits_to_augment if s in counts)
+    bad = sum(
+        sum(counts[s]["quarantined"].values()) for s in config.splits_to_augment if s in counts
+    )
+    if read and bad / read > config.max_quarantine_fraction:
+        reasons = first_quarantine_reasons(
+            os.path.join(quarantine_dir, "Split-*", f"{QUARANTINE_PREFIX}*")
+        )
+        by_reason = {r: n for s in counts.values() for r, n in s["quarantined"].items()}
+        raise QuarantineLimitExceeded(
+            f"{bad} of {read} examples ({bad / read:.1%}) were quarantined, above "
+            f"max_quarantine_fraction={config.max_quarantine_fraction:g}; by reason: "
+            f"{by_reason}; first: {'; '.join(reasons)}. The bad records are kept whole in "
+            f"{quarantine_dir}."
+        )
+    return counts
