@@ -98,16 +98,25 @@ class ImageAugmentation(tf.keras.layers.Layer):
         see the same augmentations.
       value_range: (low, high) of floating-point inputs; default (0, 1). uint8 inputs ignore
         it.
+      bounding_box_format: how `bounding_boxes["boxes"]` and `keypoints` are given:
+        "rel_yxyx" (normalized ymin, xmin, ymax, xmax; the default and the offline records'
+        convention), "rel_xyxy", "yxyx" or "xyxy" (pixels).
+      min_box_visibility: a box whose visible fraction after the geometric ops falls below
+        this is marked gone (label -1); one with no area left always is.
       **kwargs: standard Keras layer arguments, such as `name` or `dtype`.
 
     Call arguments:
       inputs: images [B, H, W, C] (C is 1, 3 or 4; uint8, or floating point in
-        `value_range`), or the dict above.
-      training: True augments; False or None returns the images unchanged; a boolean tensor
+        `value_range`), or a dict in Keras 3's convention: "images", optional "seeds",
+        "segmentation_masks" [B, H, W, 1], "bounding_boxes" {"boxes": [B, N, 4] dense or
+        ragged, "labels": [B, N]}, "keypoints" [B, N, K, 2] and "keypoint_visibility"
+        [B, N, K]. Everything in it moves with the pixels, by the same draws.
+      training: True augments; False or None returns the inputs unchanged; a boolean tensor
         decides at run time.
 
     Returns:
-      The images, augmented or not, with the inputs' shape and dtype.
+      The images (for an images-only input), or the dict with every entry moved: a box that
+      leaves the image keeps its place with label -1, a keypoint with visibility 0.
 
     Raises:
       PolicyError: the policy is invalid (a ValueError naming the op, field and rule).
