@@ -21,6 +21,7 @@ from collections.abc import Iterable
 import apache_beam as beam
 import numpy as np
 
+from tfx_image_augment import runner_checks
 from tfx_image_augment.config import AugmentConfig, content_key, copy_seed
 
 METRICS_NAMESPACE = "tfx_image_augment"
@@ -634,13 +635,16 @@ def run_expansion(
     splits: dict[str, tuple[str, str]],
     quarantine_dir: str,
     config: AugmentConfig,
+    worker_start_timeout: float = runner_checks.DEFAULT_WORKER_START_TIMEOUT,
 ) -> dict[str, dict]:
     """Builds and runs the expansion; returns per-split counts.
 
     `splits` maps a split name to (input file pattern, output directory); the splits named in
     `config.splits_to_augment` are augmented, the others passed through. Raises
     CorruptInputError naming the damaged files, or QuarantineLimitExceeded with the counts and
-    the first reasons.
+    the first reasons. Before the run, an EXTERNAL worker pool (the portable path) must start a
+    worker within `worker_start_timeout` seconds (default 60, 0 skips the check), or
+    runner_checks.WorkerPoolUnavailable says why.
     """
     import os
 
@@ -653,6 +657,7 @@ def run_expansion(
             )
         else:
             _ = pipeline | f"PassThrough[{name}]" >> PassThroughSplit(name, pattern, prefix, config)
+    runner_checks.check_beam_environment(pipeline.options, worker_start_timeout)
     try:
         result = pipeline.run()
         result.wait_until_finish()
