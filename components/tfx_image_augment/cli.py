@@ -13,7 +13,7 @@ import os
 import sys
 import time
 
-from tfx_image_augment import environment
+from tfx_image_augment import environment, runner_checks
 
 EXIT_USAGE, EXIT_FAILED = 2, 1
 
@@ -29,6 +29,16 @@ def _numbers(text: str, kind, count: int, name: str):
             f"e.g. {','.join(['1'] * count)}; got {text!r}"
         )
     return values
+
+
+def _seconds(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        value = -1.0
+    if not value >= 0:
+        raise argparse.ArgumentTypeError(f"takes a number of seconds >= 0; got {text!r}")
+    return value
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -77,6 +87,14 @@ def _parser() -> argparse.ArgumentParser:
         help="do not add aug_copy_index / aug_source_key / aug_seed",
     )
     run.add_argument("--batch-size", type=int, default=64)
+    run.add_argument(
+        "--worker-start-timeout",
+        type=_seconds,
+        default=runner_checks.DEFAULT_WORKER_START_TIMEOUT,
+        metavar="SECONDS",
+        help="with an EXTERNAL Beam worker pool (--environment_type=EXTERNAL after `--`), fail "
+        "unless it starts a worker within this time (0: do not check)",
+    )
 
     preview = commands.add_parser("preview", help="draw a contact sheet, write no dataset")
     common(preview)
@@ -140,6 +158,7 @@ def _run(args, beam_args: list[str], log) -> int:
         {"data": (args.input, args.output)},
         os.path.join(args.output, "quarantine"),
         config,
+        worker_start_timeout=args.worker_start_timeout,
     )["data"]
     expansion_seconds = time.time() - expansion_started
     model_dir = os.path.join(args.output, "augmentation_model")
@@ -207,7 +226,7 @@ def main(argv: list[str] | None = None) -> int:
     except (ValueError, FileNotFoundError) as err:  # bad arguments or policy
         print(f"image-augment: error: {err}", file=sys.stderr)
         return EXIT_USAGE
-    except (QuarantineLimitExceeded, CorruptInputError) as err:
+    except (QuarantineLimitExceeded, CorruptInputError, runner_checks.WorkerPoolUnavailable) as err:
         print(f"image-augment: failed: {err}", file=sys.stderr)
         return EXIT_FAILED
 

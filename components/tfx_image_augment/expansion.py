@@ -11,6 +11,7 @@ from collections.abc import Iterable
 
 import apache_beam as beam
 
+from tfx_image_augment import runner_checks
 from tfx_image_augment.beam_augment import METRICS_NAMESPACE, AugmentSplit, PassThroughSplit
 from tfx_image_augment.config import AugmentConfig
 from tfx_image_augment.records import (
@@ -102,13 +103,16 @@ def run_expansion(
     splits: dict[str, tuple[str, str]],
     quarantine_dir: str,
     config: AugmentConfig,
+    worker_start_timeout: float = runner_checks.DEFAULT_WORKER_START_TIMEOUT,
 ) -> dict[str, dict]:
     """Builds and runs the expansion; returns per-split counts.
 
     `splits` maps a split name to (input file pattern, output directory); the splits named in
     `config.splits_to_augment` are augmented, the others passed through. Raises
     CorruptInputError naming the damaged files, or QuarantineLimitExceeded with the counts and
-    the first reasons.
+    the first reasons. Before the run, an EXTERNAL worker pool (the portable path) must start a
+    worker within `worker_start_timeout` seconds (default 60, 0 skips the check), or
+    runner_checks.WorkerPoolUnavailable says why.
     """
     for name, (pattern, output_dir) in splits.items():
         prefix = os.path.join(output_dir, DATA_PREFIX)
@@ -119,6 +123,7 @@ def run_expansion(
             )
         else:
             _ = pipeline | f"PassThrough[{name}]" >> PassThroughSplit(name, pattern, prefix, config)
+    runner_checks.check_beam_environment(pipeline.options, worker_start_timeout)
     try:
         result = pipeline.run()
         result.wait_until_finish()
