@@ -21,6 +21,7 @@ from collections import defaultdict
 import apache_beam as beam
 import numpy as np
 
+from tfx_image_augment.balance import copies_for, label_of, uses_class_counts
 from tfx_image_augment.codec import (
     IMAGE_MISSING,
     MASK_MISSING,
@@ -33,16 +34,20 @@ from tfx_image_augment.codec import (
     set_feature,
 )
 from tfx_image_augment.config import AugmentConfig, copy_seed
+from tfx_image_augment.objects import Objects, padded, read_objects, write_objects
 from tfx_image_augment.records import (
     GZIP_SUFFIX,
     add_provenance,
     as_original,
+    image_feature_of,
     quarantine_record,
     stable_key,
 )
 
 METRICS_NAMESPACE = "tfx_image_augment"
 QUARANTINE_TAG = "quarantine"
+# Counters per class: examples read, and records written (original + copies).
+CLASS_IN, CLASS_OUT = "class_in", "class_out"
 
 
 def _counter(split: str, name: str):
@@ -62,6 +67,9 @@ class DecodedExample:
     image_format: str
     mask: np.ndarray | None
     mask_format: str | None
+    image_feature: str = ""  # the feature the image was read from
+    objects: Objects | None = None  # boxes and keypoints, normalized
+    label: str | None = None  # the class, when `label_feature` is set
 
 
 class DecodeFn(beam.DoFn):
@@ -86,11 +94,10 @@ class DecodeFn(beam.DoFn):
             except DecodeError as err:
                 raise Quarantined(NOT_AN_EXAMPLE, str(err)[:200]) from None
             features = example.features.feature
-            if config.image_feature not in features:
+            image_feature = image_feature_of(features, config)
+            if image_feature is None:
                 raise Quarantined(IMAGE_MISSING, f"no feature {config.image_feature!r}")
-            pixels, fmt = decode_pixels(
-                features[config.image_feature], config, config.image_feature
-            )
+            pixels, fmt = decode_pixels(features[image_feature], config, image_feature)
             mask, mask_fmt = None, None
             if config.mask_feature:
                 if config.mask_feature not in features:
@@ -102,6 +109,8 @@ class DecodeFn(beam.DoFn):
                     raise Quarantined(
                         MASK_SHAPE_MISMATCH, f"mask {mask.shape[:2]} vs image {pixels.shape[:2]}"
                     )
+            objects = read_objects(example, config, pixels.shape[0], pixels.shape[1])
+            label = label_of(example, config)
             key = stable_key(example, config)
         except Quarantined as bad:
             _counter(self._split, f"quarantined/{bad.reason}").inc()
@@ -109,11 +118,14 @@ class DecodeFn(beam.DoFn):
                 QUARANTINE_TAG, quarantine_record(record, bad.reason, bad.detail)
             )
             return
-        yield DecodedExample(key, record, pixels, fmt, mask, mask_fmt)
+        yield DecodedExample(
+            key, record, pixels, fmt, mask, mask_fmt, image_feature, objects, label
+        )
 
 
 class FanOutFn(beam.DoFn):
-    """Example -> the original (finished here) and copies 1..K (to be augmented)."""
+    """Example -> the original (finished here) and its copies 1..k (to be augmented), k from
+    `balance.copies_for` (K, or per class; `class_counts` is the side input balancing needs)."""
 
     ORIGINALS = "originals"
 
@@ -124,14 +136,19 @@ class FanOutFn(beam.DoFn):
         self._config = AugmentConfig.from_json(self._config_json)
         self._originals = _counter(self._split, "originals_written")
 
-    def process(self, decoded: DecodedExample):
+    def process(self, decoded: DecodedExample, class_counts=None):
         config = self._config
+        copies = copies_for(config, decoded.label, decoded.key, class_counts or {})
+        if decoded.label is not None:
+            written = copies + int(config.include_original)
+            _counter(self._split, f"{CLASS_IN}/{decoded.label}").inc()
+            _counter(self._split, f"{CLASS_OUT}/{decoded.label}").inc(written)
         if config.include_original:
             self._originals.inc()
             yield beam.pvalue.TaggedOutput(
                 self.ORIGINALS, _finish_original(decoded.record, decoded.key, config)
             )
-        for copy_index in range(1, config.num_copies + 1):
+        for copy_index in range(1, copies + 1):
             yield copy_index, decoded
 
 
@@ -192,19 +209,22 @@ class AugmentBatchFn(beam.DoFn):
     def _augment(self, batch: list[tuple[int, DecodedExample]]):
         import tensorflow as tf
 
-        from tfx_image_augment.core import augment
+        from tfx_image_augment.core import augment_targets
 
         config = self._config
-        # Images of one shape, dtype and format go through the core and the encoder together.
+        # Images of one shape, dtype and format (and, for detection records, one keypoint
+        # count) go through the core and the encoder together.
         groups: dict[tuple, list[tuple[int, DecodedExample]]] = defaultdict(list)
         for copy_index, decoded in batch:
             mask_shape = None if decoded.mask is None else decoded.mask.shape
+            objects = decoded.objects
             key = (
                 decoded.pixels.shape,
                 decoded.pixels.dtype.str,
                 decoded.image_format,
                 mask_shape,
                 decoded.mask_format,
+                None if objects is None else ("objects", objects.keypoints_per_object),
             )
             groups[key].append((copy_index, decoded))
         for items in groups.values():
@@ -212,20 +232,44 @@ class AugmentBatchFn(beam.DoFn):
             images = np.stack([d.pixels for _, d in items])
             value_range = config.value_range if images.dtype != np.uint8 else None
             first = items[0][1]
+            targets = {}
             if first.mask is not None:
-                masks = np.stack([d.mask for _, d in items])
-                out, out_masks = augment(
-                    images, seeds, self._plan, value_range=value_range, masks=masks
-                )
-                mask_values = encode_batch(out_masks.numpy(), first.mask_format, config)
-            else:
-                out = augment(images, seeds, self._plan, value_range=value_range)
-            image_values = encode_batch(out.numpy(), first.image_format, config)
+                targets["masks"] = np.stack([d.mask for _, d in items])
+            if first.objects is not None:
+                boxes, box_valid, keypoints, visible = padded([d.objects for _, d in items])
+                targets.update(boxes=boxes, box_valid=box_valid)
+                if keypoints is not None:
+                    targets.update(keypoints=keypoints, keypoint_visible=visible)
+            out = augment_targets(
+                images,
+                seeds,
+                self._plan,
+                value_range=value_range,
+                min_box_visibility=config.min_box_visibility,
+                **targets,
+            )
+            out = {name: value.numpy() for name, value in out.items()}
+            if first.mask is not None:
+                mask_values = encode_batch(out["masks"], first.mask_format, config)
+            image_values = encode_batch(out["images"], first.image_format, config)
             image_fmt = output_format(first.image_format, config, images.shape[-1])
+            height, width = images.shape[1:3]
             for i, (copy_index, decoded) in enumerate(items):
                 example = tf.train.Example.FromString(decoded.record)
                 features = example.features.feature
-                set_feature(features[config.image_feature], image_fmt, image_values[i])
+                set_feature(features[decoded.image_feature], image_fmt, image_values[i])
+                if decoded.objects is not None:
+                    write_objects(
+                        example,
+                        config,
+                        decoded.objects,
+                        out["boxes"][i],
+                        out["box_valid"][i],
+                        out["keypoints"][i] if "keypoints" in out else None,
+                        out["keypoint_visible"][i] if "keypoints" in out else None,
+                        height,
+                        width,
+                    )
                 if first.mask is not None:
                     set_feature(
                         features[config.mask_feature],
@@ -272,11 +316,12 @@ class AddProvenanceFn(beam.DoFn):
 # ----------------------------------------------------------------------------------------------
 
 
-def _write(pcoll, prefix: str, label: str):
+def _write(pcoll, prefix: str, label: str, num_shards: int = 0):
     return pcoll | label >> beam.io.WriteToTFRecord(
         prefix,
         file_name_suffix=GZIP_SUFFIX,
         compression_type=beam.io.filesystem.CompressionTypes.GZIP,
+        num_shards=num_shards,
     )
 
 
@@ -310,8 +355,16 @@ class AugmentSplit(beam.PTransform):
             | f"Decode[{split}]"
             >> beam.ParDo(DecodeFn(config_json, split)).with_outputs(QUARANTINE_TAG, main="ok")
         )
+        side_inputs = {}
+        if uses_class_counts(self._config):
+            # Counted from the data, in this pipeline: every worker sees the same counts.
+            side_inputs["class_counts"] = beam.pvalue.AsDict(
+                decoded.ok
+                | f"Labels[{split}]" >> beam.Map(lambda example: example.label)
+                | f"CountClasses[{split}]" >> beam.combiners.Count.PerElement()
+            )
         fanned = decoded.ok | f"FanOut[{split}]" >> beam.ParDo(
-            FanOutFn(config_json, split)
+            FanOutFn(config_json, split), **side_inputs
         ).with_outputs(FanOutFn.ORIGINALS, main="copies")
         augmented = (
             fanned.copies
@@ -322,11 +375,17 @@ class AugmentSplit(beam.PTransform):
             )
             | f"Augment[{split}]" >> beam.ParDo(AugmentBatchFn(config_json, split))
         )
-        # Two sinks rather than a Flatten into one: the DirectRunner materialises a flattened
-        # PCollection whole, which made its memory grow with the dataset (measured: 0.75 ->
-        # 1.75 GB from 2,000 to 20,000 inputs; 0.66 -> 0.83 GB with two sinks).
-        _write(fanned[FanOutFn.ORIGINALS], f"{self._output}-originals", f"WriteOriginals[{split}]")
-        _write(augmented, f"{self._output}-copies", f"WriteCopies[{split}]")
+        originals = fanned[FanOutFn.ORIGINALS]
+        if self._config.num_shards:
+            # A fixed shard count groups records by shard anyway, so one sink costs nothing more.
+            both = (originals, augmented) | f"Flatten[{split}]" >> beam.Flatten()
+            _write(both, self._output, f"Write[{split}]", self._config.num_shards)
+        else:
+            # Two sinks rather than a Flatten into one: the DirectRunner materialises a
+            # flattened PCollection whole, which made its memory grow with the dataset
+            # (measured: 0.75 -> 1.75 GB from 2,000 to 20,000 inputs; 0.66 -> 0.83 GB with two).
+            _write(originals, f"{self._output}-originals", f"WriteOriginals[{split}]")
+            _write(augmented, f"{self._output}-copies", f"WriteCopies[{split}]")
         _write(decoded[QUARANTINE_TAG], self._quarantine, f"WriteQuarantine[{split}]")
         return augmented
 
@@ -351,5 +410,5 @@ class PassThroughSplit(beam.PTransform):
         passed = records | f"PassThrough[{split}]" >> beam.ParDo(
             AddProvenanceFn(self._config.to_json(), split)
         )
-        _write(passed, self._output, f"Write[{split}]")
+        _write(passed, self._output, f"Write[{split}]", self._config.num_shards)
         return passed

@@ -41,6 +41,19 @@ def _seconds(text: str) -> float:
     return value
 
 
+def _copies_per_class(text: str) -> dict[str, float]:
+    pairs = {}
+    for item in text.split(","):
+        label, _, copies = item.partition("=")
+        try:
+            pairs[label.strip()] = float(copies)
+        except ValueError:
+            raise argparse.ArgumentTypeError(
+                f"takes LABEL=COPIES pairs separated by commas, e.g. 3=8,7=2.5; got {text!r}"
+            ) from None
+    return pairs
+
+
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="image-augment",
@@ -72,6 +85,23 @@ def _parser() -> argparse.ArgumentParser:
             type=lambda t: _numbers(t, float, 2, "--value-range"),
             help="LO,HI of raw float pixels",
         )
+        sub.add_argument(
+            "--label-feature",
+            default=None,
+            help="the class feature: per-class counts, --copies-per-class, --balance",
+        )
+        sub.add_argument(
+            "--box-coordinates",
+            default="normalized",
+            choices=("normalized", "pixels"),
+            help="units of image/object/bbox/* and keypoints (detection records)",
+        )
+        sub.add_argument(
+            "--min-box-visibility",
+            type=float,
+            default=0.0,
+            help="drop an object whose visible box fraction falls below this (default 0)",
+        )
 
     run = commands.add_parser("run", help="write the augmented dataset")
     common(run)
@@ -87,6 +117,23 @@ def _parser() -> argparse.ArgumentParser:
         help="do not add aug_copy_index / aug_source_key / aug_seed",
     )
     run.add_argument("--batch-size", type=int, default=64)
+    run.add_argument(
+        "--copies-per-class",
+        default=None,
+        type=_copies_per_class,
+        metavar="LABEL=K,...",
+        help="copies per example of each listed class (others get --copies); K may be fractional",
+    )
+    run.add_argument(
+        "--balance",
+        default=None,
+        choices=("equal",),
+        help="bring every class up to the largest class's count (per example at most --max-copies)",
+    )
+    run.add_argument("--max-copies", type=int, default=16)
+    run.add_argument(
+        "--num-shards", type=int, default=0, help="output files per split (0: Beam decides)"
+    )
     run.add_argument(
         "--worker-start-timeout",
         type=_seconds,
@@ -115,6 +162,9 @@ def _config(args, **extra):
         key_feature=args.key_feature,
         image_shape=args.image_shape,
         value_range=args.value_range,
+        label_feature=args.label_feature,
+        box_coordinates=args.box_coordinates,
+        min_box_visibility=args.min_box_visibility,
         **extra,
     ).validate()
 
@@ -136,6 +186,10 @@ def _run(args, beam_args: list[str], log) -> int:
         include_original=not args.no_original,
         provenance=not args.no_provenance,
         batch_size=args.batch_size,
+        copies_per_class=args.copies_per_class,
+        balance=args.balance,
+        max_copies=args.max_copies,
+        num_shards=args.num_shards,
     )
     files = tf.io.gfile.glob(args.input)
     if not files:
@@ -176,6 +230,9 @@ def _run(args, beam_args: list[str], log) -> int:
         "elapsed_seconds": round(time.time() - started, 1),
         "expansion_seconds": round(expansion_seconds, 2),
     }
+    if config.label_feature:
+        # Records per class before (examples read) and after (original + copies written).
+        summary["classes"] = {"in": counts.get("class_in", {}), "out": counts.get("class_out", {})}
     with tf.io.gfile.GFile(os.path.join(args.output, "augment_summary.json"), "w") as handle:
         handle.write(json.dumps(summary, indent=2, sort_keys=True) + "\n")
     bad = sum(counts["quarantined"].values())
@@ -185,11 +242,18 @@ def _run(args, beam_args: list[str], log) -> int:
         f"{summary['copies_written']} copies) in {summary['elapsed_seconds']} s\n"
         f"  quarantined : {bad} {counts['quarantined'] or ''}\n"
         f"  policy      : {summary['policy']} ({policy.fingerprint[:12]}), seed {config.seed}\n"
-        f"  data        : {os.path.join(args.output, 'data_tfrecord-*.gz')}\n"
+        + (f"  classes     : {_class_line(summary['classes'])}\n" if "classes" in summary else "")
+        + f"  data        : {os.path.join(args.output, 'data_tfrecord-*.gz')}\n"
         f"  model       : {model_dir} (policy.json, saved_model/, preview.png)\n"
         f"  summary     : {os.path.join(args.output, 'augment_summary.json')}"
     )
     return 0
+
+
+def _class_line(classes: dict) -> str:
+    """'3: 10 -> 50, 7: 100 -> 500' in label order (numeric labels by value)."""
+    labels = sorted(classes["in"], key=lambda s: (not s.lstrip("-").isdigit(), len(s), s))
+    return ", ".join(f"{c}: {classes['in'][c]} -> {classes['out'].get(c, 0)}" for c in labels)
 
 
 def _preview(args, log) -> int:

@@ -12,6 +12,9 @@ from typing import Any
 from tfx_image_augment.policy import PRESETS, Policy, load_policy
 
 OUTPUT_FORMATS = ("same", "png", "jpeg")
+BOX_COORDINATES = ("normalized", "pixels")
+BALANCE_MODES = (None, "equal")
+MAX_COPIES_LIMIT = 1000
 SEED_SCHEME = "image-augment/v1"
 # The seed is an int64 wherever it goes: ML Metadata, the Keras layer, the exported model.
 SEED_MIN, SEED_MAX = -(2**63), 2**63 - 1
@@ -44,6 +47,20 @@ class AugmentConfig:
     provenance: bool = True
     max_quarantine_fraction: float = 0.01
     batch_size: int = 64
+    # Detection records (TensorFlow Object Detection API layout; `objects.py`): boxes and
+    # keypoints move with the image, objects that leave it are dropped with all their features.
+    box_feature_prefix: str = "image/object/bbox/"
+    object_feature_prefix: str = "image/object/"
+    keypoint_feature_prefix: str = "image/object/keypoint/"
+    box_coordinates: str = "normalized"  # or "pixels"
+    min_box_visibility: float = 0.0
+    # Imbalanced data: copies per class, read from `label_feature` (`balance.py`).
+    label_feature: str | None = None
+    copies_per_class: Mapping[str, float] | None = None
+    balance: str | None = None  # "equal": every class up to the largest one's count
+    max_copies: int = 16
+    # Output files per split (0: the runner decides).
+    num_shards: int = 0
 
     def validate(self) -> AugmentConfig:
         load_policy(self.policy)  # raises PolicyError (a ValueError) with its own sentence
@@ -94,6 +111,39 @@ class AugmentConfig:
             )
         if not _is_integer(self.batch_size) or not 1 <= self.batch_size <= 4096:
             raise fail("batch_size", "an integer in [1, 4096]", self.batch_size)
+        for field in ("box_feature_prefix", "object_feature_prefix", "keypoint_feature_prefix"):
+            if not isinstance(getattr(self, field), str) or not getattr(self, field):
+                raise fail(field, "a feature name prefix", getattr(self, field))
+        if self.box_coordinates not in BOX_COORDINATES:
+            raise fail("box_coordinates", "'normalized' or 'pixels'", self.box_coordinates)
+        if not _is_number(self.min_box_visibility) or not 0 <= self.min_box_visibility <= 1:
+            raise fail("min_box_visibility", "a number in [0, 1]", self.min_box_visibility)
+        if self.label_feature is not None and (
+            not isinstance(self.label_feature, str) or not self.label_feature
+        ):
+            raise fail("label_feature", "a feature name", self.label_feature)
+        if self.copies_per_class is not None:
+            if not isinstance(self.copies_per_class, Mapping) or not all(
+                isinstance(k, str) and _is_number(v) and 0 <= v <= MAX_COPIES_LIMIT
+                for k, v in self.copies_per_class.items()
+            ):
+                raise fail(
+                    "copies_per_class",
+                    f"a map of class label (text) -> copies in [0, {MAX_COPIES_LIMIT}]",
+                    self.copies_per_class,
+                )
+        if self.balance not in BALANCE_MODES:
+            raise fail("balance", "None or 'equal'", self.balance)
+        if self.balance and self.copies_per_class is not None:
+            raise fail("balance", "left unset when copies_per_class is given", self.balance)
+        if (self.balance or self.copies_per_class is not None) and not self.label_feature:
+            raise fail(
+                "label_feature", "set when balance or copies_per_class is", self.label_feature
+            )
+        if not _is_integer(self.max_copies) or not 1 <= self.max_copies <= MAX_COPIES_LIMIT:
+            raise fail("max_copies", f"an integer in [1, {MAX_COPIES_LIMIT}]", self.max_copies)
+        if not _is_integer(self.num_shards) or self.num_shards < 0:
+            raise fail("num_shards", "an integer >= 0 (0: the runner decides)", self.num_shards)
         return self
 
     @property

@@ -12,7 +12,13 @@ from collections.abc import Iterable
 import apache_beam as beam
 
 from tfx_image_augment import runner_checks
-from tfx_image_augment.beam_augment import METRICS_NAMESPACE, AugmentSplit, PassThroughSplit
+from tfx_image_augment.beam_augment import (
+    CLASS_IN,
+    CLASS_OUT,
+    METRICS_NAMESPACE,
+    AugmentSplit,
+    PassThroughSplit,
+)
 from tfx_image_augment.config import AugmentConfig
 from tfx_image_augment.records import (
     DATA_PREFIX,
@@ -51,11 +57,11 @@ def counts_from_metrics(result, splits: Iterable[str]) -> dict[str, dict]:
         value = counter.committed if counter.committed is not None else counter.attempted
         if split not in counts:
             continue
-        if name.startswith("quarantined/"):
-            reason = name.removeprefix("quarantined/")
-            counts[split]["quarantined"][reason] = (
-                counts[split]["quarantined"].get(reason, 0) + value
-            )
+        group, _, item = name.partition("/")
+        if group in ("quarantined", CLASS_IN, CLASS_OUT):
+            # Nested by reason or by class: {"quarantined": {reason: n}, "class_in": {label: n}}
+            nested = counts[split].setdefault(group, {})
+            nested[item] = nested.get(item, 0) + value
         else:
             counts[split][name] = counts[split].get(name, 0) + value
     for split_counts in counts.values():

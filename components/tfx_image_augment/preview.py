@@ -1,32 +1,95 @@
-"""A contact sheet: each original image beside its augmented copies, as one PNG."""
+"""A contact sheet that says what it shows: each original beside its augmented copies, with the
+boxes and keypoints that travel with them, column titles, each row's class, and the policy's
+name, fingerprint and seed, as one PNG."""
 
 from __future__ import annotations
 
+import dataclasses
+
 import numpy as np
+
+PREVIEW_FILE = "preview.png"
+BOX_COLOUR = (0, 200, 0)
+KEYPOINT_COLOUR = (230, 0, 0)
+TEXT_HEIGHT = 14  # pixels per line of PIL's default bitmap font
+
+
+@dataclasses.dataclass
+class PreviewCell:
+    """One image of the sheet with what moves with it: boxes [N, 4] normalized (valid only) and
+    keypoints [M, 2] normalized (visible only)."""
+
+    image: np.ndarray
+    boxes: np.ndarray | None = None
+    keypoints: np.ndarray | None = None
 
 
 def contact_sheet(
-    originals: np.ndarray, copies: np.ndarray, cell: int = 96, gap: int = 4
+    rows: list[list[PreviewCell]],
+    row_titles: list[str] | None = None,
+    header: str = "",
+    cell: int = 96,
+    gap: int = 4,
 ) -> np.ndarray:
-    """originals [N,H,W,C], copies [N,K,H,W,C] (uint8) -> a uint8 RGB grid, one row per image,
-    the original in the first column. Small images are enlarged (nearest) to `cell` pixels."""
+    """Rows of cells (the original first) -> a uint8 RGB grid. Small images are enlarged
+    (nearest) to `cell` pixels; boxes are drawn green, keypoints red. Text (column titles, row
+    titles, the header) needs Pillow and is left out without it."""
     import tensorflow as tf
 
-    rows, columns = copies.shape[0], copies.shape[1] + 1
-    sheet = np.full((rows * (cell + gap) + gap, columns * (cell + gap) + gap, 3), 255, np.uint8)
-    for r in range(rows):
-        for c in range(columns):
-            image = originals[r] if c == 0 else copies[r, c - 1]
+    columns = max(len(r) for r in rows)
+    left = 64 if row_titles else 0
+    top = 2 * TEXT_HEIGHT + gap if header else TEXT_HEIGHT + gap
+    sheet = np.full(
+        (top + len(rows) * (cell + gap) + gap, left + columns * (cell + gap) + gap, 3),
+        255,
+        np.uint8,
+    )
+    for r, row in enumerate(rows):
+        for c, item in enumerate(row):
+            image = item.image
             if image.shape[-1] == 1:
                 image = np.repeat(image, 3, axis=-1)
             image = image[..., :3]
             scale = cell / max(image.shape[0], image.shape[1])
             size = (max(1, round(image.shape[0] * scale)), max(1, round(image.shape[1] * scale)))
             resized = tf.image.resize(image, size, method="nearest").numpy().astype(np.uint8)
-            top = gap + r * (cell + gap) + (cell - size[0]) // 2
-            left = gap + c * (cell + gap) + (cell - size[1]) // 2
-            sheet[top : top + size[0], left : left + size[1]] = resized
+            y0 = top + gap + r * (cell + gap) + (cell - size[0]) // 2
+            x0 = left + gap + c * (cell + gap) + (cell - size[1]) // 2
+            patch = sheet[y0 : y0 + size[0], x0 : x0 + size[1]]
+            patch[...] = resized
+            _draw_targets(patch, item)
+    _draw_text(sheet, rows, row_titles, header, cell, gap, left, top)
     return sheet
+
+
+def _draw_targets(patch: np.ndarray, item: PreviewCell) -> None:
+    height, width = patch.shape[:2]
+    for ymin, xmin, ymax, xmax in item.boxes if item.boxes is not None else ():
+        y0, y1 = (int(np.clip(v * height, 0, height - 1)) for v in (ymin, ymax))
+        x0, x1 = (int(np.clip(v * width, 0, width - 1)) for v in (xmin, xmax))
+        patch[y0 : y1 + 1, [x0, x1]] = BOX_COLOUR
+        patch[[y0, y1], x0 : x1 + 1] = BOX_COLOUR
+    for y, x in item.keypoints if item.keypoints is not None else ():
+        cy, cx = int(y * height), int(x * width)
+        patch[max(cy - 1, 0) : cy + 2, max(cx - 1, 0) : cx + 2] = KEYPOINT_COLOUR
+
+
+def _draw_text(sheet, rows, row_titles, header, cell, gap, left, top) -> None:
+    try:
+        from PIL import Image, ImageDraw
+    except ImportError:  # Pillow is optional: the sheet still shows the pictures
+        return
+    canvas = Image.fromarray(sheet)
+    draw = ImageDraw.Draw(canvas)
+    if header:
+        draw.text((gap, 1), header, fill=(0, 0, 0))
+    titles_y = top - TEXT_HEIGHT
+    for c in range(max(len(r) for r in rows)):
+        title = "original" if c == 0 else f"copy {c}"
+        draw.text((left + gap + c * (cell + gap), titles_y), title, fill=(0, 0, 0))
+    for r, title in enumerate(row_titles or []):
+        draw.text((gap, top + gap + r * (cell + gap) + cell // 2 - 6), title, fill=(0, 0, 0))
+    sheet[...] = np.asarray(canvas)
 
 
 def write_png(path: str, image: np.ndarray) -> None:
@@ -37,56 +100,105 @@ def write_png(path: str, image: np.ndarray) -> None:
         handle.write(tf.io.encode_png(image).numpy())
 
 
-def preview_from_pattern(pattern: str, config, rows: int = 6, max_copies: int = 6):
-    """(sheet, channels) from the first decodable records of `pattern`: each beside the copies
-    the offline expansion writes for it (the same seeds). None when nothing decodes."""
+def _to_uint8(pixels: np.ndarray, config) -> np.ndarray:
+    if pixels.dtype == np.uint8:
+        return pixels
+    low, high = config.value_range or (0.0, 1.0)  # raw float pixels: show them in 0..255
+    return np.clip((pixels - low) / (high - low) * 255, 0, 255).astype(np.uint8)
+
+
+def _choose(pattern: str, config, rows: int):
+    """The first `rows` decodable records: (pixels, key, objects, label) each."""
     import tensorflow as tf
     from google.protobuf.message import DecodeError
 
+    from tfx_image_augment.balance import label_of
     from tfx_image_augment.codec import Quarantined, decode_pixels
-    from tfx_image_augment.config import copy_seed
-    from tfx_image_augment.core import augment
-    from tfx_image_augment.records import compression_of, stable_key
+    from tfx_image_augment.objects import read_objects
+    from tfx_image_augment.records import compression_of, image_feature_of, stable_key
 
-    copies = min(config.num_copies, max_copies)
     chosen = []
     for path in sorted(tf.io.gfile.glob(pattern)):
         for record in tf.data.TFRecordDataset(path, compression_of(path)).take(rows * 4):
             try:
                 example = tf.train.Example.FromString(record.numpy())
-                pixels, _ = decode_pixels(
-                    example.features.feature[config.image_feature], config, config.image_feature
+                features = example.features.feature
+                name = image_feature_of(features, config)
+                if name is None:
+                    continue
+                pixels, _ = decode_pixels(features[name], config, name)
+                objects = read_objects(example, config, pixels.shape[0], pixels.shape[1])
+                chosen.append(
+                    (pixels, stable_key(example, config), objects, label_of(example, config))
                 )
-                key = stable_key(example, config)
             except (Quarantined, DecodeError):  # a preview skips what it cannot show
                 continue
-            chosen.append((pixels, key))
             if len(chosen) == rows:
-                break
-        if len(chosen) == rows:
-            break
+                return chosen
+    return chosen
+
+
+def preview_from_pattern(pattern: str, config, rows: int = 6, max_copies: int = 6):
+    """(sheet, channels) from the first decodable records of `pattern`: each beside the copies
+    the offline expansion writes for it (the same seeds, boxes and keypoints moved alike).
+    (None, None) when nothing decodes."""
+    from tfx_image_augment.config import copy_seed
+    from tfx_image_augment.core import augment_targets
+    from tfx_image_augment.objects import padded
+
+    chosen = _choose(pattern, config, rows)
     if not chosen:
         return None, None
+    first_shape = chosen[0][0].shape
+    chosen = [c for c in chosen if c[0].shape == first_shape]  # mixed sizes: the first size
+    copies = min(config.num_copies, max_copies)
     policy = config.loaded_policy
-    originals, sheets = [], []
-    for pixels, key in chosen:
+    sheet_rows, titles = [], []
+    for pixels, key, objects, label in chosen:
         seeds = np.array([copy_seed(config.seed, key, k) for k in range(1, copies + 1)], np.int64)
-        batch = np.repeat(pixels[None], copies, axis=0)
-        out = augment(batch, seeds, policy, value_range=config.value_range).numpy()
-        if out.dtype != np.uint8:  # raw float pixels: show them in 0..255
-            low, high = config.value_range or (0.0, 1.0)
-            out = np.clip((out - low) / (high - low) * 255, 0, 255).astype(np.uint8)
-            pixels = np.clip((pixels - low) / (high - low) * 255, 0, 255).astype(np.uint8)
-        originals.append(pixels)
-        sheets.append(out)
-    shapes = {o.shape for o in originals}
-    if len(shapes) > 1:  # mixed sizes: keep the rows of the first size only
-        keep = [i for i, o in enumerate(originals) if o.shape == originals[0].shape]
-        originals, sheets = [originals[i] for i in keep], [sheets[i] for i in keep]
-    return contact_sheet(np.stack(originals), np.stack(sheets)), originals[0].shape[-1]
+        targets = {}
+        if objects is not None:
+            boxes, valid, keypoints, visible = padded([objects] * copies)
+            targets.update(boxes=boxes, box_valid=valid)
+            if keypoints is not None:
+                targets.update(keypoints=keypoints, keypoint_visible=visible)
+        out = augment_targets(
+            np.repeat(pixels[None], copies, axis=0),
+            seeds,
+            policy,
+            value_range=config.value_range,
+            min_box_visibility=config.min_box_visibility,
+            **targets,
+        )
+        out = {name: value.numpy() for name, value in out.items()}
+        row = [_cell(_to_uint8(pixels, config), objects)]
+        for k in range(copies):
+            row.append(_moved_cell(_to_uint8(out["images"][k], config), out, k))
+        sheet_rows.append(row)
+        titles.append("" if label is None else f"class {label}")
+    header = (
+        f"policy {policy.name or 'custom'} ({policy.fingerprint[:12]}), seed {config.seed}; "
+        f"each row: an original, then its copies"
+    )
+    sheet = contact_sheet(sheet_rows, titles if any(titles) else None, header)
+    return sheet, first_shape[-1]
 
 
-PREVIEW_FILE = "preview.png"
+def _cell(image: np.ndarray, objects) -> PreviewCell:
+    if objects is None:
+        return PreviewCell(image)
+    points = None
+    if objects.keypoints is not None:
+        points = objects.keypoints[objects.keypoint_visibility > 0]
+    return PreviewCell(image, objects.boxes, points)
+
+
+def _moved_cell(image: np.ndarray, out: dict, k: int) -> PreviewCell:
+    if "boxes" not in out:
+        return PreviewCell(image)
+    boxes = out["boxes"][k][out["box_valid"][k]]
+    points = out["keypoints"][k][out["keypoint_visible"][k]] if "keypoints" in out else None
+    return PreviewCell(image, boxes, points)
 
 
 def write_augmentation_model(model_dir: str, input_pattern: str, config) -> None:
@@ -97,6 +209,12 @@ def write_augmentation_model(model_dir: str, input_pattern: str, config) -> None
     from tfx_image_augment.export import export_augmentation_model
 
     sheet, channels = preview_from_pattern(input_pattern, config)
-    export_augmentation_model(config.loaded_policy, config.seed, model_dir, channels=channels or 3)
+    export_augmentation_model(
+        config.loaded_policy,
+        config.seed,
+        model_dir,
+        channels=channels or 3,
+        min_box_visibility=config.min_box_visibility,
+    )
     if sheet is not None:
         write_png(os.path.join(model_dir, PREVIEW_FILE), sheet)

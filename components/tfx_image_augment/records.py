@@ -29,6 +29,21 @@ def compression_of(path: str) -> str:
     return "GZIP" if path.endswith(GZIP_SUFFIX) else ""
 
 
+# Where the Object Detection API keeps the image: used when `image_feature` is left at its
+# default and the record has no feature of that name.
+DETECTION_IMAGE_FEATURE = "image/encoded"
+
+
+def image_feature_of(features, config: AugmentConfig) -> str | None:
+    """The name of the feature holding the image, or None when the record has none."""
+    if config.image_feature in features:
+        return config.image_feature
+    left_at_default = config.image_feature == AugmentConfig.image_feature
+    if left_at_default and DETECTION_IMAGE_FEATURE in features:
+        return DETECTION_IMAGE_FEATURE
+    return None
+
+
 def stable_key(example, config: AugmentConfig) -> bytes:
     if config.key_feature:
         feature = example.features.feature.get(config.key_feature)

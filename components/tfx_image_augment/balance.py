@@ -1,0 +1,67 @@
+"""How many copies each example gets: the same K for all, K per class, or classes balanced.
+
+- Default: `num_copies` for every example.
+- `copies_per_class`: label -> copies (a class not listed gets `num_copies`).
+- `balance="equal"`: every class ends with as many records as the largest class: the largest
+  gets `num_copies` copies per example, a class of n examples gets
+  largest * (num_copies + 1) / n - 1 per example (without originals: largest * num_copies / n),
+  capped by `max_copies`.
+
+A fractional number of copies (say 2.4) is resolved per example from its stable key: 2 copies,
+plus a third when sha256(b"image-augment/v1|copies|<seed>|" + key) read as a uniform in [0, 1)
+falls below 0.4. Reruns, runners and sharding agree, and a class gets 2.4 copies per example on
+average. The class counts come from the data, inside the same Beam pipeline.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import math
+from collections.abc import Mapping
+
+from tfx_image_augment.codec import Quarantined
+from tfx_image_augment.config import SEED_SCHEME, AugmentConfig
+
+LABEL_MISSING = "label_missing"
+
+
+def label_of(example, config: AugmentConfig) -> str | None:
+    """The example's class as text (int64 labels as their decimal), or None when not asked for;
+    raises Quarantined when balancing needs a label the example lacks."""
+    if not config.label_feature:
+        return None
+    feature = example.features.feature.get(config.label_feature)
+    kind = feature.WhichOneof("kind") if feature is not None else None
+    values = getattr(feature, kind).value if kind else []
+    if not values:
+        raise Quarantined(LABEL_MISSING, f"{config.label_feature}: absent or empty")
+    value = values[0]
+    return value.decode("utf-8", "replace") if isinstance(value, bytes) else str(value)
+
+
+def uses_class_counts(config: AugmentConfig) -> bool:
+    return config.balance is not None
+
+
+def copies_wanted(config: AugmentConfig, label: str | None, counts: Mapping[str, int]) -> float:
+    """The (possibly fractional) number of copies per example of class `label`."""
+    if config.copies_per_class is not None:
+        return float(config.copies_per_class.get(label, config.num_copies))
+    if config.balance == "equal":
+        largest = max(counts.values())
+        per_class_total = largest * (config.num_copies + int(config.include_original))
+        wanted = per_class_total / counts[label] - int(config.include_original)
+        return min(float(config.max_copies), wanted)
+    return float(config.num_copies)
+
+
+def copies_for(config: AugmentConfig, label: str | None, key: bytes, counts) -> int:
+    """This example's number of copies: `copies_wanted` with its fraction resolved by `key`."""
+    wanted = copies_wanted(config, label, counts)
+    whole = math.floor(wanted)
+    fraction = wanted - whole
+    if fraction <= 0:
+        return whole
+    digest = hashlib.sha256(f"{SEED_SCHEME}|copies|{config.seed}|".encode() + key).digest()
+    uniform = int.from_bytes(digest[:8], "big") / 2**64
+    return whole + (1 if uniform < fraction else 0)

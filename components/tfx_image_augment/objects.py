@@ -1,0 +1,198 @@
+"""Per-object features of a detection record: read, checked, moved, and kept aligned.
+
+The TensorFlow Object Detection API layout: `image/object/bbox/{ymin,xmin,ymax,xmax}` (one float
+per object), any other `image/object/*` feature with one value per object (`class/label`,
+`class/text`, `area`, `is_crowd`, `difficult`, ...), and optional keypoints
+`image/object/keypoint/{y,x}` (K per object, object-major) with `visibility`. Prefixes are
+configurable; coordinates are normalized to [0, 1] or in pixels (`box_coordinates`).
+
+After augmentation an object whose box is no longer valid (see `geometry.py`) is dropped
+together with every per-object feature at its index, so all per-object lists stay aligned;
+keypoints that leave the image keep their place with visibility 0. Per-object values other than
+boxes and keypoints (`area` included) are carried as they are, not recomputed.
+
+Needs TensorFlow and numpy only (no Beam).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+
+import numpy as np
+
+from tfx_image_augment.codec import Quarantined
+from tfx_image_augment.config import AugmentConfig
+
+# Why a detection record was quarantined.
+BOXES_MISALIGNED = "boxes_misaligned"
+BOXES_INVALID = "boxes_invalid"
+OBJECTS_MISALIGNED = "objects_misaligned"
+KEYPOINTS_INVALID = "keypoints_invalid"
+
+BOX_SIDES = ("ymin", "xmin", "ymax", "xmax")
+
+
+@dataclasses.dataclass
+class Objects:
+    """One record's objects in normalized units: boxes [N, 4] (ymin, xmin, ymax, xmax) and, when
+    the record has keypoints, keypoints [N, K, 2] (y, x) with visibility [N, K] (int64 values
+    as the record had them; 1 where it had none)."""
+
+    boxes: np.ndarray
+    keypoints: np.ndarray | None = None
+    keypoint_visibility: np.ndarray | None = None
+
+    @property
+    def count(self) -> int:
+        return len(self.boxes)
+
+    @property
+    def keypoints_per_object(self) -> int | None:
+        return None if self.keypoints is None else self.keypoints.shape[1]
+
+
+def _values(features, name: str) -> list | None:
+    feature = features.get(name)
+    if feature is None:
+        return None
+    kind = feature.WhichOneof("kind")
+    return list(getattr(feature, kind).value) if kind else []
+
+
+def read_objects(example, config: AugmentConfig, height: int, width: int) -> Objects | None:
+    """The record's objects, or None when it has no box features; raises Quarantined."""
+    features = example.features.feature
+    sides = [_values(features, config.box_feature_prefix + side) for side in BOX_SIDES]
+    if all(side is None for side in sides):
+        return None
+    lengths = [None if side is None else len(side) for side in sides]
+    if None in lengths or len(set(lengths)) != 1:
+        raise Quarantined(
+            BOXES_MISALIGNED,
+            f"{config.box_feature_prefix}{{ymin,xmin,ymax,xmax}} have {lengths} values",
+        )
+    boxes = np.asarray(sides, np.float64).T.reshape(-1, 4)
+    scale = (
+        np.ones(4)
+        if config.box_coordinates == "normalized"
+        else np.array([height, width, height, width], np.float64)
+    )
+    if not np.all(np.isfinite(boxes)):
+        raise Quarantined(BOXES_INVALID, "a box coordinate is NaN or infinite")
+    if np.any(boxes < 0) or np.any(boxes > scale):
+        unit = "[0, 1]" if config.box_coordinates == "normalized" else "the image"
+        raise Quarantined(BOXES_INVALID, f"a box coordinate is outside {unit}")
+    if np.any(boxes[:, 0] > boxes[:, 2]) or np.any(boxes[:, 1] > boxes[:, 3]):
+        raise Quarantined(BOXES_INVALID, "a box has ymin > ymax or xmin > xmax")
+    count = len(boxes)
+    normalized = (boxes / scale).astype(np.float32)
+    for name in sorted(features):
+        if not name.startswith(config.object_feature_prefix):
+            continue
+        if name.startswith(config.box_feature_prefix) or name.startswith(
+            config.keypoint_feature_prefix
+        ):
+            continue
+        found = len(_values(features, name))
+        if found != count:
+            raise Quarantined(OBJECTS_MISALIGNED, f"{name} has {found} values for {count} boxes")
+    keypoints, visibility = _read_keypoints(features, config, count, height, width)
+    return Objects(normalized, keypoints, visibility)
+
+
+def _read_keypoints(features, config: AugmentConfig, count: int, height: int, width: int):
+    prefix = config.keypoint_feature_prefix
+    ys, xs = _values(features, prefix + "y"), _values(features, prefix + "x")
+    visibility = _values(features, prefix + "visibility")
+    if ys is None and xs is None:
+        return None, None
+    if ys is None or xs is None or len(ys) != len(xs):
+        raise Quarantined(KEYPOINTS_INVALID, f"{prefix}y and {prefix}x differ in length")
+    if (count == 0 and ys) or (count and len(ys) % count):
+        raise Quarantined(
+            KEYPOINTS_INVALID, f"{len(ys)} keypoints do not divide among {count} objects"
+        )
+    if visibility is not None and len(visibility) != len(ys):
+        raise Quarantined(
+            KEYPOINTS_INVALID, f"{prefix}visibility has {len(visibility)} values for {len(ys)}"
+        )
+    per_object = len(ys) // count if count else 0
+    points = np.stack([np.asarray(ys, np.float64), np.asarray(xs, np.float64)], axis=-1)
+    if not np.all(np.isfinite(points)):
+        raise Quarantined(KEYPOINTS_INVALID, "a keypoint coordinate is NaN or infinite")
+    if config.box_coordinates == "pixels":
+        points = points / np.array([height, width], np.float64)
+    visible = np.ones(len(ys), np.int64) if visibility is None else np.asarray(visibility, np.int64)
+    return (
+        points.astype(np.float32).reshape(count, per_object, 2),
+        visible.reshape(count, per_object),
+    )
+
+
+def write_objects(
+    example,
+    config: AugmentConfig,
+    objects: Objects,
+    boxes: np.ndarray,
+    box_valid: np.ndarray,
+    keypoints: np.ndarray | None,
+    keypoint_visible: np.ndarray | None,
+    height: int,
+    width: int,
+) -> int:
+    """Rewrites `example`'s objects from the moved geometry (first `objects.count` rows of the
+    core's padded outputs); drops invalid objects from every per-object feature. Returns how
+    many objects were kept."""
+    features = example.features.feature
+    count = objects.count
+    keep = np.flatnonzero(box_valid[:count])
+    scale = (
+        np.ones(4, np.float32)
+        if config.box_coordinates == "normalized"
+        else np.array([height, width, height, width], np.float32)
+    )
+    kept_boxes = boxes[keep] * scale
+    for i, side in enumerate(BOX_SIDES):
+        feature = features[config.box_feature_prefix + side]
+        feature.float_list.value[:] = kept_boxes[:, i].tolist()
+    for name in sorted(features):
+        if (
+            name.startswith(config.object_feature_prefix)
+            and not name.startswith(config.box_feature_prefix)
+            and not name.startswith(config.keypoint_feature_prefix)
+        ):
+            values = getattr(features[name], features[name].WhichOneof("kind")).value
+            kept = [values[i] for i in keep]
+            del values[:]
+            values.extend(kept)
+    if objects.keypoints is not None:
+        prefix = config.keypoint_feature_prefix
+        points = keypoints[keep]
+        if config.box_coordinates == "pixels":
+            points = points * np.array([height, width], np.float32)
+        visible = np.where(keypoint_visible[keep], objects.keypoint_visibility[keep], 0)
+        features[prefix + "y"].float_list.value[:] = points[..., 0].ravel().tolist()
+        features[prefix + "x"].float_list.value[:] = points[..., 1].ravel().tolist()
+        features[prefix + "visibility"].int64_list.value[:] = visible.ravel().tolist()
+    return len(keep)
+
+
+def padded(objects_list: list[Objects]):
+    """The core's padded inputs for a group of records with the same keypoint count:
+    boxes [B, N, 4], box_valid [B, N], keypoints [B, N, K, 2] and visible [B, N, K] (or None)."""
+    most = max(o.count for o in objects_list)
+    batch = len(objects_list)
+    boxes = np.zeros((batch, most, 4), np.float32)
+    valid = np.zeros((batch, most), bool)
+    per_object = objects_list[0].keypoints_per_object
+    keypoints = visible = None
+    if per_object is not None:
+        keypoints = np.zeros((batch, most, per_object, 2), np.float32)
+        visible = np.zeros((batch, most, per_object), bool)
+    for i, objects in enumerate(objects_list):
+        boxes[i, : objects.count] = objects.boxes
+        valid[i, : objects.count] = True
+        if per_object is not None:
+            keypoints[i, : objects.count] = objects.keypoints
+            visible[i, : objects.count] = objects.keypoint_visibility > 0
+    return boxes, valid, keypoints, visible

@@ -1,0 +1,177 @@
+"""Detection records through the offline door: Object Detection API tf.Examples made of real
+digits at boxes known by construction. Boxes and keypoints move exactly as the exported model
+moves them, per-object lists stay aligned, and bad box data is quarantined with its reason."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+import tensorflow as tf
+from tfx_image_augment.cli import main
+
+from tests.detection_data import detection_example, scene
+from tests.pipeline_helpers import read_records, write_records
+
+KEYPOINTS_PER_OBJECT = 2
+
+
+def _records(count: int, seed: int = 0) -> list[bytes]:
+    images, boxes, _, labels = scene(count, seed)
+    keypoints = np.stack([boxes[..., :2], boxes[..., 2:]], axis=2)  # two corners per object
+    return [
+        detection_example(images[i], boxes[i], labels[i], f"scene-{seed}-{i}", keypoints[i])
+        for i in range(count)
+    ]
+
+
+def _run(tmp_path, records, name="out", extra=(), beam=("--direct_num_workers=1",)) -> dict:
+    write_records(tmp_path / f"{name}-in/data.tfrecord", records)
+    out = tmp_path / name
+    code = main(
+        [
+            "run",
+            "--input",
+            str(tmp_path / f"{name}-in/*"),
+            "--output",
+            str(out),
+            "--policy",
+            "standard",
+            "--copies",
+            "3",
+            "--seed",
+            "5",
+            "--key-feature",
+            "image/source_id",
+            *extra,
+            "--",
+            *beam,
+        ]
+    )
+    assert code == 0
+    return json.loads((out / "augment_summary.json").read_text())
+
+
+def _floats(example, name):
+    return np.array(example.features.feature[name].float_list.value, np.float32)
+
+
+def _ints(example, name):
+    return list(example.features.feature[name].int64_list.value)
+
+
+def test_copies_carry_moved_boxes_and_keypoints_exactly_as_the_saved_model_moves_them(tmp_path):
+    records = _records(12)
+    summary = _run(tmp_path, records)
+    assert summary["examples_in"] == 12 and summary["copies_written"] == 36
+    originals = {}
+    for record in records:
+        example = tf.train.Example.FromString(record)
+        originals[example.features.feature["image/source_id"].bytes_list.value[0]] = example
+    signature = tf.saved_model.load(
+        str(tmp_path / "out/augmentation_model/saved_model")
+    ).signatures["augment_with_boxes"]
+    moved = dropped_any = 0
+    for record in read_records(str(tmp_path / "out/data_tfrecord-*")):
+        copy = tf.train.Example.FromString(record)
+        if _ints(copy, "aug_copy_index")[0] == 0:
+            continue
+        source = originals[copy.features.feature["aug_source_key"].bytes_list.value[0]]
+        image = tf.io.decode_png(source.features.feature["image/encoded"].bytes_list.value[0])
+        boxes = np.stack(
+            [_floats(source, f"image/object/bbox/{s}") for s in ("ymin", "xmin", "ymax", "xmax")],
+            axis=-1,
+        )
+        points = np.stack(
+            [
+                _floats(source, "image/object/keypoint/y"),
+                _floats(source, "image/object/keypoint/x"),
+            ],
+            axis=-1,
+        ).reshape(len(boxes), KEYPOINTS_PER_OBJECT, 2)
+        served = signature(
+            images=image[None],
+            seeds=tf.constant([_ints(copy, "aug_seed")], tf.int64),
+            boxes=tf.constant(boxes[None]),
+            box_valid=tf.ones([1, len(boxes)], tf.bool),
+            keypoints=tf.constant(points[None]),
+            keypoint_visible=tf.ones([1, len(boxes), KEYPOINTS_PER_OBJECT], tf.bool),
+        )
+        keep = served["box_valid"].numpy()[0]
+        dropped_any += int(not keep.all())
+        copy_image = tf.io.decode_png(copy.features.feature["image/encoded"].bytes_list.value[0])
+        np.testing.assert_array_equal(copy_image.numpy(), served["images"].numpy()[0])
+        copy_boxes = np.stack(
+            [_floats(copy, f"image/object/bbox/{s}") for s in ("ymin", "xmin", "ymax", "xmax")],
+            axis=-1,
+        )
+        np.testing.assert_array_equal(copy_boxes, served["boxes"].numpy()[0][keep])
+        moved += int(not np.array_equal(copy_boxes, boxes[keep]))
+        # Every per-object list keeps the kept objects, in order.
+        labels = _ints(source, "image/object/class/label")
+        assert _ints(copy, "image/object/class/label") == [l for l, k in zip(labels, keep) if k]
+        texts = list(source.features.feature["image/object/class/text"].bytes_list.value)
+        assert list(copy.features.feature["image/object/class/text"].bytes_list.value) == [
+            t for t, k in zip(texts, keep) if k
+        ]
+        assert len(_floats(copy, "image/object/area")) == keep.sum()
+        copy_points = np.stack(
+            [_floats(copy, "image/object/keypoint/y"), _floats(copy, "image/object/keypoint/x")],
+            axis=-1,
+        )
+        np.testing.assert_array_equal(
+            copy_points, served["keypoints"].numpy()[0][keep].reshape(-1, 2)
+        )
+        np.testing.assert_array_equal(
+            _ints(copy, "image/object/keypoint/visibility"),
+            served["keypoint_visible"].numpy()[0][keep].ravel().astype(int),
+        )
+    assert moved >= 30  # `standard` moves nearly every copy's boxes
+
+
+@pytest.mark.parametrize(
+    "break_record, reason",
+    [
+        (
+            lambda f: f["image/object/bbox/xmin"].float_list.value.__setitem__(0, 0.9),
+            "boxes_invalid",
+        ),
+        (
+            lambda f: f["image/object/bbox/ymax"].float_list.value.__setitem__(1, 1.5),
+            "boxes_invalid",
+        ),
+        (lambda f: f["image/object/bbox/ymin"].float_list.value.append(0.1), "boxes_misaligned"),
+        (lambda f: f["image/object/class/label"].int64_list.value.append(3), "objects_misaligned"),
+        (lambda f: f["image/object/keypoint/x"].float_list.value.append(0.5), "keypoints_invalid"),
+    ],
+    ids=["xmin_above_xmax", "outside_range", "lists_differ", "labels_differ", "keypoints"],
+)
+def test_bad_box_data_is_quarantined_with_its_reason(tmp_path, break_record, reason):
+    records = _records(6, seed=2)
+    broken = tf.train.Example.FromString(records[2])
+    break_record(broken.features.feature)
+    records[2] = broken.SerializeToString()
+    summary = _run(tmp_path, records, extra=["--max-quarantine-fraction", "0.5"])
+    assert summary["quarantined"] == {reason: 1}
+    assert summary["examples_in"] == 6 and summary["originals_written"] == 5
+    (kept,) = read_records(str(tmp_path / "out/quarantine/*/*"))
+    features = tf.train.Example.FromString(kept).features.feature
+    assert features["quarantine_reason"].bytes_list.value[0].decode() == reason
+    assert features["quarantine_record"].bytes_list.value[0] == records[2]
+
+
+def test_pixel_coordinates_round_trip(tmp_path):
+    images, boxes, _, labels = scene(4, seed=4)
+    pixel_boxes = boxes * 64
+    records = [detection_example(images[i], pixel_boxes[i], labels[i], f"p{i}") for i in range(4)]
+    summary = _run(
+        tmp_path,
+        records,
+        extra=["--box-coordinates", "pixels", "--policy", "light"],
+    )
+    assert summary["quarantined"] == {}
+    for record in read_records(str(tmp_path / "out/data_tfrecord-*")):
+        copy = tf.train.Example.FromString(record)
+        xmax = _floats(copy, "image/object/bbox/xmax")
+        assert xmax.max() > 1.0 and xmax.max() <= 64.0  # still pixels
