@@ -1,0 +1,134 @@
+"""Imbalanced data: rare classes get more copies, counted from the data inside the pipeline;
+fractional copies resolved by each example's key, so runs agree byte for byte."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+import tensorflow as tf
+from tfx_image_augment.balance import copies_for
+from tfx_image_augment.cli import main
+from tfx_image_augment.config import AugmentConfig
+
+from pipelines.data import image_example
+from tests import images as real
+from tests.pipeline_helpers import read_records, write_records
+
+RARE = {3: 3, 7: 4}  # classes cut to a few examples; every other class keeps 12
+
+
+def _imbalanced_digits(tmp_path) -> tuple[str, dict[str, int]]:
+    digits, labels = real.digits(32)
+    kept, counts = [], {}
+    for i, (image, label) in enumerate(zip(digits, labels, strict=True)):
+        limit = RARE.get(int(label), 12)
+        if counts.get(str(label), 0) < limit:
+            counts[str(label)] = counts.get(str(label), 0) + 1
+            kept.append(image_example(tf.io.encode_png(image).numpy(), label, f"d{i}"))
+    write_records(tmp_path / "in/data.tfrecord", kept)
+    return str(tmp_path / "in/*"), counts
+
+
+def _run(tmp_path, pattern, name, *extra, beam=("--direct_num_workers=1",)):
+    out = tmp_path / name
+    args = ["run", "--input", pattern, "--output", str(out), "--policy", "light"]
+    args += ["--copies", "2", "--seed", "3", "--key-feature", "id", "--label-feature", "label"]
+    assert main([*args, *extra, "--", *beam]) == 0
+    summary = json.loads((out / "augment_summary.json").read_text())
+    return summary, sorted(read_records(str(out / "data_tfrecord-*")))
+
+
+def _labels_written(records) -> dict[str, int]:
+    written: dict[str, int] = {}
+    for record in records:
+        label = str(
+            tf.train.Example.FromString(record).features.feature["label"].int64_list.value[0]
+        )
+        written[label] = written.get(label, 0) + 1
+    return written
+
+
+def test_balance_brings_every_class_up_to_the_largest(tmp_path):
+    pattern, counts = _imbalanced_digits(tmp_path)
+    summary, records = _run(
+        tmp_path, pattern, "balanced", "--balance", "equal", "--max-copies", "40"
+    )
+    assert summary["classes"]["in"] == counts
+    written = _labels_written(records)
+    assert summary["classes"]["out"] == written
+    # The largest class keeps K=2 copies: 12 * 3 records. Class 3 (3 examples) needs exactly
+    # 11 copies each; class 7 (4 examples) 8 on average (36 / 4 - 1).
+    assert written["0"] == 36 and written["3"] == 36 and written["7"] == 36
+    assert all(n == 36 for n in written.values())
+    assert summary["examples_in"] == sum(counts.values())
+    assert summary["examples_out"] == len(records) == 36 * len(counts)
+
+
+def test_fractional_copies_follow_each_examples_key_and_runs_agree_byte_for_byte(tmp_path):
+    pattern, counts = _imbalanced_digits(tmp_path)
+    summary, records = _run(
+        tmp_path, pattern, "inmemory", "--copies-per-class", "3=8,7=2.5", "--num-shards", "3"
+    )
+    config = AugmentConfig(
+        num_copies=2, seed=3, label_feature="label", copies_per_class={"3": 8, "7": 2.5}
+    )
+    expected = {}
+    digits, labels = real.digits(32)
+    for record in read_records(pattern):
+        example = tf.train.Example.FromString(record)
+        label = str(example.features.feature["label"].int64_list.value[0])
+        key = example.features.feature["id"].bytes_list.value[0]
+        expected[label] = expected.get(label, 0) + 1 + copies_for(config, label, key, {})
+    assert _labels_written(records) == expected == summary["classes"]["out"]
+    assert expected["3"] == 3 * 9 and expected["0"] == 12 * 3
+    assert 4 * 3 <= expected["7"] <= 4 * 4
+    assert len(list((tmp_path / "inmemory").glob("data_tfrecord-*"))) == 3
+
+    _, again = _run(
+        tmp_path,
+        pattern,
+        "multiprocess",
+        "--copies-per-class",
+        "3=8,7=2.5",
+        beam=("--direct_running_mode=multi_processing", "--direct_num_workers=2"),
+    )
+    assert again == records
+
+
+def test_conflicting_or_malformed_balancing_is_one_line(tmp_path, capsys):
+    pattern, _ = _imbalanced_digits(tmp_path)
+    base = ["run", "--input", pattern, "--output", str(tmp_path / "o"), "--label-feature", "label"]
+    assert main([*base, "--balance", "equal", "--copies-per-class", "3=2"]) == 2
+    assert "'balance' must be left unset when copies_per_class is given" in capsys.readouterr().err
+    with pytest.raises(SystemExit) as raised:
+        main([*base, "--copies-per-class", "3=x"])
+    assert raised.value.code == 2
+    assert "LABEL=COPIES" in capsys.readouterr().err
+
+
+def test_balancing_needs_a_label_on_every_example(tmp_path):
+    pattern, counts = _imbalanced_digits(tmp_path)
+    records = read_records(pattern)
+    unlabelled = tf.train.Example.FromString(records[0])
+    del unlabelled.features.feature["label"]
+    records[0] = unlabelled.SerializeToString()
+    write_records(tmp_path / "in/data.tfrecord", records)
+    summary, _ = _run(
+        tmp_path, pattern, "out", "--balance", "equal", "--max-quarantine-fraction", "0.1"
+    )
+    assert summary["quarantined"] == {"label_missing": 1}
+    assert sum(summary["classes"]["in"].values()) == sum(counts.values()) - 1
+    assert np.sum(list(summary["classes"]["in"].values())) + 1 == summary["examples_in"]
+
+
+def test_a_fraction_of_copies_is_that_fraction_on_average():
+    config = AugmentConfig(seed=3, label_feature="label", copies_per_class={"a": 2.3})
+    copies = [copies_for(config, "a", f"key-{i}".encode(), {}) for i in range(4000)]
+    assert set(copies) == {2, 3}
+    assert abs(np.mean(copies) - 2.3) < 0.03
+    # The same key always gets the same number; another seed reshuffles which keys get 3.
+    assert copies == [copies_for(config, "a", f"key-{i}".encode(), {}) for i in range(4000)]
+    other = AugmentConfig(seed=4, label_feature="label", copies_per_class={"a": 2.3})
+    assert copies != [copies_for(other, "a", f"key-{i}".encode(), {}) for i in range(4000)]
