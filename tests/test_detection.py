@@ -110,10 +110,12 @@ def test_copies_carry_moved_boxes_and_keypoints_exactly_as_the_saved_model_moves
         moved += int(not np.array_equal(copy_boxes, boxes[keep]))
         # Every per-object list keeps the kept objects, in order.
         labels = _ints(source, "image/object/class/label")
-        assert _ints(copy, "image/object/class/label") == [l for l, k in zip(labels, keep) if k]
+        assert _ints(copy, "image/object/class/label") == [
+            label for label, k in zip(labels, keep, strict=True) if k
+        ]
         texts = list(source.features.feature["image/object/class/text"].bytes_list.value)
         assert list(copy.features.feature["image/object/class/text"].bytes_list.value) == [
-            t for t, k in zip(texts, keep) if k
+            t for t, k in zip(texts, keep, strict=True) if k
         ]
         assert len(_floats(copy, "image/object/area")) == keep.sum()
         copy_points = np.stack(
@@ -175,3 +177,61 @@ def test_pixel_coordinates_round_trip(tmp_path):
         copy = tf.train.Example.FromString(record)
         xmax = _floats(copy, "image/object/bbox/xmax")
         assert xmax.max() > 1.0 and xmax.max() <= 64.0  # still pixels
+
+
+def test_the_executor_moves_boxes_balances_classes_and_shards_both_kinds_of_split(tmp_path):
+    from tfx_image_augment.config import AugmentConfig
+
+    from tests.executor_helpers import counts, examples_artifact, run_executor
+
+    records = _records(10, seed=6)
+    examples = examples_artifact(tmp_path / "in", {"train": records, "eval": _records(4, 8)})
+    config = AugmentConfig(
+        policy="standard",
+        num_copies=2,
+        seed=1,
+        key_feature="image/source_id",
+        label_feature="image/object/class/label",
+        copies_per_class={"0": 4},
+        num_shards=2,
+    ).validate()
+    augmented, model = run_executor(examples, tmp_path / "out", config)
+    train = counts(augmented)["train"]
+    assert train["quarantined"] == {}
+    # Rows are classed by their first object's label; class 0 rows got 4 copies, others 2.
+    for label, read in train["class_in"].items():
+        assert train["class_out"][label] == read * (1 + (4 if label == "0" else 2))
+    for split in ("train", "eval"):
+        assert len(list((tmp_path / f"out/augmented/Split-{split}").glob("*.gz"))) == 2
+    written = read_records(str(tmp_path / "out/augmented/Split-train/*"))
+    assert len(written) == train["examples_out"]
+    copy = tf.train.Example.FromString(next(r for r in written if b"aug_copy_index" in r))
+    assert len(_floats(copy, "image/object/bbox/ymin")) == len(
+        _ints(copy, "image/object/class/label")
+    )
+    assert (tmp_path / "out/model/preview.png").exists()
+
+
+def test_the_reader_returns_boxes_labels_and_keypoints(tmp_path):
+    from tfx_image_augment.reader import read_detection
+
+    records = _records(5, seed=3)
+    _run(tmp_path, records)
+    copies = list(
+        read_detection(
+            str(tmp_path / "out"), channels=1, keypoint_feature_prefix="image/object/keypoint/"
+        ).as_numpy_iterator()
+    )
+    assert len(copies) == 5 * 4
+    by_key = {}
+    for record in read_records(str(tmp_path / "out/data_tfrecord-*")):
+        example = tf.train.Example.FromString(record)
+        by_key[tuple(_floats(example, "image/object/bbox/ymin"))] = example
+    for item in copies:
+        example = by_key[tuple(item["boxes"][:, 0])]
+        assert item["image"].shape == (64, 64, 1)
+        assert item["labels"].tolist() == _ints(example, "image/object/class/label")
+        assert item["keypoints"].shape == (len(item["boxes"]), KEYPOINTS_PER_OBJECT, 2)
+        np.testing.assert_array_equal(
+            item["keypoints"][..., 1].ravel(), _floats(example, "image/object/keypoint/x")
+        )

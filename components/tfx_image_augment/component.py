@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 
 from tfx.dsl.components.base import base_beam_component, executor_spec
 from tfx.types import standard_artifacts
@@ -47,6 +47,16 @@ class ImageAugment(base_beam_component.BaseBeamComponent):
         provenance: bool = True,
         max_quarantine_fraction: float = 0.01,
         batch_size: int = 64,
+        box_feature_prefix: str = "image/object/bbox/",
+        object_feature_prefix: str = "image/object/",
+        keypoint_feature_prefix: str = "image/object/keypoint/",
+        box_coordinates: str = "normalized",
+        min_box_visibility: float = 0.0,
+        label_feature: str | None = None,
+        copies_per_class: Mapping[str | int, float] | None = None,
+        balance: str | None = None,
+        max_copies: int = 16,
+        num_shards: int = 0,
     ):
         """Builds the component; every parameter is validated here, when the pipeline is built.
 
@@ -82,6 +92,27 @@ class ImageAugment(base_beam_component.BaseBeamComponent):
           max_quarantine_fraction: the run fails when more than this fraction (0-1) of the
             augmented splits' examples is quarantined (bad records are kept whole either way).
           batch_size: images per TensorFlow call on the workers, 1-4096.
+          box_feature_prefix: where detection boxes are: `<prefix>{ymin,xmin,ymax,xmax}`, one
+            float per object (the Object Detection API's names by default). Records with these
+            features have their boxes moved with the image; others are image-only.
+          object_feature_prefix: every feature under it holds one value per object
+            (`class/label`, `class/text`, `area`, `is_crowd`, ...); an object that leaves the
+            image is dropped from all of them, so they stay aligned.
+          keypoint_feature_prefix: `<prefix>{y,x}` (K per object, object-major) and optional
+            `<prefix>visibility`; keypoints that leave the image keep their place with
+            visibility 0.
+          box_coordinates: "normalized" ([0, 1]) or "pixels", for boxes and keypoints.
+          min_box_visibility: drop an object whose visible fraction of its moved box falls
+            below this (0-1); one with nothing left is always dropped.
+          label_feature: the class feature (its first value, as text): counts per class before
+            and after go into the `counts` property; needed by `copies_per_class` and
+            `balance`.
+          copies_per_class: label -> copies per example (may be fractional: resolved per
+            example from its key); unlisted classes get `num_copies`.
+          balance: "equal" brings every class to the largest class's count of records (the
+            largest keeps `num_copies` copies per example); counts come from the data.
+          max_copies: the most copies `balance` gives one example, 1-1000.
+          num_shards: output files per split (0: the runner decides).
 
         Raises:
           ValueError: a parameter breaks its rule; the one-sentence message names it (an
@@ -103,6 +134,20 @@ class ImageAugment(base_beam_component.BaseBeamComponent):
             provenance=provenance,
             max_quarantine_fraction=max_quarantine_fraction,
             batch_size=batch_size,
+            box_feature_prefix=box_feature_prefix,
+            object_feature_prefix=object_feature_prefix,
+            keypoint_feature_prefix=keypoint_feature_prefix,
+            box_coordinates=box_coordinates,
+            min_box_visibility=min_box_visibility,
+            label_feature=label_feature,
+            copies_per_class=(
+                None
+                if copies_per_class is None
+                else {str(label): copies for label, copies in copies_per_class.items()}
+            ),
+            balance=balance,
+            max_copies=max_copies,
+            num_shards=num_shards,
         ).validate()
         spec = ImageAugmentSpec(
             **{

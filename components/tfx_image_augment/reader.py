@@ -78,3 +78,66 @@ def read_images(
     if batch_size:
         dataset = dataset.batch(batch_size)
     return dataset.prefetch(tf.data.AUTOTUNE)
+
+
+def read_detection(
+    path_or_glob: str,
+    image_feature: str = "image/encoded",
+    label_feature: str = "image/object/class/label",
+    box_feature_prefix: str = "image/object/bbox/",
+    keypoint_feature_prefix: str | None = None,
+    channels: int = 3,
+    split: str | None = None,
+) -> tf.data.Dataset:
+    """Object Detection API records as dicts: "image" uint8 [H, W, C], "boxes" float [N, 4]
+    (ymin, xmin, ymax, xmax, as stored), "labels" int64 [N], and with `keypoint_feature_prefix`
+    (e.g. "image/object/keypoint/") "keypoints" [N, K, 2] (y, x) and "keypoint_visibility"
+    int64 [N, K]. N differs per image: batch with `dataset.ragged_batch(n)`."""
+    files = resolve_files(path_or_glob, split)
+    by_compression: dict[str, list[str]] = {}
+    for path in files:
+        by_compression.setdefault(compression_of(path), []).append(path)
+    parts = [
+        tf.data.TFRecordDataset(group, compression_type=k) for k, group in by_compression.items()
+    ]
+    records = parts[0]
+    for part in parts[1:]:
+        records = records.concatenate(part)
+    sides = ("ymin", "xmin", "ymax", "xmax")
+    spec = {
+        image_feature: tf.io.FixedLenFeature([], tf.string),
+        label_feature: tf.io.VarLenFeature(tf.int64),
+        **{box_feature_prefix + s: tf.io.VarLenFeature(tf.float32) for s in sides},
+    }
+    if keypoint_feature_prefix:
+        spec.update(
+            {
+                keypoint_feature_prefix + "y": tf.io.VarLenFeature(tf.float32),
+                keypoint_feature_prefix + "x": tf.io.VarLenFeature(tf.float32),
+                keypoint_feature_prefix + "visibility": tf.io.VarLenFeature(tf.int64),
+            }
+        )
+
+    def decode(record):
+        parsed = tf.io.parse_single_example(record, spec)
+        dense = {k: tf.sparse.to_dense(v) for k, v in parsed.items() if k != image_feature}
+        boxes = tf.stack([dense[box_feature_prefix + s] for s in sides], axis=-1)
+        out = {
+            "image": tf.io.decode_image(
+                parsed[image_feature], channels=channels, expand_animations=False
+            ),
+            "boxes": boxes,
+            "labels": dense[label_feature],
+        }
+        if keypoint_feature_prefix:
+            count = tf.shape(boxes)[0]
+            points = tf.stack(
+                [dense[keypoint_feature_prefix + "y"], dense[keypoint_feature_prefix + "x"]], -1
+            )
+            out["keypoints"] = tf.reshape(points, [count, -1, 2])
+            out["keypoint_visibility"] = tf.reshape(
+                dense[keypoint_feature_prefix + "visibility"], [count, -1]
+            )
+        return out
+
+    return records.map(decode, num_parallel_calls=tf.data.AUTOTUNE)
