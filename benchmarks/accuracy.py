@@ -22,7 +22,7 @@ import numpy as np
 from tfx_image_augment import environment
 
 environment.configure()  # an entry point: Keras flavour and quiet logs, before TensorFlow
-from benchmarks.common import RESULTS_DIR, write_results
+from benchmarks.common import RESULTS_DIR, write_results  # noqa: E402
 
 TRAIN_SIZE = 150
 POLICY = "no-flip"

@@ -17,9 +17,9 @@ from tfx_bsl.public import tfxio
 from tfx_image_augment import environment
 
 environment.configure()  # an entry point: Keras flavour and quiet logs, before TensorFlow
-from tfx_image_augment import ImageAugmentation, load_exported_policy
+from tfx_image_augment import ImageAugmentation, load_exported_policy  # noqa: E402
 
-from pipelines import features
+from pipelines import features  # noqa: E402
 
 MODES = ("offline", "online", "both")
 DEFAULTS: dict[str, Any] = {

@@ -23,7 +23,6 @@ from tfx_image_augment import (
 from tests import images as real
 from tests.conftest import PROJECT_ROOT
 
-
 HAS_TF_KERAS = importlib.util.find_spec("tf_keras") is not None
 
 

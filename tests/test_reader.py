@@ -6,9 +6,9 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import tensorflow as tf
+from tfx_image_augment.reader import read_images
 
 from pipelines.data import image_example
-from tfx_image_augment.reader import read_images
 from tests import images as real
 
 
@@ -16,7 +16,7 @@ def _write(path, images, labels, gzip: bool) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     options = tf.io.TFRecordOptions(compression_type="GZIP" if gzip else "")
     with tf.io.TFRecordWriter(str(path), options) as writer:
-        for i, (image, label) in enumerate(zip(images, labels)):
+        for i, (image, label) in enumerate(zip(images, labels, strict=True)):
             writer.write(image_example(tf.io.encode_png(image).numpy(), label, f"d{i}"))
 
 
@@ -29,7 +29,7 @@ def test_gzipped_and_plain_files_read_back_as_the_same_pixels_and_labels(tmp_pat
     _write(tmp_path / "a.tfrecord.gz", digits[:10], labels[:10], gzip=True)
     _write(tmp_path / "b.tfrecord", digits[10:16], labels[10:16], gzip=False)
     pairs = list(read_images(str(tmp_path / "*.tfrecord*"), channels=1).as_numpy_iterator())
-    assert _by_label(pairs) == _by_label(zip(digits[:16], labels[:16]))
+    assert _by_label(pairs) == _by_label(zip(digits[:16], labels[:16], strict=True))
 
 
 def test_a_tfx_split_folder_and_batches(tmp_path):

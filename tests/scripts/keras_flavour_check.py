@@ -10,7 +10,7 @@ import tensorflow as tf
 from tfx_image_augment import environment
 
 environment.configure()  # an entry point: Keras flavour and quiet logs, before TensorFlow
-from tfx_image_augment import ImageAugmentation
+from tfx_image_augment import ImageAugmentation  # noqa: E402
 
 
 def build_model(augmentation):
