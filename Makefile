@@ -63,7 +63,7 @@ $(LATEST_STAMP): pyproject.toml constraints-latest.txt .python-version
 	@set -e; \
 	$(call make_venv,$(LATEST_VENV)); \
 	echo ">> installing the base package on the newest TensorFlow (first time: 1-2 minutes, about 2.3 GB)"; \
-	$(LATEST_PY) -m pip install --quiet --disable-pip-version-check --upgrade 'pip==24.2'; \
+	$(LATEST_PY) -m pip install --quiet --disable-pip-version-check --upgrade 'pip==24.2' 'setuptools==75.1.0' 'wheel==0.44.0'; \
 	$(LATEST_PY) -m pip install --quiet --disable-pip-version-check -c constraints-latest.txt -e . \
 	  tensorflow pytest pytest-timeout hypothesis scikit-learn pillow; \
 	$(LATEST_PY) -m pip check; \

@@ -132,3 +132,8 @@ def test_a_fraction_of_copies_is_that_fraction_on_average():
     assert copies == [copies_for(config, "a", f"key-{i}".encode(), {}) for i in range(4000)]
     other = AugmentConfig(seed=4, label_feature="label", copies_per_class={"a": 2.3})
     assert copies != [copies_for(other, "a", f"key-{i}".encode(), {}) for i in range(4000)]
+
+
+def test_balancing_never_gives_the_largest_class_fewer_than_num_copies():
+    with pytest.raises(ValueError, match="'max_copies' must be at least num_copies"):
+        AugmentConfig(num_copies=20, label_feature="label", balance="equal").validate()

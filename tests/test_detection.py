@@ -235,3 +235,82 @@ def test_the_reader_returns_boxes_labels_and_keypoints(tmp_path):
         np.testing.assert_array_equal(
             item["keypoints"][..., 1].ravel(), _floats(example, "image/object/keypoint/x")
         )
+
+
+def test_keypoint_side_features_stay_aligned_when_objects_leave(tmp_path):
+    images, boxes, _, labels = scene(8, seed=11)
+    keypoints = np.stack([boxes[..., :2], boxes[..., 2:]], axis=2)
+    records = []
+    for i in range(8):
+        example = tf.train.Example.FromString(
+            detection_example(images[i], boxes[i], labels[i], f"k{i}", keypoints[i])
+        )
+        f = example.features.feature
+        f["image/object/keypoint/num"].int64_list.value.extend([2, 2])  # one per object
+        f["image/object/keypoint/text"].bytes_list.value.extend(
+            [b"top-left", b"bottom-right"] * 2
+        )  # one per keypoint
+        # An image with no objects at all: empty lists, one of them a feature with no kind.
+        records.append(example.SerializeToString())
+    empty = tf.train.Example.FromString(records[0])
+    for name in list(empty.features.feature):
+        if name.startswith("image/object/"):
+            empty.features.feature[name].Clear()
+    empty.features.feature["image/source_id"].bytes_list.value[:] = [b"empty"]
+    records.append(empty.SerializeToString())
+    shift = {"op": "translate", "max_dx": 0.6, "max_dy": 0.6}
+    policy = json.dumps({"version": 1, "fill_mode": "constant", "ops": [shift]})
+    summary = _run(
+        tmp_path, records, extra=["--policy", policy, "--label-feature", "image/object/class/label"]
+    )
+    assert summary["quarantined"] == {}
+    assert summary["classes"]["in"]["(none)"] == 1  # counted, not quarantined: labels only counted
+    dropped = 0
+    for record in read_records(str(tmp_path / "out/data_tfrecord-*")):
+        copy = tf.train.Example.FromString(record)
+        count = len(_floats(copy, "image/object/bbox/ymin"))
+        dropped += (
+            2 - count
+            if copy.features.feature["image/source_id"].bytes_list.value[0] != b"empty"
+            else 0
+        )
+        assert len(_ints(copy, "image/object/keypoint/num")) == count
+        assert (
+            len(copy.features.feature["image/object/keypoint/text"].bytes_list.value) == 2 * count
+        )
+        assert len(_ints(copy, "image/object/keypoint/visibility")) == 2 * count
+    assert dropped > 0  # shifts of up to 60% push objects out
+
+
+@pytest.mark.parametrize(
+    "change, reason",
+    [
+        (
+            lambda f: f["image/object/mask"].bytes_list.value.extend([b"png", b"png"]),
+            "instance_masks_unsupported",
+        ),
+        (
+            lambda f: (
+                f["image/object/bbox/ymin"].Clear(),
+                f["image/object/bbox/ymin"].bytes_list.value.extend([b"a", b"b"]),
+            ),
+            "boxes_invalid",
+        ),
+        (
+            lambda f: (
+                f["image/object/keypoint/visibility"].Clear(),
+                f["image/object/keypoint/visibility"].bytes_list.value.extend([b"v"] * 4),
+            ),
+            "keypoints_invalid",
+        ),
+    ],
+    ids=["instance_masks", "bytes_boxes", "bytes_visibility"],
+)
+def test_unusable_object_features_are_quarantined_not_crashed_on(tmp_path, change, reason):
+    records = _records(4, seed=12)
+    broken = tf.train.Example.FromString(records[1])
+    change(broken.features.feature)
+    records[1] = broken.SerializeToString()
+    summary = _run(tmp_path, records, extra=["--max-quarantine-fraction", "0.5"])
+    assert summary["quarantined"] == {reason: 1}
+    assert summary["originals_written"] == 3

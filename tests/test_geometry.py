@@ -236,3 +236,47 @@ def test_the_keras_layer_and_the_saved_model_move_boxes_like_the_core(tmp_path):
     )
     for key in ("images", "boxes", "box_valid", "keypoints", "keypoint_visible"):
         np.testing.assert_array_equal(served[key].numpy(), core_out[key].numpy())
+
+
+def test_integer_pixel_boxes_keep_their_dtype_and_eval_calls_leave_the_seeds_alone():
+    import tensorflow as tf
+    from tfx_image_augment import ImageAugmentation
+
+    images, boxes, _ = scene(2)
+    layer = ImageAugmentation("standard", seed=0, bounding_box_format="xyxy")
+    pixel_boxes = tf.constant(np.round(boxes[..., [1, 0, 3, 2]] * CANVAS), tf.int32)
+
+    @tf.function
+    def call(training):
+        return layer(
+            {"images": images, "bounding_boxes": {"boxes": pixel_boxes}}, training=training
+        )
+
+    for training in (True, False):
+        out = call(tf.constant(training))["bounding_boxes"]["boxes"]
+        assert out.dtype == tf.int32
+    # One augmenting call advanced the step; the inference call did not.
+    assert int(layer._step.numpy()) == 1
+
+
+@pytest.mark.parametrize("stage", ["flip", "warp"])
+def test_a_flip_permutation_keeps_left_keypoints_on_the_left(stage):
+    images, boxes, _ = scene(16, seed=2)
+    middle = (boxes[..., 0] + boxes[..., 2]) / 2
+    left = np.stack([middle, boxes[..., 1]], axis=-1)
+    right = np.stack([middle, boxes[..., 3]], axis=-1)
+    keypoints = np.stack([left, right], axis=2)  # slot 0 left, slot 1 right
+    ops = [{"op": "flip_left_right", "p": 0.5}]
+    if stage == "warp":  # the flip joins a rotation in one warp; mirroring shows in the matrix
+        ops.append({"op": "rotate", "max_degrees": 5})
+    policy = load_policy({"version": 1, "fill_mode": "constant", "ops": ops})
+    plain = augment_targets(images, _seeds(16), policy, keypoints=keypoints)
+    swapped = augment_targets(
+        images, _seeds(16), policy, keypoints=keypoints, keypoint_flip_permutation=[1, 0]
+    )
+    x_plain, x_swapped = plain["keypoints"].numpy()[..., 1], swapped["keypoints"].numpy()[..., 1]
+    mirrored = np.any(x_plain[..., 0] > x_plain[..., 1], axis=1)
+    assert 0 < mirrored.sum() < 16  # p = 0.5: some images flipped, some not
+    assert np.all(x_swapped[..., 0] <= x_swapped[..., 1])  # left stays left in every image
+    np.testing.assert_array_equal(x_swapped[~mirrored], x_plain[~mirrored])
+    np.testing.assert_array_equal(x_swapped[mirrored], x_plain[mirrored][..., ::-1])

@@ -3,10 +3,11 @@
 Public API (each name is imported on first use, so `import tfx_image_augment` loads nothing
 and changes nothing in your process: no TensorFlow, no environment variables, no log levels):
   ImageAugmentation            the Keras layer (online); base install, TensorFlow only
-  Policy, PolicyError, load_policy, PRESETS, OPS
-  augment                      the pure core: augment(images, seeds, policy)
+  Policy, PolicyError, load_policy, PRESETS, OPS (the op registry)
+  augment, augment_targets     the pure core: augment(images, seeds, policy), and with boxes,
+                               keypoints and masks
   export_augmentation_model    policy.json + a portable SavedModel
-  read_images                  augmented TFRecords back as a tf.data.Dataset
+  read_images, read_detection  augmented TFRecords back as a tf.data.Dataset
   ImageAugment                 the TFX component (offline, through Beam); extra `[tfx]`
 
 Entry points (CLIs, runners, trainer modules) that want this project's Keras flavour and quiet
@@ -30,21 +31,32 @@ _EXPORTS = {
     "PolicyError": "policy",
     "load_policy": "policy",
     "PRESETS": "policy",
+    "OPS": "ops",
     "read_images": "reader",
-    "ImageAugment": "component",
-    "AugmentationModel": "spec",
+    "read_detection": "reader",
+    "augment_targets": "core",
 }
+# Need the `[tfx]` extra; not in __all__, so `import *` works on a base install.
+_TFX_EXPORTS = {"ImageAugment": "component", "AugmentationModel": "spec"}
 
 
 def __getattr__(name: str):
     if name in _EXPORTS:
         module = importlib.import_module(f"{__name__}.{_EXPORTS[name]}")
         return getattr(module, name)
+    if name in _TFX_EXPORTS:
+        try:
+            module = importlib.import_module(f"{__name__}.{_TFX_EXPORTS[name]}")
+        except ImportError as err:
+            raise ImportError(
+                f"tfx_image_augment.{name} needs TFX: pip install 'tfx-image-augment[tfx]' ({err})"
+            ) from err
+        return getattr(module, name)
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
 def __dir__():
-    return sorted([*globals(), *_EXPORTS])
+    return sorted([*globals(), *_EXPORTS, *_TFX_EXPORTS])
 
 
 __all__ = ["__version__", *_EXPORTS]

@@ -21,7 +21,7 @@ from collections import defaultdict
 import apache_beam as beam
 import numpy as np
 
-from tfx_image_augment.balance import copies_for, label_of, uses_class_counts
+from tfx_image_augment.balance import copies_for, label_of, label_of_record, uses_class_counts
 from tfx_image_augment.codec import (
     IMAGE_MISSING,
     MASK_MISSING,
@@ -70,10 +70,13 @@ class DecodedExample:
     image_feature: str = ""  # the feature the image was read from
     objects: Objects | None = None  # boxes and keypoints, normalized
     label: str | None = None  # the class, when `label_feature` is set
+    copies: int = 0  # how many augmented copies it gets (`balance.copies_for`)
 
 
 class DecodeFn(beam.DoFn):
-    """Parses, validates and decodes each record; bad ones go whole to the quarantine output."""
+    """Parses, validates and decodes each record; bad ones go whole to the quarantine output.
+    Also decides the example's number of copies (`class_counts`: the side input balancing
+    needs; waiting for it holds back encoded records, never decoded pixels)."""
 
     def __init__(self, config_json: str, split: str):
         self._config_json, self._split = config_json, split
@@ -82,7 +85,7 @@ class DecodeFn(beam.DoFn):
         self._config = AugmentConfig.from_json(self._config_json)
         self._read = _counter(self._split, "examples_read")
 
-    def process(self, record: bytes):
+    def process(self, record: bytes, class_counts=None):
         import tensorflow as tf
         from google.protobuf.message import DecodeError
 
@@ -118,14 +121,15 @@ class DecodeFn(beam.DoFn):
                 QUARANTINE_TAG, quarantine_record(record, bad.reason, bad.detail)
             )
             return
+        copies = copies_for(config, label, key, class_counts or {})
         yield DecodedExample(
-            key, record, pixels, fmt, mask, mask_fmt, image_feature, objects, label
+            key, record, pixels, fmt, mask, mask_fmt, image_feature, objects, label, copies
         )
 
 
 class FanOutFn(beam.DoFn):
     """Example -> the original (finished here) and its copies 1..k (to be augmented), k from
-    `balance.copies_for` (K, or per class; `class_counts` is the side input balancing needs)."""
+    `balance.copies_for`, decided when it was decoded."""
 
     ORIGINALS = "originals"
 
@@ -136,9 +140,9 @@ class FanOutFn(beam.DoFn):
         self._config = AugmentConfig.from_json(self._config_json)
         self._originals = _counter(self._split, "originals_written")
 
-    def process(self, decoded: DecodedExample, class_counts=None):
+    def process(self, decoded: DecodedExample):
         config = self._config
-        copies = copies_for(config, decoded.label, decoded.key, class_counts or {})
+        copies = decoded.copies
         if decoded.label is not None:
             written = copies + int(config.include_original)
             _counter(self._split, f"{CLASS_IN}/{decoded.label}").inc()
@@ -246,6 +250,7 @@ class AugmentBatchFn(beam.DoFn):
                 self._plan,
                 value_range=value_range,
                 min_box_visibility=config.min_box_visibility,
+                keypoint_flip_permutation=config.keypoint_flip_permutation,
                 **targets,
             )
             out = {name: value.numpy() for name, value in out.items()}
@@ -349,22 +354,22 @@ class AugmentSplit(beam.PTransform):
         # the shuffle moves 1/K of the bytes it would move after the fan-out, never decoded
         # pixels, and everything downstream (decode, K copies, batches) stays one fused,
         # streaming stage whose memory is bounded by the batch size.
-        decoded = (
-            records
-            | f"BreakFusion[{split}]" >> beam.Reshuffle()
-            | f"Decode[{split}]"
-            >> beam.ParDo(DecodeFn(config_json, split)).with_outputs(QUARANTINE_TAG, main="ok")
-        )
+        shuffled = records | f"BreakFusion[{split}]" >> beam.Reshuffle()
         side_inputs = {}
         if uses_class_counts(self._config):
-            # Counted from the data, in this pipeline: every worker sees the same counts.
+            # Counted from the data, in this pipeline, on the encoded records: every worker
+            # sees the same counts, and only encoded records wait for them.
+            config = self._config
             side_inputs["class_counts"] = beam.pvalue.AsDict(
-                decoded.ok
-                | f"Labels[{split}]" >> beam.Map(lambda example: example.label)
+                records
+                | f"Labels[{split}]" >> beam.FlatMap(label_of_record, config)
                 | f"CountClasses[{split}]" >> beam.combiners.Count.PerElement()
             )
+        decoded = shuffled | f"Decode[{split}]" >> beam.ParDo(
+            DecodeFn(config_json, split), **side_inputs
+        ).with_outputs(QUARANTINE_TAG, main="ok")
         fanned = decoded.ok | f"FanOut[{split}]" >> beam.ParDo(
-            FanOutFn(config_json, split), **side_inputs
+            FanOutFn(config_json, split)
         ).with_outputs(FanOutFn.ORIGINALS, main="copies")
         augmented = (
             fanned.copies

@@ -41,6 +41,15 @@ def _seconds(text: str) -> float:
     return value
 
 
+def _permutation(text: str) -> tuple[int, ...]:
+    try:
+        return tuple(int(v) for v in text.split(","))
+    except ValueError:
+        raise argparse.ArgumentTypeError(
+            f"takes keypoint indices separated by commas, e.g. 1,0,2; got {text!r}"
+        ) from None
+
+
 def _copies_per_class(text: str) -> dict[str, float]:
     pairs = {}
     for item in text.split(","):
@@ -95,6 +104,13 @@ def _parser() -> argparse.ArgumentParser:
             default="normalized",
             choices=("normalized", "pixels"),
             help="units of image/object/bbox/* and keypoints (detection records)",
+        )
+        sub.add_argument(
+            "--keypoint-flip-permutation",
+            default=None,
+            type=_permutation,
+            metavar="J,J,...",
+            help="keypoint slot j of a mirrored image takes keypoint J (left/right pairs swap)",
         )
         sub.add_argument(
             "--min-box-visibility",
@@ -165,6 +181,7 @@ def _config(args, **extra):
         label_feature=args.label_feature,
         box_coordinates=args.box_coordinates,
         min_box_visibility=args.min_box_visibility,
+        keypoint_flip_permutation=args.keypoint_flip_permutation,
         **extra,
     ).validate()
 

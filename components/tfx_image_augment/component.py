@@ -52,6 +52,7 @@ class ImageAugment(base_beam_component.BaseBeamComponent):
         keypoint_feature_prefix: str = "image/object/keypoint/",
         box_coordinates: str = "normalized",
         min_box_visibility: float = 0.0,
+        keypoint_flip_permutation: Sequence[int] | None = None,
         label_feature: str | None = None,
         copies_per_class: Mapping[str | int, float] | None = None,
         balance: str | None = None,
@@ -104,6 +105,8 @@ class ImageAugment(base_beam_component.BaseBeamComponent):
           box_coordinates: "normalized" ([0, 1]) or "pixels", for boxes and keypoints.
           min_box_visibility: drop an object whose visible fraction of its moved box falls
             below this (0-1); one with nothing left is always dropped.
+          keypoint_flip_permutation: for keypoints with a handedness (left/right eye): in a
+            mirrored copy, keypoint slot j takes the moved keypoint `permutation[j]`.
           label_feature: the class feature (its first value, as text): counts per class before
             and after go into the `counts` property; needed by `copies_per_class` and
             `balance`.
@@ -139,6 +142,9 @@ class ImageAugment(base_beam_component.BaseBeamComponent):
             keypoint_feature_prefix=keypoint_feature_prefix,
             box_coordinates=box_coordinates,
             min_box_visibility=min_box_visibility,
+            keypoint_flip_permutation=(
+                None if keypoint_flip_permutation is None else tuple(keypoint_flip_permutation)
+            ),
             label_feature=label_feature,
             copies_per_class=(
                 None

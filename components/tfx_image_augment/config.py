@@ -54,6 +54,7 @@ class AugmentConfig:
     keypoint_feature_prefix: str = "image/object/keypoint/"
     box_coordinates: str = "normalized"  # or "pixels"
     min_box_visibility: float = 0.0
+    keypoint_flip_permutation: tuple[int, ...] | None = None
     # Imbalanced data: copies per class, read from `label_feature` (`balance.py`).
     label_feature: str | None = None
     copies_per_class: Mapping[str, float] | None = None
@@ -118,6 +119,16 @@ class AugmentConfig:
             raise fail("box_coordinates", "'normalized' or 'pixels'", self.box_coordinates)
         if not _is_number(self.min_box_visibility) or not 0 <= self.min_box_visibility <= 1:
             raise fail("min_box_visibility", "a number in [0, 1]", self.min_box_visibility)
+        permutation = self.keypoint_flip_permutation
+        if permutation is not None and (
+            not all(_is_integer(j) for j in permutation)
+            or sorted(permutation) != list(range(len(permutation)))
+        ):
+            raise fail(
+                "keypoint_flip_permutation",
+                "a permutation of 0..K-1 (K keypoints per object)",
+                self.keypoint_flip_permutation,
+            )
         if self.label_feature is not None and (
             not isinstance(self.label_feature, str) or not self.label_feature
         ):
@@ -142,6 +153,12 @@ class AugmentConfig:
             )
         if not _is_integer(self.max_copies) or not 1 <= self.max_copies <= MAX_COPIES_LIMIT:
             raise fail("max_copies", f"an integer in [1, {MAX_COPIES_LIMIT}]", self.max_copies)
+        if self.balance and self.max_copies < self.num_copies:
+            raise fail(
+                "max_copies",
+                f"at least num_copies ({self.num_copies}) when balancing",
+                self.max_copies,
+            )
         if not _is_integer(self.num_shards) or self.num_shards < 0:
             raise fail("num_shards", "an integer >= 0 (0: the runner decides)", self.num_shards)
         return self
@@ -157,7 +174,12 @@ class AugmentConfig:
     def from_dict(cls, fields: dict[str, Any]) -> AugmentConfig:
         """The config of `to_dict()`, also after a JSON round trip (lists become tuples)."""
         fields = dict(fields)
-        for field in ("splits_to_augment", "image_shape", "value_range"):
+        for field in (
+            "splits_to_augment",
+            "image_shape",
+            "value_range",
+            "keypoint_flip_permutation",
+        ):
             if fields.get(field) is not None:
                 fields[field] = tuple(fields[field])
         return cls(**fields)

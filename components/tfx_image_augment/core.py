@@ -90,6 +90,11 @@ def flip_flags(stage: Stage, table: tf.Tensor) -> dict[int, tf.Tensor]:
     return flips
 
 
+def _mirrors(matrix: tf.Tensor) -> tf.Tensor:
+    """[B] bool: the images a warp mirrors (its linear part has a negative determinant)."""
+    return matrix[:, 0, 0] * matrix[:, 1, 1] - matrix[:, 0, 1] * matrix[:, 1, 0] < 0.0
+
+
 def _flip(flips: dict[int, tf.Tensor], images, masks):
     def apply(x):
         x = tf.where(flips[2][:, None, None, None], tf.reverse(x, axis=[2]), x)
@@ -204,6 +209,7 @@ def augment_targets(
     keypoints=None,
     keypoint_visible=None,
     min_box_visibility: float = 0.0,
+    keypoint_flip_permutation: Sequence[int] | None = None,
 ) -> dict[str, tf.Tensor]:
     """Augments images and everything that moves with them, by the same per-image draws.
 
@@ -215,6 +221,8 @@ def augment_targets(
       keypoint_visible: bool [B, N, K] (default: all).
       min_box_visibility: a box whose visible fraction (clipped area over moved area) falls
         below this becomes invalid; one with no area left always does.
+      keypoint_flip_permutation: for keypoints with a handedness (left eye, right eye): slot j
+        of a mirrored image takes keypoint `permutation[j]`; K entries.
 
     Returns:
       A dict with "images", and "masks", "boxes", "box_valid", "keypoints",
@@ -261,8 +269,22 @@ def augment_targets(
         (name, given[name].dtype, given[name].shape[-1] if name == "masks" else None)
         for name in names
     )
+    permutation = None if keypoint_flip_permutation is None else tuple(keypoint_flip_permutation)
+    if permutation is not None and "keypoints" in given:
+        per_object = given["keypoints"].shape[-2]
+        if per_object is not None and per_object != len(permutation):
+            raise ValueError(
+                f"keypoint_flip_permutation has {len(permutation)} entries for {per_object} "
+                "keypoints per object."
+            )
     run = _graph_for(
-        plan, images.dtype, images.shape[-1], value_range, specs, float(min_box_visibility)
+        plan,
+        images.dtype,
+        images.shape[-1],
+        value_range,
+        specs,
+        float(min_box_visibility),
+        permutation,
     )
     outputs = run(images, seeds, *(given[n] for n in names))
     # The graph takes any size; give back the static shapes the caller passed in.
@@ -279,14 +301,16 @@ _GRAPHS: dict = {}
 _TARGET_RANKS = {"masks": 4, "boxes": 3, "box_valid": 2, "keypoints": 4, "keypoint_visible": 3}
 
 
-def _graph_for(plan: Plan, dtype, channels: int, value_range, specs, min_box_visibility: float):
+def _graph_for(
+    plan: Plan, dtype, channels: int, value_range, specs, min_box_visibility: float, permutation
+):
     """One traced, never-inlined function per (plan, input kind).
 
     Every caller - eager code, a tf.function, a tf.data map, a Keras model, a SavedModel - runs
     this same function body with the same dynamic-shape trace, so TensorFlow's graph rewrites
     (which may reorder float arithmetic) are the same for all of them, and so are the pixels.
     """
-    key = (plan, dtype, channels, value_range, specs, min_box_visibility)
+    key = (plan, dtype, channels, value_range, specs, min_box_visibility, permutation)
     if key in _GRAPHS:
         return _GRAPHS[key]
     signature = [
@@ -306,6 +330,7 @@ def _graph_for(plan: Plan, dtype, channels: int, value_range, specs, min_box_vis
             given.get("box_valid"),
             given.get("keypoints"),
             given.get("keypoint_visible"),
+            permutation,
         )
         out_images, masks, targets = _run_plan(
             plan, images, seeds, value_range, given.get("masks"), targets, min_box_visibility
@@ -359,7 +384,9 @@ def _run_plan(plan: Plan, images, seeds, value_range, masks, targets, min_box_vi
             scale = 1.0 if as_unit_float else 255.0
             x, masks = _warp(matrix, x, masks, plan.policy.fill_mode, plan.policy.fill_value, scale)
             if not targets.empty:
-                targets = targets.mapped(invert_affine(matrix), height, width, min_box_visibility)
+                targets = targets.mapped(
+                    invert_affine(matrix), height, width, min_box_visibility
+                ).mirrored(_mirrors(matrix))
         elif stage.kind == "crop":
             boxes = crop_boxes(stage, table, height, width)
             x, masks = _crop(boxes, x, masks)  # float32 out, same scale as in

@@ -23,7 +23,9 @@ AUGMENT_WITH_BOXES_SIGNATURE = "augment_with_boxes"
 
 
 class _AugmentModule(tf.Module):
-    def __init__(self, policy: Policy, channels: int, min_box_visibility: float):
+    def __init__(
+        self, policy: Policy, channels: int, min_box_visibility: float, keypoint_flip_permutation
+    ):
         super().__init__(name="image_augmentation")
         plan = core.compile_policy(policy)
         images = tf.TensorSpec([None, None, None, channels], tf.uint8, name="images")
@@ -59,6 +61,7 @@ class _AugmentModule(tf.Module):
                 keypoints=keypoints,
                 keypoint_visible=keypoint_visible,
                 min_box_visibility=min_box_visibility,
+                keypoint_flip_permutation=keypoint_flip_permutation,
             )
 
         self.augment = augment
@@ -67,7 +70,12 @@ class _AugmentModule(tf.Module):
 
 
 def export_augmentation_model(
-    policy: Any, seed: int, output_dir: str, channels: int = 3, min_box_visibility: float = 0.0
+    policy: Any,
+    seed: int,
+    output_dir: str,
+    channels: int = 3,
+    min_box_visibility: float = 0.0,
+    keypoint_flip_permutation=None,
 ) -> str:
     """Writes `output_dir/policy.json` and `output_dir/saved_model/`; returns `output_dir`.
 
@@ -83,7 +91,8 @@ def export_augmentation_model(
     if channels not in core.SUPPORTED_CHANNELS:
         raise ValueError(f"channels must be 1, 3 or 4; got {channels}.")
     tf.io.gfile.makedirs(output_dir)
-    module = _AugmentModule(policy, channels, float(min_box_visibility))
+    permutation = None if keypoint_flip_permutation is None else list(keypoint_flip_permutation)
+    module = _AugmentModule(policy, channels, float(min_box_visibility), permutation)
     tf.saved_model.save(
         module,
         os.path.join(output_dir, SAVED_MODEL_DIR),
@@ -99,6 +108,7 @@ def export_augmentation_model(
         "seed": int(seed),
         "channels": channels,
         "min_box_visibility": float(min_box_visibility),
+        "keypoint_flip_permutation": permutation,
         "preset": policy.name,
     }
     with tf.io.gfile.GFile(os.path.join(output_dir, POLICY_FILE), "w") as handle:

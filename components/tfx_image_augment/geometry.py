@@ -14,6 +14,10 @@ at integers, as the warp kernels sample); boxes and keypoints go through its inv
   or whose clipped area is zero, is no longer valid (the offline door drops it together with
   every per-object feature at the same index; the online door returns a valid mask).
 - A keypoint that leaves the image keeps its place with visibility 0.
+- A mirrored image (a flip, or a warp whose map has a negative determinant) swaps left and right:
+  with a `keypoint_flip_permutation` (as the Object Detection API's flip takes), keypoint slot j
+  of a mirrored object takes the moved keypoint `permutation[j]`, so "left eye" stays the left
+  eye. Rotations and double flips do not mirror.
 - Photometric ops, cutout included, leave boxes and keypoints alone: a cutout patch may hide
   part of an object without changing its box.
 """
@@ -35,9 +39,17 @@ class Targets:
     box_visibility: tf.Tensor | None = None
     keypoints: tf.Tensor | None = None
     keypoint_visible: tf.Tensor | None = None
+    flip_permutation: tuple[int, ...] | None = None
 
     @classmethod
-    def create(cls, boxes=None, box_valid=None, keypoints=None, keypoint_visible=None) -> Targets:
+    def create(
+        cls,
+        boxes=None,
+        box_valid=None,
+        keypoints=None,
+        keypoint_visible=None,
+        flip_permutation=None,
+    ) -> Targets:
         if boxes is not None:
             boxes = tf.convert_to_tensor(boxes, tf.float32)
             if box_valid is None:
@@ -49,7 +61,7 @@ class Targets:
             keypoints = tf.convert_to_tensor(keypoints, tf.float32)
             if keypoint_visible is None:
                 keypoint_visible = tf.ones(tf.shape(keypoints)[:3], tf.bool)
-        return cls(boxes, box_valid, box_visibility, keypoints, keypoint_visible)
+        return cls(boxes, box_valid, box_visibility, keypoints, keypoint_visible, flip_permutation)
 
     @property
     def empty(self) -> bool:
@@ -75,7 +87,23 @@ class Targets:
             y = tf.where(flip_y[:, None, None], 1.0 - y, y)
             x = tf.where(flip_x[:, None, None], 1.0 - x, x)
             keypoints = tf.stack([y, x], axis=-1)
-        return dataclasses.replace(self, boxes=boxes, keypoints=keypoints)
+        moved = dataclasses.replace(self, boxes=boxes, keypoints=keypoints)
+        return moved.mirrored(tf.math.logical_xor(flip_x, flip_y))
+
+    def mirrored(self, mirror: tf.Tensor) -> Targets:
+        """Applies the keypoint flip permutation to the images flagged in `mirror` ([B] bool)."""
+        if self.keypoints is None or self.flip_permutation is None:
+            return self
+        order = list(self.flip_permutation)
+        keypoints = tf.where(
+            mirror[:, None, None, None], tf.gather(self.keypoints, order, axis=2), self.keypoints
+        )
+        visible = tf.where(
+            mirror[:, None, None],
+            tf.gather(self.keypoint_visible, order, axis=2),
+            self.keypoint_visible,
+        )
+        return dataclasses.replace(self, keypoints=keypoints, keypoint_visible=visible)
 
     def mapped(self, forward: tf.Tensor, height, width, min_box_visibility: float) -> Targets:
         """Moves through `forward` [B, 2, 3]: input pixel index (x, y, 1) -> output (x, y)."""

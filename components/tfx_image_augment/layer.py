@@ -64,6 +64,13 @@ def _boxes_from_normalized(boxes, fmt: str, size) -> tf.Tensor:
     return tf.gather(boxes, [1, 0, 3, 2], axis=-1) if x_first else boxes
 
 
+def _as_dtype(values: tf.Tensor, dtype: tf.DType) -> tf.Tensor:
+    """Moved coordinates back in the caller's dtype (integer pixels rounded)."""
+    if dtype.is_integer:
+        values = tf.round(values)
+    return tf.cast(values, dtype)
+
+
 def _points_to_normalized(points, fmt: str, size) -> tf.Tensor:
     points = tf.cast(points, tf.float32)
     x_first, scale = _order_and_scale(fmt, size)
@@ -103,6 +110,8 @@ class ImageAugmentation(tf.keras.layers.Layer):
         convention), "rel_xyxy", "yxyx" or "xyxy" (pixels).
       min_box_visibility: a box whose visible fraction after the geometric ops falls below
         this is marked gone (label -1); one with no area left always is.
+      keypoint_flip_permutation: for keypoints with a handedness: in a mirrored image, slot j
+        takes keypoint `permutation[j]` (e.g. [1, 0] swaps a left and a right point).
       **kwargs: standard Keras layer arguments, such as `name` or `dtype`.
 
     Call arguments:
@@ -129,6 +138,7 @@ class ImageAugmentation(tf.keras.layers.Layer):
         value_range: Sequence[float] | None = None,
         bounding_box_format: str = "rel_yxyx",
         min_box_visibility: float = 0.0,
+        keypoint_flip_permutation: Sequence[int] | None = None,
         **kwargs,
     ):
         super().__init__(**kwargs)
@@ -139,6 +149,9 @@ class ImageAugmentation(tf.keras.layers.Layer):
             )
         self.bounding_box_format = bounding_box_format
         self.min_box_visibility = float(min_box_visibility)
+        self.keypoint_flip_permutation = (
+            None if keypoint_flip_permutation is None else tuple(keypoint_flip_permutation)
+        )
         self._policy: Policy = load_policy(policy)
         self._plan = core.compile_policy(self._policy)
         self.seed = int(seed)
@@ -175,14 +188,21 @@ class ImageAugmentation(tf.keras.layers.Layer):
         if training is False or training is None:
             return inputs
         images = inputs["images"]
-        if seeds is None:
-            step = self._step.assign_add(1, read_value=True) - 1
-            seeds = batch_seeds(self.seed, step, tf.shape(images)[0], _replica_id())
+
+        def augmented():
+            # The step advances only when a call augments: inference calls in between (a
+            # `training` tensor that is False) leave the training seeds where they were.
+            chosen = seeds
+            if chosen is None:
+                step = self._step.assign_add(1, read_value=True) - 1
+                chosen = batch_seeds(self.seed, step, tf.shape(images)[0], _replica_id())
+            return self._augment_structure(inputs, chosen)
+
         if training is True:
-            return self._augment_structure(inputs, seeds)
+            return augmented()
         return tf.cond(
             tf.cast(training, tf.bool),
-            lambda: self._augment_structure(inputs, seeds),
+            augmented,
             lambda: tf.nest.map_structure(tf.identity, inputs),
         )
 
@@ -219,6 +239,7 @@ class ImageAugmentation(tf.keras.layers.Layer):
             value_range=self.value_range,
             masks=inputs.get("segmentation_masks"),
             min_box_visibility=self.min_box_visibility,
+            keypoint_flip_permutation=self.keypoint_flip_permutation,
             **kwargs,
         )
         result = dict(inputs)
@@ -227,6 +248,7 @@ class ImageAugmentation(tf.keras.layers.Layer):
             result["segmentation_masks"] = out["masks"]
         if boxes_in is not None:
             boxes = _boxes_from_normalized(out["boxes"], self.bounding_box_format, size)
+            boxes = _as_dtype(boxes, boxes_in["boxes"].dtype)
             labels = boxes_in.get("labels")
             moved = dict(boxes_in, boxes=boxes)
             if labels is not None:
@@ -235,16 +257,20 @@ class ImageAugmentation(tf.keras.layers.Layer):
                     out["box_valid"], dense_labels, tf.cast(-1, dense_labels.dtype)
                 )
             if lengths is not None:
+                splits_dtype = boxes_in["boxes"].row_splits.dtype
                 moved = {
-                    k: tf.RaggedTensor.from_tensor(v, lengths=lengths)
+                    k: tf.RaggedTensor.from_tensor(
+                        v, lengths=lengths, row_splits_dtype=splits_dtype
+                    )
                     if k in ("boxes", "labels")
                     else v
                     for k, v in moved.items()
                 }
             result["bounding_boxes"] = moved
         if "keypoints" in inputs:
-            result["keypoints"] = _points_from_normalized(
-                out["keypoints"], self.bounding_box_format, size
+            result["keypoints"] = _as_dtype(
+                _points_from_normalized(out["keypoints"], self.bounding_box_format, size),
+                inputs["keypoints"].dtype,
             )
             if "keypoint_visibility" in inputs:
                 result["keypoint_visibility"] = tf.cast(
@@ -268,6 +294,11 @@ class ImageAugmentation(tf.keras.layers.Layer):
                 "value_range": list(self.value_range) if self.value_range else None,
                 "bounding_box_format": self.bounding_box_format,
                 "min_box_visibility": self.min_box_visibility,
+                "keypoint_flip_permutation": (
+                    None
+                    if self.keypoint_flip_permutation is None
+                    else list(self.keypoint_flip_permutation)
+                ),
             }
         )
         return config

@@ -28,6 +28,14 @@ BOXES_MISALIGNED = "boxes_misaligned"
 BOXES_INVALID = "boxes_invalid"
 OBJECTS_MISALIGNED = "objects_misaligned"
 KEYPOINTS_INVALID = "keypoints_invalid"
+INSTANCE_MASKS_UNSUPPORTED = "instance_masks_unsupported"
+
+# Per-object instance masks (one PNG per object) would have to move with the geometry; they do
+# not yet, so records carrying them are set aside rather than written with stale masks.
+INSTANCE_MASK_SUFFIX = "mask"
+# Keypoint features that are not coordinates: one value per object (`num`) or per keypoint
+# (`text`, `visibility`); kept aligned like every other per-object feature.
+KEYPOINT_COORDINATES = ("y", "x")
 
 BOX_SIDES = ("ymin", "xmin", "ymax", "xmax")
 
@@ -59,10 +67,27 @@ def _values(features, name: str) -> list | None:
     return list(getattr(feature, kind).value) if kind else []
 
 
+def _numbers(features, name: str, reason: str) -> list | None:
+    """A feature's values when they are numbers (float or int64 list); raises Quarantined."""
+    feature = features.get(name)
+    if feature is None:
+        return None
+    kind = feature.WhichOneof("kind")
+    if kind == "bytes_list" and feature.bytes_list.value:
+        raise Quarantined(reason, f"{name} holds bytes, not numbers")
+    return list(getattr(feature, kind).value) if kind else []
+
+
+def _is_keypoint_feature(name: str, config: AugmentConfig) -> bool:
+    return name.startswith(config.keypoint_feature_prefix)
+
+
 def read_objects(example, config: AugmentConfig, height: int, width: int) -> Objects | None:
     """The record's objects, or None when it has no box features; raises Quarantined."""
     features = example.features.feature
-    sides = [_values(features, config.box_feature_prefix + side) for side in BOX_SIDES]
+    sides = [
+        _numbers(features, config.box_feature_prefix + side, BOXES_INVALID) for side in BOX_SIDES
+    ]
     if all(side is None for side in sides):
         return None
     lengths = [None if side is None else len(side) for side in sides]
@@ -86,24 +111,36 @@ def read_objects(example, config: AugmentConfig, height: int, width: int) -> Obj
         raise Quarantined(BOXES_INVALID, "a box has ymin > ymax or xmin > xmax")
     count = len(boxes)
     normalized = (boxes / scale).astype(np.float32)
+    mask_feature = config.object_feature_prefix + INSTANCE_MASK_SUFFIX
+    if _values(features, mask_feature):
+        raise Quarantined(
+            INSTANCE_MASKS_UNSUPPORTED,
+            f"{mask_feature}: per-object masks are not moved with the image yet",
+        )
+    keypoints, visibility = _read_keypoints(features, config, count, height, width)
+    per_keypoint = count * (keypoints.shape[1] if keypoints is not None else 0)
     for name in sorted(features):
         if not name.startswith(config.object_feature_prefix):
             continue
-        if name.startswith(config.box_feature_prefix) or name.startswith(
-            config.keypoint_feature_prefix
-        ):
+        if name.startswith(config.box_feature_prefix):
             continue
+        if _is_keypoint_feature(name, config):
+            if name.removeprefix(config.keypoint_feature_prefix) in KEYPOINT_COORDINATES:
+                continue
+            allowed = {count, per_keypoint} if keypoints is not None else {count}
+        else:
+            allowed = {count}
         found = len(_values(features, name))
-        if found != count:
-            raise Quarantined(OBJECTS_MISALIGNED, f"{name} has {found} values for {count} boxes")
-    keypoints, visibility = _read_keypoints(features, config, count, height, width)
+        if found not in allowed:
+            raise Quarantined(OBJECTS_MISALIGNED, f"{name} has {found} values for {count} objects")
     return Objects(normalized, keypoints, visibility)
 
 
 def _read_keypoints(features, config: AugmentConfig, count: int, height: int, width: int):
     prefix = config.keypoint_feature_prefix
-    ys, xs = _values(features, prefix + "y"), _values(features, prefix + "x")
-    visibility = _values(features, prefix + "visibility")
+    ys = _numbers(features, prefix + "y", KEYPOINTS_INVALID)
+    xs = _numbers(features, prefix + "x", KEYPOINTS_INVALID)
+    visibility = _numbers(features, prefix + "visibility", KEYPOINTS_INVALID)
     if ys is None and xs is None:
         return None, None
     if ys is None or xs is None or len(ys) != len(xs):
@@ -117,12 +154,20 @@ def _read_keypoints(features, config: AugmentConfig, count: int, height: int, wi
             KEYPOINTS_INVALID, f"{prefix}visibility has {len(visibility)} values for {len(ys)}"
         )
     per_object = len(ys) // count if count else 0
+    permutation = config.keypoint_flip_permutation
+    if count and permutation is not None and len(permutation) != per_object:
+        raise Quarantined(
+            KEYPOINTS_INVALID,
+            f"{per_object} keypoints per object; keypoint_flip_permutation has {len(permutation)}",
+        )
     points = np.stack([np.asarray(ys, np.float64), np.asarray(xs, np.float64)], axis=-1)
-    if not np.all(np.isfinite(points)):
-        raise Quarantined(KEYPOINTS_INVALID, "a keypoint coordinate is NaN or infinite")
+    visible = np.ones(len(ys), np.int64) if visibility is None else np.asarray(visibility, np.int64)
+    # Some datasets mark unlabelled keypoints with NaN and visibility 0: allowed there only.
+    if not np.all(np.isfinite(points[visible > 0])):
+        raise Quarantined(KEYPOINTS_INVALID, "a visible keypoint's coordinate is NaN or infinite")
+    points = np.where(np.isfinite(points), points, 0.0)
     if config.box_coordinates == "pixels":
         points = points / np.array([height, width], np.float64)
-    visible = np.ones(len(ys), np.int64) if visibility is None else np.asarray(visibility, np.int64)
     return (
         points.astype(np.float32).reshape(count, per_object, 2),
         visible.reshape(count, per_object),
@@ -155,16 +200,27 @@ def write_objects(
     for i, side in enumerate(BOX_SIDES):
         feature = features[config.box_feature_prefix + side]
         feature.float_list.value[:] = kept_boxes[:, i].tolist()
+    per_object = objects.keypoints_per_object or 0
+    kept_keypoints = [i * per_object + j for i in keep for j in range(per_object)]
     for name in sorted(features):
+        kind = features[name].WhichOneof("kind")
         if (
-            name.startswith(config.object_feature_prefix)
-            and not name.startswith(config.box_feature_prefix)
-            and not name.startswith(config.keypoint_feature_prefix)
+            kind is None
+            or not name.startswith(config.object_feature_prefix)
+            or name.startswith(config.box_feature_prefix)
         ):
-            values = getattr(features[name], features[name].WhichOneof("kind")).value
-            kept = [values[i] for i in keep]
-            del values[:]
-            values.extend(kept)
+            continue
+        if _is_keypoint_feature(name, config) and (
+            name.removeprefix(config.keypoint_feature_prefix) in KEYPOINT_COORDINATES
+            or name == config.keypoint_feature_prefix + "visibility"
+        ):
+            continue  # rewritten from the moved keypoints below
+        values = getattr(features[name], kind).value
+        # Per-keypoint features (`keypoint/text`) have count * K values; all others count.
+        indices = kept_keypoints if per_object and len(values) == count * per_object else keep
+        kept = [values[i] for i in indices]
+        del values[:]
+        values.extend(kept)
     if objects.keypoints is not None:
         prefix = config.keypoint_feature_prefix
         points = keypoints[keep]

@@ -5,6 +5,7 @@ name, fingerprint and seed, as one PNG."""
 from __future__ import annotations
 
 import dataclasses
+import math
 
 import numpy as np
 
@@ -139,9 +140,12 @@ def _choose(pattern: str, config, rows: int):
 
 
 def preview_from_pattern(pattern: str, config, rows: int = 6, max_copies: int = 6):
-    """(sheet, channels) from the first decodable records of `pattern`: each beside the copies
-    the offline expansion writes for it (the same seeds, boxes and keypoints moved alike).
-    (None, None) when nothing decodes."""
+    """(sheet, channels) from the first decodable records of `pattern`: each beside copies
+    1..min(K, max_copies) as the offline expansion seeds them (boxes and keypoints moved alike).
+    With `copies_per_class` a row shows its class's number (rounded up); with `balance` the
+    sheet shows K, since the class counts are known only to a run. (None, None) when nothing
+    decodes."""
+    from tfx_image_augment.balance import copies_wanted
     from tfx_image_augment.config import copy_seed
     from tfx_image_augment.core import augment_targets
     from tfx_image_augment.objects import padded
@@ -155,6 +159,10 @@ def preview_from_pattern(pattern: str, config, rows: int = 6, max_copies: int = 
     policy = config.loaded_policy
     sheet_rows, titles = [], []
     for pixels, key, objects, label in chosen:
+        if config.copies_per_class is not None:
+            copies = min(math.ceil(copies_wanted(config, label, {})), max_copies)
+        if copies == 0:
+            continue
         seeds = np.array([copy_seed(config.seed, key, k) for k in range(1, copies + 1)], np.int64)
         targets = {}
         if objects is not None:
@@ -168,6 +176,7 @@ def preview_from_pattern(pattern: str, config, rows: int = 6, max_copies: int = 
             policy,
             value_range=config.value_range,
             min_box_visibility=config.min_box_visibility,
+            keypoint_flip_permutation=config.keypoint_flip_permutation,
             **targets,
         )
         out = {name: value.numpy() for name, value in out.items()}
@@ -180,6 +189,8 @@ def preview_from_pattern(pattern: str, config, rows: int = 6, max_copies: int = 
         f"policy {policy.name or 'custom'} ({policy.fingerprint[:12]}), seed {config.seed}; "
         f"each row: an original, then its copies"
     )
+    if not sheet_rows:  # every class shown gets no copies
+        return None, first_shape[-1]
     sheet = contact_sheet(sheet_rows, titles if any(titles) else None, header)
     return sheet, first_shape[-1]
 
@@ -215,6 +226,7 @@ def write_augmentation_model(model_dir: str, input_pattern: str, config) -> None
         model_dir,
         channels=channels or 3,
         min_box_visibility=config.min_box_visibility,
+        keypoint_flip_permutation=config.keypoint_flip_permutation,
     )
     if sheet is not None:
         write_png(os.path.join(model_dir, PREVIEW_FILE), sheet)
