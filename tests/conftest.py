@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import os
 import pathlib
+import subprocess
+import sys
 
 import pytest
 from hypothesis import settings
@@ -34,3 +36,18 @@ def cifar_dir() -> pathlib.Path:
     if not (CIFAR_DIR / "train").is_dir():
         pytest.skip(CIFAR_MISSING)
     return CIFAR_DIR
+
+
+def run_python(code: str, unset=("TF_USE_LEGACY_KERAS",), **env: str):
+    """`code` in a fresh interpreter of this environment, run from the project root, with the
+    variables in `unset` removed (what a new user's shell would not have) and `env` added."""
+    full_env = {k: v for k, v in os.environ.items() if k not in unset}
+    full_env.update(env)
+    return subprocess.run(
+        [sys.executable, "-c", code],
+        cwd=PROJECT_ROOT,
+        env=full_env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )

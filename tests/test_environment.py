@@ -2,30 +2,15 @@
 
 from __future__ import annotations
 
-import os
 import subprocess
-import sys
 
 import pytest
 
-from tests.conftest import PROJECT_ROOT
+from tests.conftest import run_python
 
 
 def _run_python(code: str, **env: str) -> subprocess.CompletedProcess:
-    full_env = {
-        k: v
-        for k, v in os.environ.items()
-        if k not in ("TF_USE_LEGACY_KERAS", "TF_CPP_MIN_LOG_LEVEL")
-    }
-    full_env.update(env)
-    return subprocess.run(
-        [sys.executable, "-c", code],
-        cwd=PROJECT_ROOT,
-        env=full_env,
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )
+    return run_python(code, unset=("TF_USE_LEGACY_KERAS", "TF_CPP_MIN_LOG_LEVEL"), **env)
 
 
 def test_importing_the_project_and_tfx_prints_no_warning_wall():

@@ -243,18 +243,10 @@ def augment_targets(
     if masks is not None:
         given["masks"] = tf.convert_to_tensor(masks)
     if boxes is not None:
-        given["boxes"] = tf.cast(tf.convert_to_tensor(boxes), tf.float32)
-        given["box_valid"] = (
-            tf.ones(tf.shape(given["boxes"])[:-1], tf.bool)
-            if box_valid is None
-            else tf.cast(tf.convert_to_tensor(box_valid), tf.bool)
-        )
+        given["boxes"], given["box_valid"] = _coordinates_and_flags(boxes, box_valid)
     if keypoints is not None:
-        given["keypoints"] = tf.cast(tf.convert_to_tensor(keypoints), tf.float32)
-        given["keypoint_visible"] = (
-            tf.ones(tf.shape(given["keypoints"])[:-1], tf.bool)
-            if keypoint_visible is None
-            else tf.cast(tf.convert_to_tensor(keypoint_visible), tf.bool)
+        given["keypoints"], given["keypoint_visible"] = _coordinates_and_flags(
+            keypoints, keypoint_visible
         )
     single = images.shape.rank == 3
     if single:
@@ -294,6 +286,14 @@ def augment_targets(
     if single:
         result = {k: v[0] for k, v in result.items()}
     return result
+
+
+def _coordinates_and_flags(values, flags):
+    """float32 coordinates [..., D] and their bool flags [...] (all True when not given)."""
+    values = tf.cast(tf.convert_to_tensor(values), tf.float32)
+    if flags is None:
+        return values, tf.ones(tf.shape(values)[:-1], tf.bool)
+    return values, tf.cast(tf.convert_to_tensor(flags), tf.bool)
 
 
 _GRAPHS: dict = {}
