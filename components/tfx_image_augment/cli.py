@@ -210,6 +210,7 @@ def _preview(args, log) -> int:
 
 
 def main(argv: list[str] | None = None) -> int:
+    environment.configure()  # an entry point: quiet logs here and in Beam's workers
     argv = list(sys.argv[1:] if argv is None else argv)
     beam_args: list[str] = []
     if "--" in argv:
