@@ -5,14 +5,16 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import tensorflow as tf
-from tfx_image_augment import codec
+from tfx_image_augment import codec, load_policy
 from tfx_image_augment.config import AugmentConfig
+from tfx_image_augment.core import augment
 from tfx_image_augment.expansion import (
     CorruptInputError,
     QuarantineLimitExceeded,
     first_quarantine_reasons,
 )
 from tfx_image_augment.records import (
+    QUARANTINE_DETAIL_FEATURE,
     QUARANTINE_REASON_FEATURE,
     QUARANTINE_RECORD_FEATURE,
     compression_of,
@@ -75,7 +77,8 @@ def _catalogue() -> dict[str, bytes]:
     }
 
 
-def _quarantined(augmented) -> list[tuple[str, bytes]]:
+def _quarantined(augmented) -> list[tuple[str, bytes, str]]:
+    """(reason, the input record, detail) of every quarantined record."""
     out = []
     for record in read_records(f"{augmented.uri}/quarantine/Split-train/*"):
         features = tf.train.Example.FromString(record).features.feature
@@ -83,6 +86,7 @@ def _quarantined(augmented) -> list[tuple[str, bytes]]:
             (
                 features[QUARANTINE_REASON_FEATURE].bytes_list.value[0].decode(),
                 features[QUARANTINE_RECORD_FEATURE].bytes_list.value[0],
+                features[QUARANTINE_DETAIL_FEATURE].bytes_list.value[0].decode(),
             )
         )
     return out
@@ -108,8 +112,8 @@ def test_catalogue_of_broken_inputs_is_quarantined_whole_and_counted(tmp_path):
     assert split["originals_written"] == 40 and split["copies_written"] == 80
     # Each bad record sits in the quarantine whole and unchanged, beside its reason.
     quarantined = _quarantined(augmented)
-    assert sorted(r for r, _ in quarantined) == sorted(n.split("/")[0] for n in broken)
-    assert sorted(rec for _, rec in quarantined) == sorted(broken.values())
+    assert sorted(r for r, _, _ in quarantined) == sorted(n.split("/")[0] for n in broken)
+    assert sorted(rec for _, rec, _ in quarantined) == sorted(broken.values())
 
 
 def test_masks_missing_or_mismatched_are_quarantined(tmp_path):
@@ -200,3 +204,73 @@ def test_first_quarantine_reasons_reads_gzipped_and_plain_files(tmp_path):
         "image_empty (image: zero bytes)",
         "not_an_image (image: 1 bytes with no signature)",
     ]
+
+
+def _raw_float_record(pixels: np.ndarray, label: int) -> bytes:
+    feature = tf.train.Feature(float_list=tf.train.FloatList(value=pixels.ravel().tolist()))
+    return _example(feature, label=label).SerializeToString()
+
+
+def _copies_by_label(augmented) -> dict[int, list[tf.train.Example]]:
+    out: dict[int, list] = {}
+    for record in read_records(f"{augmented.uri}/Split-train/*"):
+        example = tf.train.Example.FromString(record)
+        out.setdefault(example.features.feature["label"].int64_list.value[0], []).append(example)
+    return out
+
+
+def test_raw_float_pixels_not_finite_or_out_of_range_are_caught(tmp_path):
+    photos = real.photo_crops(16, 8, seed=5).astype(np.float32) / 255.0  # real pixels in [0, 1]
+    with_nan, with_inf = photos[5].copy(), photos[6].copy()
+    with_nan[3, 4, 1] = np.nan
+    with_inf[0, 0, 0] = np.inf
+    overexposed = photos[7] / photos[7].max() * np.float32(1.2)  # peaks at 1.2
+    records = [_raw_float_record(p, label=i) for i, p in enumerate(photos[:5])]
+    bad = {
+        codec.IMAGE_NOT_FINITE + "/nan": _raw_float_record(with_nan, 5),
+        codec.IMAGE_NOT_FINITE + "/inf": _raw_float_record(with_inf, 6),
+        codec.IMAGE_OUT_OF_RANGE: _raw_float_record(overexposed, 7),
+    }
+    examples = examples_artifact(tmp_path / "in", {"train": records + list(bad.values())})
+    config = AugmentConfig(
+        policy="light", num_copies=2, image_shape=(16, 16, 3), max_quarantine_fraction=0.5
+    )
+
+    # Default: out_of_range="quarantine".
+    augmented, _ = run_executor(examples, tmp_path / "quarantine", config)
+    split = counts(augmented)["train"]
+    assert split["quarantined"] == {codec.IMAGE_NOT_FINITE: 2, codec.IMAGE_OUT_OF_RANGE: 1}
+    assert split["examples_read"] == split["originals_written"] + 3 == 8
+    assert split["copies_written"] == 10
+    quarantined = _quarantined(augmented)
+    assert sorted(rec for _, rec, _ in quarantined) == sorted(bad.values())
+    details = {rec: detail for _, rec, detail in quarantined}
+    assert details[bad[codec.IMAGE_NOT_FINITE + "/nan"]] == (
+        "image: 1 of 768 values are NaN or infinite"
+    )
+    assert details[bad[codec.IMAGE_OUT_OF_RANGE]].startswith("image: values span [")
+    assert "1.2], outside value_range [0, 1]" in details[bad[codec.IMAGE_OUT_OF_RANGE]]
+    for examples_of_label in _copies_by_label(augmented).values():
+        for example in examples_of_label:
+            values = np.asarray(example.features.feature["image"].float_list.value)
+            assert np.isfinite(values).all() and values.min() >= 0 and values.max() <= 1
+
+    # out_of_range="clip": the overexposed image is clipped to [0, 1], then augmented; its
+    # original is written unchanged. Non-finite values are quarantined all the same.
+    clipping = AugmentConfig(**{**config.to_dict(), "out_of_range": "clip"}).validate()
+    augmented, _ = run_executor(examples, tmp_path / "clip", clipping)
+    split = counts(augmented)["train"]
+    assert split["quarantined"] == {codec.IMAGE_NOT_FINITE: 2}
+    assert split["originals_written"] == 6 and split["copies_written"] == 12
+    written = _copies_by_label(augmented)[7]
+    assert len(written) == 3
+    policy = load_policy("light")
+    for example in written:
+        features = example.features.feature
+        stored = np.asarray(features["image"].float_list.value, np.float32).reshape(16, 16, 3)
+        if features["aug_copy_index"].int64_list.value[0] == 0:
+            np.testing.assert_array_equal(stored, overexposed)
+            continue
+        seed = np.array([list(features["aug_seed"].int64_list.value)], np.int64)
+        expected = augment(np.clip(overexposed, 0, 1)[None], seed, policy).numpy()[0]
+        np.testing.assert_array_equal(stored, expected)

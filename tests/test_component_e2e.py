@@ -58,6 +58,7 @@ def _examples_channel():
             {"max_quarantine_fraction": "0.5"},
             "'max_quarantine_fraction' must be a number in [0, 1]; got '0.5'.",
         ),
+        ({"out_of_range": "wrap"}, "'out_of_range' must be 'quarantine' or 'clip'; got 'wrap'."),
     ],
 )
 def test_parameters_are_validated_when_the_pipeline_is_built(kwargs, message):

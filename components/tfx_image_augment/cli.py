@@ -72,6 +72,12 @@ def _parser() -> argparse.ArgumentParser:
             type=lambda t: _numbers(t, float, 2, "--value-range"),
             help="LO,HI of raw float pixels",
         )
+        sub.add_argument(
+            "--out-of-range",
+            default="quarantine",
+            choices=("quarantine", "clip"),
+            help="raw float pixels outside --value-range: quarantine the example, or clip them",
+        )
 
     run = commands.add_parser("run", help="write the augmented dataset")
     common(run)
@@ -115,6 +121,7 @@ def _config(args, **extra):
         key_feature=args.key_feature,
         image_shape=args.image_shape,
         value_range=args.value_range,
+        out_of_range=args.out_of_range,
         **extra,
     ).validate()
 

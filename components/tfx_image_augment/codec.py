@@ -23,6 +23,11 @@ KEY_MISSING = "key_missing"
 MASK_MISSING = "mask_missing"
 MASK_INVALID = "mask_invalid"
 MASK_SHAPE_MISMATCH = "mask_shape_mismatch"
+IMAGE_NOT_FINITE = "image_not_finite"
+IMAGE_OUT_OF_RANGE = "image_out_of_range"
+
+# The core's range for float pixels when `value_range` is not given.
+DEFAULT_VALUE_RANGE = (0.0, 1.0)
 
 
 class Quarantined(Exception):
@@ -74,7 +79,8 @@ def decode_pixels(feature, config: AugmentConfig, name: str, channels: int | Non
                 raise Quarantined(
                     IMAGE_BAD_SHAPE, f"{name}: {len(values)} floats, expected {size} for {shape}"
                 )
-            return np.asarray(values, np.float32).reshape(shape), "raw_float"
+            pixels = np.asarray(values, np.float32).reshape(shape)
+            return _checked_float_pixels(pixels, config, name), "raw_float"
         if kind == "int64_list":
             values = np.asarray(feature.int64_list.value)
             if len(values) != size:
@@ -116,6 +122,30 @@ def decode_pixels(feature, config: AugmentConfig, name: str, channels: int | Non
             IMAGE_BAD_SHAPE, f"{name}: {pixels.shape[-1]} channels; 1, 3 or 4 are supported"
         )
     return pixels, fmt
+
+
+def _checked_float_pixels(pixels: np.ndarray, config: AugmentConfig, name: str) -> np.ndarray:
+    """Raw float pixels that are finite and inside `value_range` (clipped there when the config
+    says so); otherwise raises Quarantined. One NaN would spread through every copy."""
+    finite = np.isfinite(pixels)
+    if not finite.all():
+        raise Quarantined(
+            IMAGE_NOT_FINITE,
+            f"{name}: {pixels.size - int(finite.sum())} of {pixels.size} values are NaN or "
+            "infinite",
+        )
+    # Compared in float32, as the pixels are: 0.1 as a float64 bound would reject float32(0.1).
+    low, high = (np.float32(v) for v in (config.value_range or DEFAULT_VALUE_RANGE))
+    lowest, highest = pixels.min(), pixels.max()
+    if low <= lowest and highest <= high:
+        return pixels
+    if config.out_of_range == "clip":
+        return np.clip(pixels, low, high)
+    raise Quarantined(
+        IMAGE_OUT_OF_RANGE,
+        f"{name}: values span [{lowest:g}, {highest:g}], outside value_range "
+        f"[{low:g}, {high:g}] (out_of_range='quarantine')",
+    )
 
 
 def has_values(feature) -> bool:

@@ -47,6 +47,7 @@ class ImageAugment(base_beam_component.BaseBeamComponent):
         provenance: bool = True,
         max_quarantine_fraction: float = 0.01,
         batch_size: int = 64,
+        out_of_range: str = "quarantine",
     ):
         """Builds the component; every parameter is validated here, when the pipeline is built.
 
@@ -82,6 +83,10 @@ class ImageAugment(base_beam_component.BaseBeamComponent):
           max_quarantine_fraction: the run fails when more than this fraction (0-1) of the
             augmented splits' examples is quarantined (bad records are kept whole either way).
           batch_size: images per TensorFlow call on the workers, 1-4096.
+          out_of_range: what happens to raw float pixels outside `value_range`: "quarantine"
+            (`image_out_of_range`, the default) or "clip" (clipped to the range before
+            augmenting; the original is written unchanged). NaN or infinite values are always
+            quarantined (`image_not_finite`).
 
         Raises:
           ValueError: a parameter breaks its rule; the one-sentence message names it (an
@@ -103,6 +108,7 @@ class ImageAugment(base_beam_component.BaseBeamComponent):
             provenance=provenance,
             max_quarantine_fraction=max_quarantine_fraction,
             batch_size=batch_size,
+            out_of_range=out_of_range,
         ).validate()
         spec = ImageAugmentSpec(
             **{

@@ -12,6 +12,7 @@ from typing import Any
 from tfx_image_augment.policy import PRESETS, Policy, load_policy
 
 OUTPUT_FORMATS = ("same", "png", "jpeg")
+OUT_OF_RANGE_ACTIONS = ("quarantine", "clip")
 SEED_SCHEME = "image-augment/v1"
 # The seed is an int64 wherever it goes: ML Metadata, the Keras layer, the exported model.
 SEED_MIN, SEED_MAX = -(2**63), 2**63 - 1
@@ -44,6 +45,7 @@ class AugmentConfig:
     provenance: bool = True
     max_quarantine_fraction: float = 0.01
     batch_size: int = 64
+    out_of_range: str = "quarantine"  # raw float pixels outside value_range: or "clip"
 
     def validate(self) -> AugmentConfig:
         load_policy(self.policy)  # raises PolicyError (a ValueError) with its own sentence
@@ -94,6 +96,8 @@ class AugmentConfig:
             )
         if not _is_integer(self.batch_size) or not 1 <= self.batch_size <= 4096:
             raise fail("batch_size", "an integer in [1, 4096]", self.batch_size)
+        if self.out_of_range not in OUT_OF_RANGE_ACTIONS:
+            raise fail("out_of_range", "'quarantine' or 'clip'", self.out_of_range)
         return self
 
     @property
