@@ -27,6 +27,8 @@ from tfx_image_augment.codec import (
     MASK_SHAPE_MISMATCH,
     NOT_AN_EXAMPLE,
     Quarantined,
+    core_inputs,
+    core_outputs,
     decode_pixels,
     encode_batch,
     output_format,
@@ -210,18 +212,19 @@ class AugmentBatchFn(beam.DoFn):
         for items in groups.values():
             seeds = np.array([copy_seed(config.seed, d.key, k) for k, d in items], np.int64)
             images = np.stack([d.pixels for _, d in items])
-            value_range = config.value_range if images.dtype != np.uint8 else None
+            core_images, value_range = core_inputs(images, config)
             first = items[0][1]
             if first.mask is not None:
                 masks = np.stack([d.mask for _, d in items])
                 out, out_masks = augment(
-                    images, seeds, self._plan, value_range=value_range, masks=masks
+                    core_images, seeds, self._plan, value_range=value_range, masks=masks
                 )
                 mask_values = encode_batch(out_masks.numpy(), first.mask_format, config)
             else:
-                out = augment(images, seeds, self._plan, value_range=value_range)
-            image_values = encode_batch(out.numpy(), first.image_format, config)
-            image_fmt = output_format(first.image_format, config, images.shape[-1])
+                out = augment(core_images, seeds, self._plan, value_range=value_range)
+            out = core_outputs(out.numpy(), images.dtype)
+            image_values = encode_batch(out, first.image_format, config)
+            image_fmt = output_format(first.image_format, config, images.shape[-1], images.dtype)
             for i, (copy_index, decoded) in enumerate(items):
                 example = tf.train.Example.FromString(decoded.record)
                 features = example.features.feature

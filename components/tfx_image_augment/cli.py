@@ -73,6 +73,12 @@ def _parser() -> argparse.ArgumentParser:
             help="LO,HI of raw float pixels",
         )
         sub.add_argument(
+            "--max-image-pixels",
+            type=int,
+            default=50_000_000,
+            help="quarantine larger images (width x height, read from the header) unread",
+        )
+        sub.add_argument(
             "--out-of-range",
             default="quarantine",
             choices=("quarantine", "clip"),
@@ -121,6 +127,7 @@ def _config(args, **extra):
         key_feature=args.key_feature,
         image_shape=args.image_shape,
         value_range=args.value_range,
+        max_image_pixels=args.max_image_pixels,
         out_of_range=args.out_of_range,
         **extra,
     ).validate()

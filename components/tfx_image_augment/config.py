@@ -13,6 +13,9 @@ from tfx_image_augment.policy import PRESETS, Policy, load_policy
 
 OUTPUT_FORMATS = ("same", "png", "jpeg")
 OUT_OF_RANGE_ACTIONS = ("quarantine", "clip")
+# Pillow's decompression-bomb guard is of this order; one such RGB image takes about 0.6 GB
+# as float32 in the core.
+DEFAULT_MAX_IMAGE_PIXELS = 50_000_000
 SEED_SCHEME = "image-augment/v1"
 # The seed is an int64 wherever it goes: ML Metadata, the Keras layer, the exported model.
 SEED_MIN, SEED_MAX = -(2**63), 2**63 - 1
@@ -45,6 +48,7 @@ class AugmentConfig:
     provenance: bool = True
     max_quarantine_fraction: float = 0.01
     batch_size: int = 64
+    max_image_pixels: int = DEFAULT_MAX_IMAGE_PIXELS  # larger images are quarantined
     out_of_range: str = "quarantine"  # raw float pixels outside value_range: or "clip"
 
     def validate(self) -> AugmentConfig:
@@ -96,8 +100,20 @@ class AugmentConfig:
             )
         if not _is_integer(self.batch_size) or not 1 <= self.batch_size <= 4096:
             raise fail("batch_size", "an integer in [1, 4096]", self.batch_size)
+        if not _is_integer(self.max_image_pixels) or self.max_image_pixels < 1:
+            raise fail("max_image_pixels", "a positive integer", self.max_image_pixels)
         if self.out_of_range not in OUT_OF_RANGE_ACTIONS:
             raise fail("out_of_range", "'quarantine' or 'clip'", self.out_of_range)
+        if (
+            self.image_shape is not None
+            and self.image_shape[0] * self.image_shape[1] > self.max_image_pixels
+        ):
+            # Raw pixels all have image_shape: every example would be quarantined.
+            raise fail(
+                "image_shape",
+                f"at most max_image_pixels={self.max_image_pixels} pixels (height x width)",
+                self.image_shape,
+            )
         return self
 
     @property
