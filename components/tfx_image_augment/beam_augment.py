@@ -16,6 +16,7 @@ Pass-through splits: ReadFromTFRecord -> AddProvenance -> WriteToTFRecord.
 from __future__ import annotations
 
 import dataclasses
+import functools
 from collections import defaultdict
 
 import apache_beam as beam
@@ -25,6 +26,7 @@ from tfx_image_augment.codec import (
     IMAGE_MISSING,
     MASK_MISSING,
     MASK_SHAPE_MISMATCH,
+    MAX_BATCH_PIXELS,
     NOT_AN_EXAMPLE,
     Quarantined,
     core_inputs,
@@ -241,6 +243,24 @@ class AugmentBatchFn(beam.DoFn):
                 yield example.SerializeToString(deterministic=True)
 
 
+def batch_weight(slot_pixels: int, element: tuple[int, DecodedExample]) -> int:
+    """A copy's share of a batch of `batch_size` slots of `slot_pixels` each: 1 for an image up
+    to that size, proportionally more for a larger one."""
+    height, width = element[1].pixels.shape[:2]
+    return max(1, (height * width + slot_pixels - 1) // slot_pixels)  # rounded up
+
+
+def batch_copies(batch_size: int) -> beam.PTransform:
+    """(copy_index, DecodedExample) -> lists of at most `batch_size` copies and at most
+    MAX_BATCH_PIXELS pixels; a larger image goes alone. Sizes are in slots (`batch_weight`):
+    Beam 2.59's BatchElements bounds one total, and has no max_batch_weight."""
+    return beam.BatchElements(
+        min_batch_size=max(1, batch_size // 2),
+        max_batch_size=batch_size,
+        element_size_fn=functools.partial(batch_weight, max(1, MAX_BATCH_PIXELS // batch_size)),
+    )
+
+
 class AddProvenanceFn(beam.DoFn):
     """Pass-through splits: every record unchanged but for provenance (copy 0, its key)."""
 
@@ -318,11 +338,7 @@ class AugmentSplit(beam.PTransform):
         ).with_outputs(FanOutFn.ORIGINALS, main="copies")
         augmented = (
             fanned.copies
-            | f"Batch[{split}]"
-            >> beam.BatchElements(
-                min_batch_size=max(1, self._config.batch_size // 2),
-                max_batch_size=self._config.batch_size,
-            )
+            | f"Batch[{split}]" >> batch_copies(self._config.batch_size)
             | f"Augment[{split}]" >> beam.ParDo(AugmentBatchFn(config_json, split))
         )
         # Two sinks rather than a Flatten into one: the DirectRunner materialises a flattened

@@ -84,7 +84,8 @@ class ImageAugment(base_beam_component.BaseBeamComponent):
             (two int64s) to every written record, pass-through splits included.
           max_quarantine_fraction: the run fails when more than this fraction (0-1) of the
             augmented splits' examples is quarantined (bad records are kept whole either way).
-          batch_size: images per TensorFlow call on the workers, 1-4096.
+          batch_size: images per TensorFlow call on the workers, 1-4096. A batch also holds
+            at most 64 * 448 * 448 pixels; a larger single image is augmented alone.
           max_image_pixels: an encoded image whose header says width x height is above this
             positive integer is quarantined (`image_too_large`) before it is decoded, so one
             huge or decompression-bomb image cannot exhaust a worker's memory. Raw pixels:
