@@ -13,8 +13,8 @@ from tfx_image_augment.policy import PRESETS, Policy, load_policy
 
 OUTPUT_FORMATS = ("same", "png", "jpeg")
 OUT_OF_RANGE_ACTIONS = ("quarantine", "clip")
-# Pillow's decompression-bomb guard is of this order; one such RGB image takes about 0.6 GB
-# as float32 in the core.
+# Of the order of Pillow's decompression-bomb guard (it warns above 89.5 M pixels). An RGB
+# image this large peaks at about 4 GB in a worker (benchmarks/results/memory.md).
 DEFAULT_MAX_IMAGE_PIXELS = 50_000_000
 SEED_SCHEME = "image-augment/v1"
 # The seed is an int64 wherever it goes: ML Metadata, the Keras layer, the exported model.
