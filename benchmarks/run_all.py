@@ -8,7 +8,7 @@ from __future__ import annotations
 import argparse
 import time
 
-from benchmarks import accuracy, core_ops, offline
+from benchmarks import accuracy, core_ops, memory, offline
 
 
 def main(argv=None) -> None:
@@ -20,6 +20,7 @@ def main(argv=None) -> None:
     offline.main(flags)
     core_ops.main(flags)
     accuracy.main(flags)
+    memory.main()  # three CLI runs, under two minutes: no quick variant
     print(f"\nAll benchmarks took {time.time() - started:.0f} s; results in benchmarks/results/.")
 
 

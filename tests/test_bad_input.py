@@ -2,17 +2,25 @@
 
 from __future__ import annotations
 
+import functools
+import io
+import struct
+import zlib
+
 import numpy as np
 import pytest
 import tensorflow as tf
-from tfx_image_augment import codec
+from PIL import Image
+from tfx_image_augment import codec, load_policy
 from tfx_image_augment.config import AugmentConfig
+from tfx_image_augment.core import augment
 from tfx_image_augment.expansion import (
     CorruptInputError,
     QuarantineLimitExceeded,
     first_quarantine_reasons,
 )
 from tfx_image_augment.records import (
+    QUARANTINE_DETAIL_FEATURE,
     QUARANTINE_REASON_FEATURE,
     QUARANTINE_RECORD_FEATURE,
     compression_of,
@@ -43,6 +51,53 @@ def _png(pixels: np.ndarray) -> bytes:
     return tf.io.encode_png(pixels).numpy()
 
 
+def _pil(frames, fmt: str, **options) -> bytes:
+    """Images encoded by Pillow (TensorFlow writes no GIF, BMP or animated PNG); more than one
+    frame makes an animation."""
+    first, *rest = (Image.fromarray(np.asarray(f)) for f in frames)
+    if rest:
+        options.update(save_all=True, append_images=rest)
+    buffer = io.BytesIO()
+    first.save(buffer, fmt, **options)
+    return buffer.getvalue()
+
+
+def _png_chunk(kind: bytes, body: bytes) -> bytes:
+    return struct.pack(">I", len(body)) + kind + body + struct.pack(">I", zlib.crc32(kind + body))
+
+
+@functools.cache
+def _png_bomb(width: int = 8000, height: int = 8000) -> bytes:
+    """A valid 8-bit grey PNG of width x height (default 64 MP, above the default limit) that
+    is a few hundred KB: a real photo in its top-left corner, black elsewhere. Compressed row by
+    row, so it is never held decoded here."""
+    photo = real.sample_photos()[0][: min(height, 427), : min(width, 640), 1]
+    compressor = zlib.compressobj()
+    blank = bytes(width + 1)  # filter byte 0, then the row
+    rows = []
+    for y in range(height):
+        row = bytearray(blank)
+        if y < photo.shape[0]:
+            row[1 : 1 + photo.shape[1]] = photo[y].tobytes()
+        rows.append(compressor.compress(bytes(row)))
+    data = b"".join(rows) + compressor.flush()
+    header = struct.pack(">IIBBBBB", width, height, 8, 0, 0, 0, 0)
+    return (
+        b"\x89PNG\r\n\x1a\n"
+        + _png_chunk(b"IHDR", header)
+        + _png_chunk(b"IDAT", data)
+        + _png_chunk(b"IEND", b"")
+    )
+
+
+def _gif_on_a_larger_screen(photo: np.ndarray) -> bytes:
+    """A still GIF whose logical screen is 8 pixels larger than its one frame: TensorFlow
+    decodes the frame alone, at a size other than the header's."""
+    data = bytearray(_pil([photo], "GIF"))
+    data[6:10] = struct.pack("<HH", photo.shape[1] + 8, photo.shape[0] + 8)
+    return bytes(data)
+
+
 def _good_records(count: int) -> list[bytes]:
     """Real photo crops as PNG examples (the images that scikit-learn ships)."""
     return [
@@ -57,7 +112,14 @@ def _catalogue() -> dict[str, bytes]:
     png = _png(photo)
     jpeg = tf.io.encode_jpeg(photo, quality=90).numpy()
     gray_alpha = np.concatenate([photo[..., :1], photo[..., :1]], axis=-1)
+    frames = real.photo_crops(24, 3, seed=4)
     return {
+        codec.IMAGE_TOO_LARGE: _example(_bytes(_png_bomb())).SerializeToString(),
+        codec.IMAGE_ANIMATED + "/gif": _example(_bytes(_pil(frames, "GIF"))).SerializeToString(),
+        codec.IMAGE_ANIMATED + "/apng": _example(_bytes(_pil(frames, "PNG"))).SerializeToString(),
+        codec.IMAGE_UNDECODABLE + "/gif": _example(
+            _bytes(_gif_on_a_larger_screen(photo))
+        ).SerializeToString(),
         codec.IMAGE_EMPTY: _example(_bytes(b"")).SerializeToString(),
         codec.NOT_AN_IMAGE: _example(_bytes(b"this is not a picture")).SerializeToString(),
         codec.IMAGE_UNDECODABLE + "/png": _example(
@@ -75,7 +137,8 @@ def _catalogue() -> dict[str, bytes]:
     }
 
 
-def _quarantined(augmented) -> list[tuple[str, bytes]]:
+def _quarantined(augmented) -> list[tuple[str, bytes, str]]:
+    """(reason, the input record, detail) of every quarantined record."""
     out = []
     for record in read_records(f"{augmented.uri}/quarantine/Split-train/*"):
         features = tf.train.Example.FromString(record).features.feature
@@ -83,6 +146,7 @@ def _quarantined(augmented) -> list[tuple[str, bytes]]:
             (
                 features[QUARANTINE_REASON_FEATURE].bytes_list.value[0].decode(),
                 features[QUARANTINE_RECORD_FEATURE].bytes_list.value[0],
+                features[QUARANTINE_DETAIL_FEATURE].bytes_list.value[0].decode(),
             )
         )
     return out
@@ -108,8 +172,17 @@ def test_catalogue_of_broken_inputs_is_quarantined_whole_and_counted(tmp_path):
     assert split["originals_written"] == 40 and split["copies_written"] == 80
     # Each bad record sits in the quarantine whole and unchanged, beside its reason.
     quarantined = _quarantined(augmented)
-    assert sorted(r for r, _ in quarantined) == sorted(n.split("/")[0] for n in broken)
-    assert sorted(rec for _, rec in quarantined) == sorted(broken.values())
+    assert sorted(r for r, _, _ in quarantined) == sorted(n.split("/")[0] for n in broken)
+    assert sorted(rec for _, rec, _ in quarantined) == sorted(broken.values())
+    details = {rec: detail for _, rec, detail in quarantined}
+    assert details[broken[codec.IMAGE_TOO_LARGE]] == (
+        "image: png of 8000x8000 = 64,000,000 pixels, above max_image_pixels=50,000,000"
+    )
+    for name in (codec.IMAGE_ANIMATED + "/gif", codec.IMAGE_ANIMATED + "/apng"):
+        assert "of 3 frames" in details[broken[name]]
+    assert details[broken[codec.IMAGE_UNDECODABLE + "/gif"]] == (
+        "image: gif decodes to 24x24, its header says 32x32"
+    )
 
 
 def test_masks_missing_or_mismatched_are_quarantined(tmp_path):
@@ -121,7 +194,11 @@ def test_masks_missing_or_mismatched_are_quarantined(tmp_path):
     ]
     wrong = _example(_bytes(_png(crops[4])), mask=_bytes(_png(mask[:20]))).SerializeToString()
     missing = _example(_bytes(_png(crops[5]))).SerializeToString()
-    examples = examples_artifact(tmp_path / "in", {"train": good + [wrong, missing]})
+    # 16-bit labels cannot be kept in an 8-bit mask: set aside, not reduced.
+    deep = _example(
+        _bytes(_png(crops[3])), mask=_bytes(_png(mask.astype(np.uint16) * 300))
+    ).SerializeToString()
+    examples = examples_artifact(tmp_path / "in", {"train": good + [wrong, missing, deep]})
     augmented, _ = run_executor(
         examples,
         tmp_path,
@@ -132,7 +209,11 @@ def test_masks_missing_or_mismatched_are_quarantined(tmp_path):
     assert counts(augmented)["train"]["quarantined"] == {
         codec.MASK_SHAPE_MISMATCH: 1,
         codec.MASK_MISSING: 1,
+        codec.MASK_INVALID: 1,
     }
+    assert [(r, d) for r, rec, d in _quarantined(augmented) if rec == deep] == [
+        (codec.MASK_INVALID, "mask: 16-bit PNG; a mask holds 8-bit labels")
+    ]
     for record in read_records(f"{augmented.uri}/Split-train/*"):
         features = tf.train.Example.FromString(record).features.feature
         out_mask = tf.io.decode_png(features["mask"].bytes_list.value[0]).numpy()
@@ -200,3 +281,154 @@ def test_first_quarantine_reasons_reads_gzipped_and_plain_files(tmp_path):
         "image_empty (image: zero bytes)",
         "not_an_image (image: 1 bytes with no signature)",
     ]
+
+
+def _photo_30x20() -> np.ndarray:
+    return real.sample_photos()[1][100:120, 200:230]  # not square: width and height differ
+
+
+@pytest.mark.parametrize(
+    "name, encode, header",
+    [
+        ("png", lambda p: _png(p), codec.ImageHeader(30, 20)),
+        ("png 16-bit", lambda p: _png(p.astype(np.uint16) * 257), codec.ImageHeader(30, 20, 1, 16)),
+        ("apng", lambda p: _pil([p, p[::-1], p[:, ::-1]], "PNG"), codec.ImageHeader(30, 20, 3)),
+        ("jpeg", lambda p: tf.io.encode_jpeg(p).numpy(), codec.ImageHeader(30, 20)),
+        ("jpeg progressive", lambda p: _pil([p], "JPEG", progressive=True), None),
+        ("jpeg with exif", lambda p: _pil([p], "JPEG", exif=Image.Exif()), None),
+        ("gif", lambda p: _pil([p], "GIF"), codec.ImageHeader(30, 20)),
+        ("gif animated", lambda p: _pil([p, p[::-1]], "GIF"), codec.ImageHeader(30, 20, 2)),
+        ("bmp", lambda p: _pil([p], "BMP"), codec.ImageHeader(30, 20)),
+    ],
+)
+def test_image_headers_are_read_without_decoding(name, encode, header):
+    photo = _photo_30x20()
+    data = encode(photo)
+    fmt = codec.sniff_format(data)
+    assert codec.read_header(data, fmt) == (header or codec.ImageHeader(30, 20))
+    # What TensorFlow decodes agrees with the header (its first frame, for animations).
+    assert tf.io.decode_image(data, expand_animations=False).shape[:2] == (20, 30)
+    # Cut short inside the header (or before a JPEG's frame header): no header.
+    assert codec.read_header(data[:20], fmt) is None
+
+
+def test_the_png_bomb_is_small_valid_and_declares_64_megapixels():
+    bomb = _png_bomb()
+    assert len(bomb) < 500_000
+    assert codec.read_header(bomb, "png") == codec.ImageHeader(8000, 8000)
+    small = _png_bomb(700, 500)  # the same construction, small enough to decode here
+    decoded = tf.io.decode_png(small).numpy()
+    assert decoded.shape == (500, 700, 1)
+    np.testing.assert_array_equal(decoded[:427, :640, 0], real.sample_photos()[0][:, :, 1])
+
+
+def _raw_float_record(pixels: np.ndarray, label: int) -> bytes:
+    feature = tf.train.Feature(float_list=tf.train.FloatList(value=pixels.ravel().tolist()))
+    return _example(feature, label=label).SerializeToString()
+
+
+def _copies_by_label(augmented) -> dict[int, list[tf.train.Example]]:
+    out: dict[int, list] = {}
+    for record in read_records(f"{augmented.uri}/Split-train/*"):
+        example = tf.train.Example.FromString(record)
+        out.setdefault(example.features.feature["label"].int64_list.value[0], []).append(example)
+    return out
+
+
+def test_raw_float_pixels_not_finite_or_out_of_range_are_caught(tmp_path):
+    photos = real.photo_crops(16, 8, seed=5).astype(np.float32) / 255.0  # real pixels in [0, 1]
+    with_nan, with_inf = photos[5].copy(), photos[6].copy()
+    with_nan[3, 4, 1] = np.nan
+    with_inf[0, 0, 0] = np.inf
+    overexposed = photos[7] / photos[7].max() * np.float32(1.2)  # peaks at 1.2
+    records = [_raw_float_record(p, label=i) for i, p in enumerate(photos[:5])]
+    bad = {
+        codec.IMAGE_NOT_FINITE + "/nan": _raw_float_record(with_nan, 5),
+        codec.IMAGE_NOT_FINITE + "/inf": _raw_float_record(with_inf, 6),
+        codec.IMAGE_OUT_OF_RANGE: _raw_float_record(overexposed, 7),
+    }
+    examples = examples_artifact(tmp_path / "in", {"train": records + list(bad.values())})
+    config = AugmentConfig(
+        policy="light", num_copies=2, image_shape=(16, 16, 3), max_quarantine_fraction=0.5
+    )
+
+    # Default: out_of_range="quarantine".
+    augmented, _ = run_executor(examples, tmp_path / "quarantine", config)
+    split = counts(augmented)["train"]
+    assert split["quarantined"] == {codec.IMAGE_NOT_FINITE: 2, codec.IMAGE_OUT_OF_RANGE: 1}
+    assert split["examples_read"] == split["originals_written"] + 3 == 8
+    assert split["copies_written"] == 10
+    quarantined = _quarantined(augmented)
+    assert sorted(rec for _, rec, _ in quarantined) == sorted(bad.values())
+    details = {rec: detail for _, rec, detail in quarantined}
+    assert details[bad[codec.IMAGE_NOT_FINITE + "/nan"]] == (
+        "image: 1 of 768 values are NaN or infinite"
+    )
+    assert details[bad[codec.IMAGE_OUT_OF_RANGE]].startswith("image: values span [")
+    assert "1.2], outside value_range [0, 1]" in details[bad[codec.IMAGE_OUT_OF_RANGE]]
+    for examples_of_label in _copies_by_label(augmented).values():
+        for example in examples_of_label:
+            values = np.asarray(example.features.feature["image"].float_list.value)
+            assert np.isfinite(values).all() and values.min() >= 0 and values.max() <= 1
+
+    # out_of_range="clip": the overexposed image is clipped to [0, 1], then augmented; its
+    # original is written unchanged. Non-finite values are quarantined all the same.
+    clipping = AugmentConfig(**{**config.to_dict(), "out_of_range": "clip"}).validate()
+    augmented, _ = run_executor(examples, tmp_path / "clip", clipping)
+    split = counts(augmented)["train"]
+    assert split["quarantined"] == {codec.IMAGE_NOT_FINITE: 2}
+    assert split["originals_written"] == 6 and split["copies_written"] == 12
+    written = _copies_by_label(augmented)[7]
+    assert len(written) == 3
+    policy = load_policy("light")
+    for example in written:
+        features = example.features.feature
+        stored = np.asarray(features["image"].float_list.value, np.float32).reshape(16, 16, 3)
+        if features["aug_copy_index"].int64_list.value[0] == 0:
+            np.testing.assert_array_equal(stored, overexposed)
+            continue
+        seed = np.array([list(features["aug_seed"].int64_list.value)], np.int64)
+        expected = augment(np.clip(overexposed, 0, 1)[None], seed, policy).numpy()[0]
+        np.testing.assert_array_equal(stored, expected)
+
+
+def _photos_16_bit(count: int) -> list[np.ndarray]:
+    """Real photo crops enlarged 2x at 16-bit precision (bilinear in float): the low byte
+    carries detail that an 8-bit copy would lose."""
+    crops = real.photo_crops(20, count, seed=6).astype(np.float32) * 257.0
+    return [np.round(tf.image.resize(crop, [40, 40]).numpy()).astype(np.uint16) for crop in crops]
+
+
+@pytest.mark.parametrize("output_format", ["same", "jpeg"])
+def test_16_bit_pngs_stay_16_bit_through_the_core(tmp_path, output_format):
+    photos = _photos_16_bit(6)
+    assert all(np.any(photo % 257 != 0) for photo in photos)
+    records = [_example(_bytes(_png(p)), label=i).SerializeToString() for i, p in enumerate(photos)]
+    examples = examples_artifact(tmp_path / "in", {"train": records})
+    config = AugmentConfig(policy="standard", num_copies=2, output_format=output_format)
+    augmented, model = run_executor(examples, tmp_path, config)
+
+    split = counts(augmented)["train"]
+    assert split["quarantined"] == {} and split["copies_written"] == 12
+    policy = load_policy("standard")
+    copies = []
+    for label, written in _copies_by_label(augmented).items():
+        for example in written:
+            features = example.features.feature
+            data = features["image"].bytes_list.value[0]
+            # A 16-bit PNG (IHDR bit depth 16), also where JPEG was asked for (8-bit only).
+            assert data[:8] == b"\x89PNG\r\n\x1a\n" and data[24] == 16
+            stored = tf.io.decode_png(data, dtype=tf.uint16).numpy()
+            if features["aug_copy_index"].int64_list.value[0] == 0:
+                np.testing.assert_array_equal(stored, photos[label])
+                continue
+            seed = np.array([list(features["aug_seed"].int64_list.value)], np.int64)
+            expected = augment(
+                photos[label].astype(np.float32)[None], seed, policy, value_range=(0, 65535)
+            ).numpy()[0]
+            np.testing.assert_array_equal(stored, np.round(expected).astype(np.uint16))
+            copies.append(stored)
+    assert len(copies) == 12
+    # 16-bit detail survives: the values are not 8-bit values scaled up (x * 257).
+    assert np.any(np.stack(copies) % 257 != 0)
+    assert (tmp_path / "model" / "preview.png").exists()

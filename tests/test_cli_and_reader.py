@@ -165,3 +165,29 @@ def test_cli_reads_a_policy_file_once_and_keeps_its_content_not_its_path(tmp_pat
     assert config.policy == load_policy(policy).to_json()
     path.unlink()  # nothing reads the file again
     assert config.validate().loaded_policy.fingerprint == load_policy(policy).fingerprint
+
+
+def test_cli_max_image_pixels_quarantines_larger_images_and_defaults_like_the_config(tmp_path):
+    from tfx_image_augment import cli
+    from tfx_image_augment.config import AugmentConfig
+
+    digits, labels = real.digits(32)  # 32 x 32 = 1,024 pixels: at the limit, kept
+    photos = real.photo_crops(40, 2, seed=3)  # 40 x 40 = 1,600 pixels: above it
+    records = [
+        image_example(tf.io.encode_png(image).numpy(), label, f"d{i}")
+        for i, (image, label) in enumerate(zip(digits[:6], labels[:6], strict=True))
+    ] + [image_example(tf.io.encode_png(p).numpy(), 0, f"p{i}") for i, p in enumerate(photos)]
+    write_records(tmp_path / "in/part-0.tfrecord", records)
+    out = tmp_path / "out"
+    argv = ["run", "--input", str(tmp_path / "in/*"), "--output", str(out), "--copies", "1"]
+    limits = ["--max-image-pixels", "1024", "--max-quarantine-fraction", "0.5"]
+    assert main(argv + limits + ["--", "--direct_num_workers=1"]) == 0
+    summary = json.loads((out / "augment_summary.json").read_text())
+    assert summary["examples_in"] == 8 and summary["quarantined"] == {"image_too_large": 2}
+    assert summary["originals_written"] == 6 and summary["copies_written"] == 6
+
+    defaults = cli._config(cli._parser().parse_args(argv))
+    assert defaults.max_image_pixels == AugmentConfig().max_image_pixels == 50_000_000
+    assert defaults.out_of_range == AugmentConfig().out_of_range == "quarantine"
+    clipping = cli._config(cli._parser().parse_args(argv + ["--out-of-range", "clip"]))
+    assert clipping.out_of_range == "clip"

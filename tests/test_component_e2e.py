@@ -58,6 +58,17 @@ def _examples_channel():
             {"max_quarantine_fraction": "0.5"},
             "'max_quarantine_fraction' must be a number in [0, 1]; got '0.5'.",
         ),
+        ({"max_image_pixels": 0}, "'max_image_pixels' must be a positive integer; got 0."),
+        (
+            {"max_image_pixels": 1e6},
+            "'max_image_pixels' must be a positive integer; got 1000000.0.",
+        ),
+        ({"out_of_range": "wrap"}, "'out_of_range' must be 'quarantine' or 'clip'; got 'wrap'."),
+        (
+            {"image_shape": [8000, 8000, 3]},
+            "'image_shape' must be at most max_image_pixels=50000000 pixels (height x width); "
+            "got (8000, 8000, 3).",
+        ),
     ],
 )
 def test_parameters_are_validated_when_the_pipeline_is_built(kwargs, message):

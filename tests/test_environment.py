@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+import re
 import subprocess
 
 import pytest
@@ -66,3 +68,39 @@ def test_import_example_gen_and_statistics_gen_run_on_real_images(cifar_dir, tmp
     assert outputs["counts"] == {"train": 24, "eval": 8}
     assert set(outputs["statistics_splits"]) == {"train", "eval"}
     assert outputs["statistics_counts"] == {"train": 24, "eval": 8}
+
+
+def test_a_multi_processing_cli_run_prints_only_its_own_lines(tmp_path):
+    """Beam's worker processes start their own TensorFlow and Google client libraries; the
+    CLI's environment (inherited by the workers) keeps their warnings and C++ lines out."""
+    import tensorflow as tf
+
+    from pipelines.data import image_example
+    from tests import images as real
+    from tests.pipeline_helpers import write_records
+
+    digits, labels = real.digits(32)
+    write_records(
+        tmp_path / "in.tfrecord",
+        [image_example(tf.io.encode_png(digits[i]).numpy(), labels[i], f"d{i}") for i in range(12)],
+    )
+    # This test process has configured itself; the CLI must do it on its own.
+    env = {
+        k: v
+        for k, v in os.environ.items()
+        if k not in ("PYTHONWARNINGS", "TF_CPP_MIN_LOG_LEVEL", "GRPC_VERBOSITY")
+    }
+    command = [sys.executable, "-m", "tfx_image_augment.cli", "run", "--copies", "2"]
+    command += ["--input", str(tmp_path / "in.tfrecord"), "--output", str(tmp_path / "out")]
+    command += ["--", "--direct_running_mode=multi_processing", "--direct_num_workers=2"]
+    result = subprocess.run(
+        command, cwd=PROJECT_ROOT, env=env, capture_output=True, text=True, timeout=300
+    )
+    assert result.returncode == 0, result.stderr
+    assert "12 examples in -> 36 out" in result.stdout
+    for noise in ("FutureWarning", "absl", "tensorflow/", "WARNING:apache_beam", "cuda"):
+        assert noise not in result.stderr, result.stderr
+    # What is left is the CLI's own progress line(s): "HH:MM:SS image-augment: ...".
+    assert result.stderr.strip(), "the CLI's own progress line is missing"
+    for line in result.stderr.strip().splitlines():
+        assert re.match(r"\d\d:\d\d:\d\d image[-_]augment: ", line), result.stderr

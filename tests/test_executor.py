@@ -258,3 +258,58 @@ def test_raw_pixels_stay_raw_and_match_the_core(tmp_path, raw):
         np.testing.assert_array_equal(stored, expected)
         checked += 1
     assert checked == 8
+
+
+def _pixels_of(kind: str, index: int) -> np.ndarray:
+    from tests.images import digits, sample_photos
+
+    if kind == "small":
+        return digits(32)[0][index]  # 1,024 pixels
+    if kind == "medium":
+        return sample_photos()[index % 2][:400, :600]  # 240,000 pixels
+    return np.tile(sample_photos()[0][..., :1], (10, 7, 1))  # 4270 x 4480 = 19.1 M pixels
+
+
+def test_batches_are_bounded_by_pixels_and_a_huge_image_goes_alone():
+    import apache_beam as beam
+    from apache_beam.testing.util import assert_that
+    from tfx_image_augment.beam_augment import DecodedExample, batch_copies
+    from tfx_image_augment.codec import MAX_BATCH_PIXELS
+
+    huge_pixels = 4270 * 4480
+    assert huge_pixels > MAX_BATCH_PIXELS
+    # Images are made where they are batched: only their names travel through Create.
+    kinds = (
+        [("small", i) for i in range(70)]
+        + [("medium", i) for i in range(20)]
+        + [("huge", 0)]
+        + [("medium", i) for i in range(20, 40)]
+        + [("small", i) for i in range(70, 150)]
+    )
+
+    def decoded(kind_and_index) -> tuple[int, DecodedExample]:
+        return 1, DecodedExample(b"key", b"", _pixels_of(*kind_and_index), "png", None, None)
+
+    def summary(batch) -> tuple[int, int]:
+        return len(batch), sum(d.pixels.shape[0] * d.pixels.shape[1] for _, d in batch)
+
+    def check(batches):
+        # Beam 2.59 emits an empty batch when the first element of a batch is over its target.
+        batches = [b for b in batches if b[0]]
+        assert sum(n for n, _ in batches) == len(kinds)
+        assert max(n for n, _ in batches) <= 64  # the image count bound (batch_size)
+        for count, pixels in batches:
+            assert count == 1 or pixels <= MAX_BATCH_PIXELS, (count, pixels)
+        assert (1, huge_pixels) in batches  # alone
+        # Small images still share batches (the pixel bound does not starve them).
+        assert max(n for n, pixels in batches if pixels <= 64 * 1024) >= 32
+
+    with beam.Pipeline(argv=["--direct_num_workers=1"]) as pipeline:
+        sizes = (
+            pipeline
+            | beam.Create(kinds, reshuffle=False)
+            | beam.Map(decoded)
+            | batch_copies(64)
+            | beam.Map(summary)
+        )
+        assert_that(sizes, check)

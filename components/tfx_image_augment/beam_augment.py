@@ -16,6 +16,7 @@ Pass-through splits: ReadFromTFRecord -> AddProvenance -> WriteToTFRecord.
 from __future__ import annotations
 
 import dataclasses
+import functools
 from collections import defaultdict
 
 import apache_beam as beam
@@ -26,8 +27,11 @@ from tfx_image_augment.codec import (
     IMAGE_MISSING,
     MASK_MISSING,
     MASK_SHAPE_MISMATCH,
+    MAX_BATCH_PIXELS,
     NOT_AN_EXAMPLE,
     Quarantined,
+    core_inputs,
+    core_outputs,
     decode_pixels,
     encode_batch,
     output_format,
@@ -234,7 +238,7 @@ class AugmentBatchFn(beam.DoFn):
         for items in groups.values():
             seeds = np.array([copy_seed(config.seed, d.key, k) for k, d in items], np.int64)
             images = np.stack([d.pixels for _, d in items])
-            value_range = config.value_range if images.dtype != np.uint8 else None
+            core_images, value_range = core_inputs(images, config)
             first = items[0][1]
             targets = {}
             if first.mask is not None:
@@ -245,7 +249,7 @@ class AugmentBatchFn(beam.DoFn):
                 if keypoints is not None:
                     targets.update(keypoints=keypoints, keypoint_visible=visible)
             out = augment_targets(
-                images,
+                core_images,
                 seeds,
                 self._plan,
                 value_range=value_range,
@@ -254,10 +258,11 @@ class AugmentBatchFn(beam.DoFn):
                 **targets,
             )
             out = {name: value.numpy() for name, value in out.items()}
+            out["images"] = core_outputs(out["images"], images.dtype)
             if first.mask is not None:
                 mask_values = encode_batch(out["masks"], first.mask_format, config)
             image_values = encode_batch(out["images"], first.image_format, config)
-            image_fmt = output_format(first.image_format, config, images.shape[-1])
+            image_fmt = output_format(first.image_format, config, images.shape[-1], images.dtype)
             height, width = images.shape[1:3]
             for i, (copy_index, decoded) in enumerate(items):
                 example = tf.train.Example.FromString(decoded.record)
@@ -285,6 +290,24 @@ class AugmentBatchFn(beam.DoFn):
                     add_provenance(example, decoded.key, copy_index, tuple(seeds[i]))
                 self._written.inc()
                 yield example.SerializeToString(deterministic=True)
+
+
+def batch_weight(slot_pixels: int, element: tuple[int, DecodedExample]) -> int:
+    """A copy's share of a batch of `batch_size` slots of `slot_pixels` each: 1 for an image up
+    to that size, proportionally more for a larger one."""
+    height, width = element[1].pixels.shape[:2]
+    return max(1, (height * width + slot_pixels - 1) // slot_pixels)  # rounded up
+
+
+def batch_copies(batch_size: int) -> beam.PTransform:
+    """(copy_index, DecodedExample) -> lists of at most `batch_size` copies and at most
+    MAX_BATCH_PIXELS pixels; a larger image goes alone. Sizes are in slots (`batch_weight`):
+    Beam 2.59's BatchElements bounds one total, and has no max_batch_weight."""
+    return beam.BatchElements(
+        min_batch_size=max(1, batch_size // 2),
+        max_batch_size=batch_size,
+        element_size_fn=functools.partial(batch_weight, max(1, MAX_BATCH_PIXELS // batch_size)),
+    )
 
 
 class AddProvenanceFn(beam.DoFn):
@@ -373,11 +396,7 @@ class AugmentSplit(beam.PTransform):
         ).with_outputs(FanOutFn.ORIGINALS, main="copies")
         augmented = (
             fanned.copies
-            | f"Batch[{split}]"
-            >> beam.BatchElements(
-                min_batch_size=max(1, self._config.batch_size // 2),
-                max_batch_size=self._config.batch_size,
-            )
+            | f"Batch[{split}]" >> batch_copies(self._config.batch_size)
             | f"Augment[{split}]" >> beam.ParDo(AugmentBatchFn(config_json, split))
         )
         originals = fanned[FanOutFn.ORIGINALS]

@@ -118,6 +118,18 @@ def _parser() -> argparse.ArgumentParser:
             default=0.0,
             help="drop an object whose visible box fraction falls below this (default 0)",
         )
+        sub.add_argument(
+            "--max-image-pixels",
+            type=int,
+            default=50_000_000,
+            help="quarantine larger images (width x height, read from the header) unread",
+        )
+        sub.add_argument(
+            "--out-of-range",
+            default="quarantine",
+            choices=("quarantine", "clip"),
+            help="raw float pixels outside --value-range: quarantine the example, or clip them",
+        )
 
     run = commands.add_parser("run", help="write the augmented dataset")
     common(run)
@@ -182,6 +194,8 @@ def _config(args, **extra):
         box_coordinates=args.box_coordinates,
         min_box_visibility=args.min_box_visibility,
         keypoint_flip_permutation=args.keypoint_flip_permutation,
+        max_image_pixels=args.max_image_pixels,
+        out_of_range=args.out_of_range,
         **extra,
     ).validate()
 
@@ -291,6 +305,7 @@ def _preview(args, log) -> int:
 
 
 def main(argv: list[str] | None = None) -> int:
+    environment.configure()  # an entry point: quiet logs here and in Beam's workers
     argv = list(sys.argv[1:] if argv is None else argv)
     beam_args: list[str] = []
     if "--" in argv:

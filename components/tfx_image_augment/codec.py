@@ -7,6 +7,9 @@ preview decodes with it exactly as the offline expansion does.
 
 from __future__ import annotations
 
+import dataclasses
+import struct
+
 import numpy as np
 
 from tfx_image_augment.config import AugmentConfig
@@ -23,6 +26,20 @@ KEY_MISSING = "key_missing"
 MASK_MISSING = "mask_missing"
 MASK_INVALID = "mask_invalid"
 MASK_SHAPE_MISMATCH = "mask_shape_mismatch"
+IMAGE_TOO_LARGE = "image_too_large"
+IMAGE_ANIMATED = "image_animated"
+IMAGE_NOT_FINITE = "image_not_finite"
+IMAGE_OUT_OF_RANGE = "image_out_of_range"
+
+# The core's range for float pixels when `value_range` is not given.
+DEFAULT_VALUE_RANGE = (0.0, 1.0)
+# Memory per TF call is bounded by pixels, not only by image count: at most this many pixels
+# (64 images of 448x448; ~150 MB per float32 RGB tensor in the core) go into one call. A larger
+# image that max_image_pixels lets through goes alone.
+MAX_BATCH_PIXELS = 64 * 224 * 224 * 4
+# 16-bit PNGs go through the core as float32 in this range (exact: float32 holds every
+# integer up to 2**24) and come back rounded to uint16.
+UINT16_RANGE = (0.0, 65535.0)
 
 
 class Quarantined(Exception):
@@ -43,6 +60,107 @@ def sniff_format(data: bytes) -> str | None:
     if data.startswith(b"BM"):
         return "bmp"
     return None
+
+
+@dataclasses.dataclass(frozen=True)
+class ImageHeader:
+    """What an encoded image's header says, read without decoding it."""
+
+    width: int
+    height: int
+    frames: int = 1
+    bit_depth: int = 8
+
+
+def read_header(data: bytes, fmt: str) -> ImageHeader | None:
+    """The header of PNG/JPEG/GIF/BMP `data` (as `sniff_format` named it); None when it is cut
+    short or malformed. Reads a few bytes, so a decompression bomb is caught before it unpacks."""
+    try:
+        return _HEADER_READERS[fmt](data)
+    except (struct.error, IndexError):  # the data ends inside the header
+        return None
+
+
+def _png_header(data: bytes) -> ImageHeader | None:
+    if data[12:16] != b"IHDR":
+        return None
+    width, height, bit_depth = struct.unpack_from(">IIB", data, 16)
+    # An APNG announces its frame count in an acTL chunk before the first IDAT.
+    frames, offset = 1, 8
+    while offset + 8 <= len(data):
+        length, kind = struct.unpack_from(">I4s", data, offset)
+        if kind == b"acTL":
+            frames = struct.unpack_from(">I", data, offset + 8)[0]
+        if kind in (b"IDAT", b"IEND"):
+            break
+        offset += 12 + length  # length, type, data, CRC
+    return ImageHeader(width, height, frames, bit_depth)
+
+
+# Start-of-frame markers SOF0-SOF15, less DHT (C4), JPG (C8) and DAC (CC), which share the range.
+_JPEG_SOF = frozenset(range(0xC0, 0xD0)) - {0xC4, 0xC8, 0xCC}
+_JPEG_STANDALONE = frozenset(range(0xD0, 0xD8)) | {0x01}  # RSTn and TEM carry no length
+
+
+def _jpeg_header(data: bytes) -> ImageHeader | None:
+    offset = 2
+    while offset + 4 <= len(data):
+        if data[offset] != 0xFF:
+            return None
+        marker = data[offset + 1]
+        if marker == 0xFF:  # a fill byte
+            offset += 1
+            continue
+        if marker in _JPEG_STANDALONE:
+            offset += 2
+            continue
+        if marker in _JPEG_SOF:
+            height, width = struct.unpack_from(">HH", data, offset + 5)
+            return ImageHeader(width, height)
+        if marker in (0xDA, 0xD9):  # a scan or the end before any frame header
+            return None
+        offset += 2 + struct.unpack_from(">H", data, offset + 2)[0]
+    return None
+
+
+def _skip_gif_sub_blocks(data: bytes, offset: int) -> int:
+    while data[offset]:
+        offset += data[offset] + 1
+    return offset + 1
+
+
+def _gif_header(data: bytes) -> ImageHeader | None:
+    # The canvas: the logical screen, widened to hold every frame (TensorFlow decodes a frame at
+    # its own size, so a frame smaller than the screen shows up as a size mismatch).
+    width, height, flags = struct.unpack_from("<HHB", data, 6)
+    offset = 13 + (3 << ((flags & 7) + 1) if flags & 0x80 else 0)  # global colour table
+    frames = 0
+    while offset < len(data) and data[offset] != 0x3B:  # the trailer
+        if data[offset] == 0x21:  # extension: label, then sub-blocks
+            offset = _skip_gif_sub_blocks(data, offset + 2)
+        elif data[offset] == 0x2C:  # image descriptor: one frame
+            frames += 1
+            frame_width, frame_height, local_flags = struct.unpack_from("<HHB", data, offset + 5)
+            width, height = max(width, frame_width), max(height, frame_height)
+            offset += 10 + (3 << ((local_flags & 7) + 1) if local_flags & 0x80 else 0)
+            offset = _skip_gif_sub_blocks(data, offset + 1)  # after the LZW code size
+        else:
+            break  # not GIF structure: the decoder judges the rest
+    return ImageHeader(width, height, frames) if frames else None  # no image, or cut short
+
+
+def _bmp_header(data: bytes) -> ImageHeader | None:
+    info_size = struct.unpack_from("<I", data, 14)[0]
+    if info_size == 12:  # BITMAPCOREHEADER
+        width, height = struct.unpack_from("<HH", data, 18)
+    elif info_size >= 40:  # BITMAPINFOHEADER and later; a negative height means top-down
+        width, height = struct.unpack_from("<ii", data, 18)
+    else:
+        return None
+    return ImageHeader(width, abs(height))
+
+
+_HEADER_READERS = {"png": _png_header, "jpeg": _jpeg_header, "gif": _gif_header, "bmp": _bmp_header}
 
 
 def decode_pixels(feature, config: AugmentConfig, name: str, channels: int | None = None):
@@ -74,7 +192,8 @@ def decode_pixels(feature, config: AugmentConfig, name: str, channels: int | Non
                 raise Quarantined(
                     IMAGE_BAD_SHAPE, f"{name}: {len(values)} floats, expected {size} for {shape}"
                 )
-            return np.asarray(values, np.float32).reshape(shape), "raw_float"
+            pixels = np.asarray(values, np.float32).reshape(shape)
+            return _checked_float_pixels(pixels, config, name), "raw_float"
         if kind == "int64_list":
             values = np.asarray(feature.int64_list.value)
             if len(values) != size:
@@ -103,14 +222,41 @@ def decode_pixels(feature, config: AugmentConfig, name: str, channels: int | Non
             NOT_AN_IMAGE if channels is None else MASK_INVALID,
             f"{name}: {len(data)} bytes with no PNG/JPEG/GIF/BMP signature",
         )
+    undecodable = IMAGE_UNDECODABLE if channels is None else MASK_INVALID
+    header = read_header(data, fmt)
+    if header is None or header.width == 0 or header.height == 0:
+        raise Quarantined(undecodable, f"{name}: {fmt} data without a readable header")
+    size = f"{header.width}x{header.height}"
+    if header.width * header.height > config.max_image_pixels:
+        raise Quarantined(
+            IMAGE_TOO_LARGE,
+            f"{name}: {fmt} of {size} = {header.width * header.height:,} pixels, above "
+            f"max_image_pixels={config.max_image_pixels:,}",
+        )
+    if header.frames > 1:
+        raise Quarantined(
+            IMAGE_ANIMATED if channels is None else MASK_INVALID,
+            f"{name}: animated {fmt} of {header.frames} frames; only still images are augmented",
+        )
+    if header.bit_depth == 16 and channels is not None:
+        raise Quarantined(MASK_INVALID, f"{name}: 16-bit PNG; a mask holds 8-bit labels")
     try:
-        pixels = tf.io.decode_image(data, channels=channels or 0, expand_animations=False)
+        pixels = tf.io.decode_image(
+            data,
+            channels=channels or 0,
+            dtype=tf.uint16 if header.bit_depth == 16 else tf.uint8,
+            expand_animations=False,
+        )
     except (tf.errors.InvalidArgumentError, tf.errors.DataLossError) as err:
         raise Quarantined(
-            IMAGE_UNDECODABLE if channels is None else MASK_INVALID,
-            f"{name}: {fmt} data does not decode ({err.message.splitlines()[0]})",
+            undecodable, f"{name}: {fmt} data does not decode ({err.message.splitlines()[0]})"
         ) from None
     pixels = pixels.numpy()
+    if pixels.shape[:2] != (header.height, header.width):
+        raise Quarantined(
+            undecodable,
+            f"{name}: {fmt} decodes to {pixels.shape[1]}x{pixels.shape[0]}, its header says {size}",
+        )
     if pixels.shape[-1] not in (1, 3, 4):
         raise Quarantined(
             IMAGE_BAD_SHAPE, f"{name}: {pixels.shape[-1]} channels; 1, 3 or 4 are supported"
@@ -118,18 +264,60 @@ def decode_pixels(feature, config: AugmentConfig, name: str, channels: int | Non
     return pixels, fmt
 
 
+def _checked_float_pixels(pixels: np.ndarray, config: AugmentConfig, name: str) -> np.ndarray:
+    """Raw float pixels that are finite and inside `value_range` (clipped there when the config
+    says so); otherwise raises Quarantined. One NaN would spread through every copy."""
+    finite = np.isfinite(pixels)
+    if not finite.all():
+        raise Quarantined(
+            IMAGE_NOT_FINITE,
+            f"{name}: {pixels.size - int(finite.sum())} of {pixels.size} values are NaN or "
+            "infinite",
+        )
+    # Compared in float32, as the pixels are: 0.1 as a float64 bound would reject float32(0.1).
+    low, high = (np.float32(v) for v in (config.value_range or DEFAULT_VALUE_RANGE))
+    lowest, highest = pixels.min(), pixels.max()
+    if low <= lowest and highest <= high:
+        return pixels
+    if config.out_of_range == "clip":
+        return np.clip(pixels, low, high)
+    raise Quarantined(
+        IMAGE_OUT_OF_RANGE,
+        f"{name}: values span [{lowest:g}, {highest:g}], outside value_range "
+        f"[{low:g}, {high:g}] (out_of_range='quarantine')",
+    )
+
+
+def core_inputs(images: np.ndarray, config: AugmentConfig):
+    """(images, value_range) as the core takes them: uint8 as is, 16-bit as float32 in
+    [0, 65535] (the core works in uint8 or float), raw floats in the configured range."""
+    if images.dtype == np.uint16:
+        return images.astype(np.float32), UINT16_RANGE
+    return images, (None if images.dtype == np.uint8 else config.value_range)
+
+
+def core_outputs(out: np.ndarray, dtype: np.dtype) -> np.ndarray:
+    """The core's output in the input's dtype: 16-bit pixels rounded back to uint16."""
+    if dtype == np.uint16:
+        return np.round(out).astype(np.uint16)  # the core clips to the value range
+    return out
+
+
 def has_values(feature) -> bool:
     kind = feature.WhichOneof("kind")
     return kind is not None and len(getattr(feature, kind).value) > 0
 
 
-def output_format(fmt: str, config: AugmentConfig, channels: int) -> str:
+def output_format(fmt: str, config: AugmentConfig, channels: int, dtype=np.uint8) -> str:
     """The format a copy is written in: the input's (`same`), or the configured one. TF cannot
-    write GIF/BMP, and JPEG cannot hold alpha: those become PNG, which is lossless."""
+    write GIF/BMP, and JPEG holds neither alpha nor 16 bits: those become PNG, which is lossless
+    (and 16-bit where the input was)."""
     target = (
         fmt if config.output_format == "same" or fmt.startswith("raw") else (config.output_format)
     )
-    if target in ("gif", "bmp") or (target == "jpeg" and channels not in (1, 3)):
+    if target in ("gif", "bmp") or (
+        target == "jpeg" and (channels not in (1, 3) or dtype == np.uint16)
+    ):
         return "png"
     return target
 
@@ -160,7 +348,7 @@ def _encoder(target: str, quality: int):
 
 def encode_batch(pixels: np.ndarray, fmt: str, config: AugmentConfig) -> list:
     """Each image of `pixels` [N, H, W, C] as the values its feature should hold."""
-    target = output_format(fmt, config, pixels.shape[-1])
+    target = output_format(fmt, config, pixels.shape[-1], pixels.dtype)
     if target in ("png", "jpeg"):
         return [[data] for data in _encoder(target, config.jpeg_quality)(pixels).numpy()]
     if target == "raw_bytes":

@@ -8,7 +8,7 @@ from tfx.dsl.components.base import base_beam_component, executor_spec
 from tfx.types import standard_artifacts
 
 from tfx_image_augment import executor
-from tfx_image_augment.config import AugmentConfig, canonical_policy
+from tfx_image_augment.config import DEFAULT_MAX_IMAGE_PIXELS, AugmentConfig, canonical_policy
 from tfx_image_augment.spec import (  # noqa: F401 (AugmentationModel: re-exported)
     AUGMENTATION_MODEL_KEY,
     AUGMENTED_EXAMPLES_KEY,
@@ -58,6 +58,8 @@ class ImageAugment(base_beam_component.BaseBeamComponent):
         balance: str | None = None,
         max_copies: int = 16,
         num_shards: int = 0,
+        max_image_pixels: int = DEFAULT_MAX_IMAGE_PIXELS,
+        out_of_range: str = "quarantine",
     ):
         """Builds the component; every parameter is validated here, when the pipeline is built.
 
@@ -75,7 +77,8 @@ class ImageAugment(base_beam_component.BaseBeamComponent):
             through record for record.
           include_original: also write each original, unchanged, as copy 0.
           image_feature: the feature holding the image: PNG, JPEG, GIF or BMP bytes, or raw
-            pixels (with `image_shape`).
+            pixels (with `image_shape`). A 16-bit PNG stays 16-bit: its copies are 16-bit PNGs.
+            An animated GIF or PNG is quarantined (`image_animated`).
           key_feature: a feature holding a stable example id for the seeds (its first value);
             None uses the SHA-256 of the example. Examples of augmented splits lacking it are
             quarantined.
@@ -85,14 +88,15 @@ class ImageAugment(base_beam_component.BaseBeamComponent):
             int64 list or a float list; None for encoded images.
           value_range: [low, high] of raw float pixels (needs `image_shape`); default [0, 1].
           output_format: "same" keeps each copy in its input's format (raw stays raw), or
-            "png" / "jpeg". A copy that would be GIF, BMP or JPEG with alpha is written as PNG
-            (TensorFlow writes neither GIF nor BMP; JPEG holds no alpha).
+            "png" / "jpeg". A copy that would be GIF, BMP, or JPEG with alpha or 16 bits is
+            written as PNG (TensorFlow writes neither GIF nor BMP; JPEG holds 8-bit colour only).
           jpeg_quality: the quality, 1-100, of copies written as JPEG.
           provenance: add `aug_copy_index` (0 for originals), `aug_source_key` and `aug_seed`
             (two int64s) to every written record, pass-through splits included.
           max_quarantine_fraction: the run fails when more than this fraction (0-1) of the
             augmented splits' examples is quarantined (bad records are kept whole either way).
-          batch_size: images per TensorFlow call on the workers, 1-4096.
+          batch_size: images per TensorFlow call on the workers, 1-4096. A batch also holds
+            at most 64 * 448 * 448 pixels; a larger single image is augmented alone.
           box_feature_prefix: where detection boxes are: `<prefix>{ymin,xmin,ymax,xmax}`, one
             float per object (the Object Detection API's names by default). Records with these
             features have their boxes moved with the image; others are image-only.
@@ -116,6 +120,14 @@ class ImageAugment(base_beam_component.BaseBeamComponent):
             largest keeps `num_copies` copies per example); counts come from the data.
           max_copies: the most copies `balance` gives one example, 1-1000.
           num_shards: output files per split (0: the runner decides).
+          max_image_pixels: an encoded image whose header says width x height is above this
+            positive integer is quarantined (`image_too_large`) before it is decoded, so one
+            huge or decompression-bomb image cannot exhaust a worker's memory. Raw pixels:
+            `image_shape` must be within it.
+          out_of_range: what happens to raw float pixels outside `value_range`: "quarantine"
+            (`image_out_of_range`, the default) or "clip" (clipped to the range before
+            augmenting; the original is written unchanged). NaN or infinite values are always
+            quarantined (`image_not_finite`).
 
         Raises:
           ValueError: a parameter breaks its rule; the one-sentence message names it (an
@@ -154,6 +166,8 @@ class ImageAugment(base_beam_component.BaseBeamComponent):
             balance=balance,
             max_copies=max_copies,
             num_shards=num_shards,
+            max_image_pixels=max_image_pixels,
+            out_of_range=out_of_range,
         ).validate()
         spec = ImageAugmentSpec(
             **{

@@ -15,6 +15,10 @@ OUTPUT_FORMATS = ("same", "png", "jpeg")
 BOX_COORDINATES = ("normalized", "pixels")
 BALANCE_MODES = (None, "equal")
 MAX_COPIES_LIMIT = 1000
+OUT_OF_RANGE_ACTIONS = ("quarantine", "clip")
+# Of the order of Pillow's decompression-bomb guard (it warns above 89.5 M pixels). An RGB
+# image this large peaks at about 4 GB in a worker (benchmarks/results/memory.md).
+DEFAULT_MAX_IMAGE_PIXELS = 50_000_000
 SEED_SCHEME = "image-augment/v1"
 # The seed is an int64 wherever it goes: ML Metadata, the Keras layer, the exported model.
 SEED_MIN, SEED_MAX = -(2**63), 2**63 - 1
@@ -62,6 +66,8 @@ class AugmentConfig:
     max_copies: int = 16
     # Output files per split (0: the runner decides).
     num_shards: int = 0
+    max_image_pixels: int = DEFAULT_MAX_IMAGE_PIXELS  # larger images are quarantined
+    out_of_range: str = "quarantine"  # raw float pixels outside value_range: or "clip"
 
     def validate(self) -> AugmentConfig:
         load_policy(self.policy)  # raises PolicyError (a ValueError) with its own sentence
@@ -161,6 +167,20 @@ class AugmentConfig:
             )
         if not _is_integer(self.num_shards) or self.num_shards < 0:
             raise fail("num_shards", "an integer >= 0 (0: the runner decides)", self.num_shards)
+        if not _is_integer(self.max_image_pixels) or self.max_image_pixels < 1:
+            raise fail("max_image_pixels", "a positive integer", self.max_image_pixels)
+        if self.out_of_range not in OUT_OF_RANGE_ACTIONS:
+            raise fail("out_of_range", "'quarantine' or 'clip'", self.out_of_range)
+        if (
+            self.image_shape is not None
+            and self.image_shape[0] * self.image_shape[1] > self.max_image_pixels
+        ):
+            # Raw pixels all have image_shape: every example would be quarantined.
+            raise fail(
+                "image_shape",
+                f"at most max_image_pixels={self.max_image_pixels} pixels (height x width)",
+                self.image_shape,
+            )
         return self
 
     @property

@@ -13,6 +13,7 @@ PREVIEW_FILE = "preview.png"
 BOX_COLOUR = (0, 200, 0)
 KEYPOINT_COLOUR = (230, 0, 0)
 TEXT_HEIGHT = 14  # pixels per line of PIL's default bitmap font
+CELL = 96
 
 
 @dataclasses.dataclass
@@ -29,7 +30,7 @@ def contact_sheet(
     rows: list[list[PreviewCell]],
     row_titles: list[str] | None = None,
     header: str = "",
-    cell: int = 96,
+    cell: int = CELL,
     gap: int = 4,
 ) -> np.ndarray:
     """Rows of cells (the original first) -> a uint8 RGB grid. Small images are enlarged
@@ -51,8 +52,7 @@ def contact_sheet(
             if image.shape[-1] == 1:
                 image = np.repeat(image, 3, axis=-1)
             image = image[..., :3]
-            scale = cell / max(image.shape[0], image.shape[1])
-            size = (max(1, round(image.shape[0] * scale)), max(1, round(image.shape[1] * scale)))
+            size = _cell_size(image.shape, cell)
             resized = tf.image.resize(image, size, method="nearest").numpy().astype(np.uint8)
             y0 = top + gap + r * (cell + gap) + (cell - size[0]) // 2
             x0 = left + gap + c * (cell + gap) + (cell - size[1]) // 2
@@ -101,11 +101,34 @@ def write_png(path: str, image: np.ndarray) -> None:
         handle.write(tf.io.encode_png(image).numpy())
 
 
-def _to_uint8(pixels: np.ndarray, config) -> np.ndarray:
-    if pixels.dtype == np.uint8:
-        return pixels
-    low, high = config.value_range or (0.0, 1.0)  # raw float pixels: show them in 0..255
-    return np.clip((pixels - low) / (high - low) * 255, 0, 255).astype(np.uint8)
+def _cell_size(shape, cell: int) -> tuple[int, int]:
+    """(height, width) of an image of `shape` drawn in a sheet cell: its longer side `cell`."""
+    scale = cell / max(shape[0], shape[1])
+    return max(1, round(shape[0] * scale)), max(1, round(shape[1] * scale))
+
+
+def _thumbnail(image: np.ndarray, cell: int = CELL) -> np.ndarray:
+    """A uint8 image larger than a cell shrunk to the size `contact_sheet` draws it at (the same
+    nearest resize, so the sheet is unchanged), so no full-size copy of a large image is kept."""
+    import tensorflow as tf
+
+    if max(image.shape[:2]) <= cell:
+        return image
+    return (
+        tf.image.resize(image, _cell_size(image.shape, cell), method="nearest")
+        .numpy()
+        .astype(np.uint8)
+    )
+
+
+def _for_display(images: np.ndarray, value_range) -> np.ndarray:
+    """uint8 as is; float (raw or 16-bit pixels) from `value_range` to 0..255."""
+    from tfx_image_augment.codec import DEFAULT_VALUE_RANGE
+
+    if images.dtype == np.uint8:
+        return images
+    low, high = value_range or DEFAULT_VALUE_RANGE
+    return np.clip((images - low) / (high - low) * 255, 0, 255).astype(np.uint8)
 
 
 def _choose(pattern: str, config, rows: int):
@@ -146,6 +169,7 @@ def preview_from_pattern(pattern: str, config, rows: int = 6, max_copies: int = 
     sheet shows K, since the class counts are known only to a run. (None, None) when nothing
     decodes."""
     from tfx_image_augment.balance import copies_wanted
+    from tfx_image_augment.codec import MAX_BATCH_PIXELS, core_inputs
     from tfx_image_augment.config import copy_seed
     from tfx_image_augment.core import augment_targets
     from tfx_image_augment.objects import padded
@@ -164,25 +188,31 @@ def preview_from_pattern(pattern: str, config, rows: int = 6, max_copies: int = 
         if copies == 0:
             continue
         seeds = np.array([copy_seed(config.seed, key, k) for k in range(1, copies + 1)], np.int64)
-        targets = {}
-        if objects is not None:
-            boxes, valid, keypoints, visible = padded([objects] * copies)
-            targets.update(boxes=boxes, box_valid=valid)
-            if keypoints is not None:
-                targets.update(keypoints=keypoints, keypoint_visible=visible)
-        out = augment_targets(
-            np.repeat(pixels[None], copies, axis=0),
-            seeds,
-            policy,
-            value_range=config.value_range,
-            min_box_visibility=config.min_box_visibility,
-            keypoint_flip_permutation=config.keypoint_flip_permutation,
-            **targets,
-        )
-        out = {name: value.numpy() for name, value in out.items()}
-        row = [_cell(_to_uint8(pixels, config), objects)]
-        for k in range(copies):
-            row.append(_moved_cell(_to_uint8(out["images"][k], config), out, k))
+        images, value_range = core_inputs(pixels[None], config)
+        row = [_cell(_thumbnail(_for_display(images, value_range)[0]), objects)]
+        # As on the workers, a large image's copies are augmented a few at a time, and only
+        # thumbnails are kept.
+        per_call = max(1, MAX_BATCH_PIXELS // (pixels.shape[0] * pixels.shape[1]))
+        for start in range(0, copies, per_call):
+            chunk = seeds[start : start + per_call]
+            targets = {}
+            if objects is not None:
+                boxes, valid, keypoints, visible = padded([objects] * len(chunk))
+                targets.update(boxes=boxes, box_valid=valid)
+                if keypoints is not None:
+                    targets.update(keypoints=keypoints, keypoint_visible=visible)
+            out = augment_targets(
+                np.repeat(images, len(chunk), axis=0),
+                chunk,
+                policy,
+                value_range=value_range,
+                min_box_visibility=config.min_box_visibility,
+                keypoint_flip_permutation=config.keypoint_flip_permutation,
+                **targets,
+            )
+            out = {name: value.numpy() for name, value in out.items()}
+            shown = _for_display(out["images"], value_range)
+            row.extend(_moved_cell(_thumbnail(shown[k]), out, k) for k in range(len(chunk)))
         sheet_rows.append(row)
         titles.append("" if label is None else f"class {label}")
     header = (
