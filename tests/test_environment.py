@@ -5,10 +5,11 @@ from __future__ import annotations
 import os
 import re
 import subprocess
+import sys
 
 import pytest
 
-from tests.conftest import run_python
+from tests.conftest import PROJECT_ROOT, run_python
 
 
 def _run_python(code: str, **env: str) -> subprocess.CompletedProcess:
