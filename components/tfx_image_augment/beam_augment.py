@@ -33,6 +33,7 @@ from tfx_image_augment.codec import (
     set_feature,
 )
 from tfx_image_augment.config import AugmentConfig, copy_seed
+from tfx_image_augment.killpoints import killpoint
 from tfx_image_augment.records import (
     GZIP_SUFFIX,
     add_provenance,
@@ -186,6 +187,7 @@ class AugmentBatchFn(beam.DoFn):
         self._progress = _Progress(self._split)
 
     def process(self, batch: list[tuple[int, DecodedExample]]):
+        killpoint("augment-batch")  # tests stop a run here; a dictionary lookup otherwise
         self._progress.add(len(batch))
         yield from self._augment(batch)
 

@@ -95,8 +95,10 @@ def write_augmentation_model(model_dir: str, input_pattern: str, config) -> None
     import os
 
     from tfx_image_augment.export import export_augmentation_model
+    from tfx_image_augment.killpoints import killpoint
 
     sheet, channels = preview_from_pattern(input_pattern, config)
     export_augmentation_model(config.loaded_policy, config.seed, model_dir, channels=channels or 3)
+    killpoint("model-export")
     if sheet is not None:
         write_png(os.path.join(model_dir, PREVIEW_FILE), sheet)
