@@ -7,7 +7,7 @@
 `run` writes into a staging folder beside --output and publishes it whole, with its completion
 marker, only when everything is written and every check passed (see publish.py). Exit codes:
 0 published; 1 the run failed (nothing published); 2 bad arguments, input or output (nothing
-ran).
+ran); 130 interrupted (Ctrl-C; nothing published unless the message says so).
 """
 
 from __future__ import annotations
@@ -19,6 +19,7 @@ import sys
 import time
 
 from tfx_image_augment import environment, runner_checks
+from tfx_image_augment.interrupts import InterruptGuard
 
 EXIT_USAGE, EXIT_FAILED = 2, 1
 # Records read from the input before the run, to fail at once on an empty input or on a feature
@@ -217,7 +218,7 @@ def _checked_input(args, config) -> list[str]:
     return files
 
 
-def _run(args, beam_args: list[str], log) -> int:
+def _run(args, beam_args: list[str], log, guard: InterruptGuard) -> int:
     from tfx_image_augment.publish import StagedOutput
     from tfx_image_augment.records import DATA_PREFIX
 
@@ -255,7 +256,13 @@ def _run(args, beam_args: list[str], log) -> int:
     files = _checked_input(args, config)
     options = PipelineOptions(beam_args)
     policy = config.loaded_policy
+    guard.message = lambda: (
+        f"image-augment: interrupted after publishing {target.output}, which is complete"
+        if target.published
+        else f"image-augment: interrupted; {target.output} was left as it was"
+    )
     target.prepare()
+    guard.add_cleanup(target.discard)
     staging = target.staging
     quarantine_dir = os.path.join(staging, QUARANTINE_DIR)
     try:
@@ -329,7 +336,7 @@ def _run(args, beam_args: list[str], log) -> int:
     return 0
 
 
-def _preview(args, log) -> int:
+def _preview(args, log, guard: InterruptGuard) -> int:
     import tensorflow as tf
 
     from tfx_image_augment.preview import preview_from_pattern, write_png
@@ -341,6 +348,7 @@ def _preview(args, log) -> int:
         raise ValueError(f"--output {output} is a folder: name the PNG file to write in it.")
     config = _config(args)
     _checked_input(args, config)
+    guard.message = "image-augment: interrupted; no preview was written"
     sheet, _ = preview_from_pattern(args.input, config, rows=args.rows)
     if sheet is None:
         raise FileNotFoundError(
@@ -375,12 +383,23 @@ def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     environment.configure()  # an entry point: Keras flavour and quiet logs, before TensorFlow
     log = environment.progress_logger("image-augment")
-    try:
-        if args.command == "run":
-            return _run(args, beam_args, log)
-        return _preview(args, log)
-    except Exception as err:
-        return _failure(err)
+    # Before TensorFlow and Beam start threads: every thread must inherit the guard's mask.
+    with InterruptGuard() as guard:
+        guard.message = "image-augment: interrupted; nothing was written"
+        try:
+            if args.command == "run":
+                code = _run(args, beam_args, log, guard)
+            else:
+                code = _preview(args, log, guard)
+        except BaseException as err:
+            # Whatever an interrupt turned into on its way (Beam wraps, workers die), it is an
+            # interrupt; and one that was swallowed still ends the run below.
+            if guard.interrupted or isinstance(err, KeyboardInterrupt):
+                guard.exit_interrupted()
+            code = _failure(err)
+        if guard.interrupted:
+            guard.exit_interrupted()
+        return code
 
 
 def _failure(err: BaseException) -> int:
