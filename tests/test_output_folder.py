@@ -7,6 +7,7 @@ from __future__ import annotations
 import json
 import pathlib
 
+import pytest
 import tensorflow as tf
 from tfx_image_augment import codec
 from tfx_image_augment.cli import main
@@ -128,3 +129,47 @@ def test_a_failed_run_leaves_the_previous_output_whole_and_keeps_its_quarantine(
     assert _run(bad, fresh, "--", *IN_MEMORY) == 1
     assert not fresh.exists()
     assert len(read_records(str(tmp_path / "out/Y.quarantine/Split-data/*"))) == 2
+
+
+# Publishes a staged output the way a gs:// folder is published (TensorFlow's file API, no
+# folder exchange), on this filesystem: the one path here that needs no bucket.
+REMOTE_PUBLISH = """
+import pathlib, sys
+from tfx_image_augment.completion import MARKER_FORMAT
+from tfx_image_augment.publish import StagedOutput
+
+target = StagedOutput(sys.argv[1], overwrite=True, data_prefix="data_tfrecord")
+target.local = False
+target.prepare()
+pathlib.Path(target.staging, "data_tfrecord-new.gz").write_bytes(b"new")
+pathlib.Path(target.staging, "augment_summary.json").write_text("{}")
+files = {"data_tfrecord-new.gz": 3}
+target.publish({"format": MARKER_FORMAT, "splits": {"data": {"records": 0, "files": files}},
+                "quarantine": {"records": 0, "files": {}}})
+target.discard()
+"""
+
+
+def test_where_folders_cannot_be_swapped_the_marker_goes_first_and_comes_last(tmp_path):
+    from tfx_image_augment.completion import IncompleteOutputError
+    from tfx_image_augment.reader import resolve_files
+
+    from tests.stopped_runs import run_stopped
+
+    out = tmp_path / "X"
+    out.mkdir()
+    (out / "data_tfrecord-old.gz").write_bytes(b"old")
+    (out / "augment_summary.json").write_text("{}")
+    (out / "_SUCCESS").write_text(json.dumps({"format": "image-augment-output/1"}))
+
+    killed = run_stopped(["-c", REMOTE_PUBLISH, str(out)], "before-marker:SIGKILL", tmp_path)
+    assert killed.returncode == -9, killed.stderr[-3000:]
+    # The old marker and output are gone, the new files are in place, no marker vouches yet.
+    assert sorted(p.name for p in out.iterdir()) == ["augment_summary.json", "data_tfrecord-new.gz"]
+    with pytest.raises(IncompleteOutputError, match="has no completion marker"):
+        resolve_files(str(out))
+
+    finished = run_stopped(["-c", REMOTE_PUBLISH, str(out)], None, tmp_path)
+    assert finished.returncode == 0, finished.stderr[-3000:]
+    assert resolve_files(str(out)) == [str(out / "data_tfrecord-new.gz")]
+    assert staging_beside(out) == []

@@ -146,7 +146,11 @@ class StagedOutput:
         self.local = is_local(self.output)
         self._data_prefix = data_prefix
         self.parent, self.name = os.path.split(self.output)
-        if not self.name or self.name in (".", ".."):
+        if (
+            not self.name
+            or self.name in (".", "..")
+            or (not self.local and "://" not in self.parent)
+        ):
             raise OutputFolderError(
                 f"--output {output!r} names no folder of its own: give e.g. {output.rstrip('/')}"
                 "/augmented"
@@ -249,8 +253,12 @@ class StagedOutput:
             except OSError:  # not Linux, or a filesystem without exchange: old output aside
                 aside = self._new_staging_path()
                 os.rename(self.output, aside)
+                try:
+                    os.rename(self.staging, self.output)
+                except OSError:
+                    os.rename(aside, self.output)  # the old output back, as it was
+                    raise
                 self._leftovers.append(aside)
-                os.rename(self.staging, self.output)
             # else: the staging path now holds the old output, which discard() deletes
         else:
             os.rename(self.staging, self.output)
