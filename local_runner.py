@@ -125,6 +125,20 @@ def main(argv=None) -> int:
     return 0
 
 
+def cache_reuse(store) -> tuple[int, int]:
+    """(steps that TFX reused from its cache, all steps) of the latest run in `store`: the
+    executions of its newest pipeline_run context, and how many of them are CACHED."""
+    from ml_metadata.proto import metadata_store_pb2
+
+    runs = store.get_contexts_by_type("pipeline_run")
+    if not runs:
+        return 0, 0
+    latest = max(runs, key=lambda context: (context.create_time_since_epoch, context.id))
+    executions = store.get_executions_by_context(latest.id)
+    cached = sum(e.last_known_state == metadata_store_pb2.Execution.CACHED for e in executions)
+    return cached, len(executions)
+
+
 def summary(metadata_path: str, serving_dir: str, seconds: float) -> str:
     """The run's results, read back from ML Metadata."""
     from ml_metadata.metadata_store import metadata_store
@@ -139,7 +153,16 @@ def summary(metadata_path: str, serving_dir: str, seconds: float) -> str:
         artifacts = store.get_artifacts_by_type(type_name)
         return max(artifacts, key=lambda a: a.id) if artifacts else None
 
-    lines = [f"\nPipeline finished in {seconds:.0f} s."]
+    cached, steps = cache_reuse(store)
+    if steps and cached == steps:
+        lines = [
+            f"\nPipeline finished in {seconds:.0f} s: all {steps} steps were reused from TFX's "
+            "cache (same inputs, code and parameters), none ran again; --no-cache reruns them."
+        ]
+    else:
+        lines = [f"\nPipeline finished in {seconds:.0f} s."]
+        if cached:
+            lines.append(f"  from cache      : {cached} of {steps} steps reused, not rerun")
     augmented = [
         a for a in store.get_artifacts_by_type("Examples") if "counts" in a.custom_properties
     ]

@@ -12,6 +12,7 @@ import pytest
 import tensorflow as tf
 from PIL import Image
 from tfx_image_augment import codec, load_policy
+from tfx_image_augment.completion import IncompleteOutputError
 from tfx_image_augment.config import AugmentConfig
 from tfx_image_augment.core import augment
 from tfx_image_augment.expansion import (
@@ -19,6 +20,7 @@ from tfx_image_augment.expansion import (
     QuarantineLimitExceeded,
     first_quarantine_reasons,
 )
+from tfx_image_augment.reader import read_images
 from tfx_image_augment.records import (
     QUARANTINE_DETAIL_FEATURE,
     QUARANTINE_REASON_FEATURE,
@@ -231,6 +233,30 @@ def test_above_the_quarantine_limit_the_run_fails_with_counts_and_first_reasons(
     assert "max_quarantine_fraction=0.01" in message
     assert codec.NOT_AN_IMAGE in message and codec.IMAGE_EMPTY in message
     assert "\n" not in message
+    # The artifact folder keeps the quarantine alone, without a completion marker: readers
+    # refuse it, and nothing of the failed run's data or model is left to mistake for output.
+    augmented = tmp_path / "augmented"
+    assert message.endswith(f"The bad records are kept whole in {augmented / 'quarantine'}.")
+    assert sorted(p.name for p in augmented.iterdir()) == ["quarantine"]
+    assert list((tmp_path / "model").iterdir()) == []
+    kept = [
+        tf.train.Example.FromString(record).features.feature
+        for record in read_records(f"{augmented}/quarantine/Split-train/*")
+    ]
+    assert sorted(
+        (
+            f[QUARANTINE_REASON_FEATURE].bytes_list.value[0].decode(),
+            f[QUARANTINE_RECORD_FEATURE].bytes_list.value[0],
+        )
+        for f in kept
+    ) == sorted(
+        [
+            (codec.NOT_AN_IMAGE, broken[codec.NOT_AN_IMAGE]),
+            (codec.IMAGE_EMPTY, broken[codec.IMAGE_EMPTY]),
+        ]
+    )
+    with pytest.raises(IncompleteOutputError, match="has no completion marker"):
+        read_images(str(augmented), split="train")
 
 
 def test_a_corrupt_tfrecord_file_fails_the_run_naming_the_file(tmp_path):

@@ -191,3 +191,79 @@ def test_cli_max_image_pixels_quarantines_larger_images_and_defaults_like_the_co
     assert defaults.out_of_range == AugmentConfig().out_of_range == "quarantine"
     clipping = cli._config(cli._parser().parse_args(argv + ["--out-of-range", "clip"]))
     assert clipping.out_of_range == "clip"
+
+
+def test_input_output_and_option_errors_are_one_line_naming_the_path(tmp_path, capsys):
+    pattern = _digit_records(tmp_path, 4)
+    first_file = sorted((tmp_path / "in").glob("*.gz"))[0]
+    a_file = tmp_path / "a-file"
+    a_file.write_text("not a folder")
+    write_records(tmp_path / "empty/part-0.tfrecord", [])
+    out = tmp_path / "out"
+    cases = [
+        (
+            ["--input", str(tmp_path / "in")],
+            f"--input {str(tmp_path / 'in')!r} matches the folder {tmp_path / 'in'}: give a "
+            f"glob of its TFRecord files, e.g. '{tmp_path / 'in'}/*'.",
+        ),
+        (["--output", str(a_file)], f"--output {a_file} is a file, not a folder."),
+        (
+            ["--output", str(a_file / "out")],  # no folder can be made there, even as root
+            f"cannot write --output {a_file / 'out'}: {a_file} is a file, not a folder.",
+        ),
+        (
+            ["--output", str(a_file / "sub/out")],
+            f"cannot write --output {a_file / 'sub/out'}: Not a directory ({a_file / 'sub'}).",
+        ),
+        (["--output", ""], "--output is empty: name the folder to write, e.g. out/"),
+        (
+            ["--policy", str(tmp_path / "my-policy.json")],
+            f"The policy file {tmp_path / 'my-policy.json'} does not exist (no such file).",
+        ),
+        (
+            ["--key-feature", "photo_id"],
+            f"--key-feature 'photo_id' is in none of the first 2 records of {first_file}; "
+            "their features are id, image, label.",
+        ),
+        (
+            ["--input", str(tmp_path / "empty/*")],
+            f"--input {str(tmp_path / 'empty/*')!r}: its 1 file(s) hold no record; nothing to "
+            "augment.",
+        ),
+        (
+            ["--", "--direct_num_wrokers=2", "--bogus"],
+            "unknown Beam option(s) after `--`: --direct_num_wrokers=2 --bogus (Beam would "
+            "ignore them)",
+        ),
+        (
+            ["--", "--direct_num_workers=x"],
+            "Beam option after `--`: argument --direct_num_workers: invalid int value: 'x'",
+        ),
+    ]
+    for args, message in cases:
+        cut = args.index("--") if "--" in args else len(args)
+        argv = ["run", "--input", pattern, "--output", str(out), *args[:cut], *args[cut:]]
+        assert main(argv) == 2, message
+        assert capsys.readouterr().err.strip().splitlines() == [f"image-augment: error: {message}"]
+    assert not out.exists() and not list(tmp_path.glob(".*staging*"))
+    assert main(["preview", "--input", pattern, "--output", str(tmp_path)]) == 2
+    assert capsys.readouterr().err.strip().splitlines() == [
+        f"image-augment: error: --output {tmp_path} is a folder: name the PNG file to write in it."
+    ]
+
+
+def test_an_unknown_beam_flag_is_the_only_line_on_stderr(tmp_path):
+    pattern = _digit_records(tmp_path, 4)
+    result = subprocess.run(
+        [sys.executable, "-m", "tfx_image_augment.cli", "run", "--input", pattern]
+        + ["--output", str(tmp_path / "o"), "--", "--runner=DirectRunner", "--frobnicate=3"],
+        cwd=PROJECT_ROOT,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert result.returncode == 2
+    assert result.stderr.splitlines() == [
+        "image-augment: error: unknown Beam option(s) after `--`: --frobnicate=3 (Beam would "
+        "ignore them)"
+    ]

@@ -38,6 +38,7 @@ from tfx_image_augment.codec import (
     set_feature,
 )
 from tfx_image_augment.config import AugmentConfig, copy_seed
+from tfx_image_augment.killpoints import killpoint
 from tfx_image_augment.objects import Objects, padded, read_objects, write_objects
 from tfx_image_augment.records import (
     GZIP_SUFFIX,
@@ -211,6 +212,7 @@ class AugmentBatchFn(beam.DoFn):
         self._progress = _Progress(self._split)
 
     def process(self, batch: list[tuple[int, DecodedExample]]):
+        killpoint("augment-batch")  # tests stop a run here; a dictionary lookup otherwise
         self._progress.add(len(batch))
         yield from self._augment(batch)
 

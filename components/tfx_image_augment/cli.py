@@ -3,6 +3,11 @@
     image-augment run --input 'data/train-*.tfrecord' --output out/ --policy standard \\
         --copies 4 --seed 1 [-- --runner=DataflowRunner --project=... ...]
     image-augment preview --input 'data/train-*.tfrecord' --policy standard --output sheet.png
+
+`run` writes into a staging folder beside --output and publishes it whole, with its completion
+marker, only when everything is written and every check passed (see publish.py). Exit codes:
+0 published; 1 the run failed (nothing published); 2 bad arguments, input or output (nothing
+ran); 130 interrupted (Ctrl-C; nothing published unless the message says so).
 """
 
 from __future__ import annotations
@@ -14,8 +19,12 @@ import sys
 import time
 
 from tfx_image_augment import environment, runner_checks
+from tfx_image_augment.interrupts import InterruptGuard
 
 EXIT_USAGE, EXIT_FAILED = 2, 1
+# Records read from the input before the run, to fail at once on an empty input or on a feature
+# name that no record has (instead of after a full pass over the data).
+SAMPLE_RECORDS = 16
 
 
 def _numbers(text: str, kind, count: int, name: str):
@@ -133,7 +142,16 @@ def _parser() -> argparse.ArgumentParser:
 
     run = commands.add_parser("run", help="write the augmented dataset")
     common(run)
-    run.add_argument("--output", required=True, help="output folder")
+    run.add_argument(
+        "--output",
+        required=True,
+        help="output folder: absent or empty, or an earlier output with --overwrite",
+    )
+    run.add_argument(
+        "--overwrite",
+        action="store_true",
+        help="replace an existing output folder whole (only one that image-augment wrote)",
+    )
     run.add_argument("--mask-feature", default=None)
     run.add_argument("--max-quarantine-fraction", type=float, default=0.01)
     run.add_argument("--output-format", default="same", choices=("same", "png", "jpeg"))
@@ -200,13 +218,117 @@ def _config(args, **extra):
     ).validate()
 
 
-def _run(args, beam_args: list[str], log) -> int:
+def _input_files(pattern: str) -> list[str]:
+    """The files `pattern` matches, each a readable file; ValueError or FileNotFoundError with
+    one sentence otherwise."""
+    import tensorflow as tf
+
+    files = sorted(tf.io.gfile.glob(pattern))
+    if not files:
+        raise FileNotFoundError(f"--input {pattern!r} matches no file.")
+    for path in files:
+        if tf.io.gfile.isdir(path):
+            raise ValueError(
+                f"--input {pattern!r} matches the folder {path}: give a glob of its TFRecord "
+                f"files, e.g. '{os.path.join(path, '*')}'."
+            )
+        if "://" not in path:
+            try:
+                open(path, "rb").close()
+            except OSError as err:
+                raise ValueError(f"cannot read --input file {path}: {err.strerror}.") from None
+    return files
+
+
+def _first_records(pattern: str, files: list[str]) -> tuple[str, list[bytes]]:
+    """(file, its first records) of the first input file that holds any. An input without a
+    record is an error (ValueError), not a run of 0 examples."""
+    import tensorflow as tf
+
+    from tfx_image_augment.expansion import CorruptInputError
+    from tfx_image_augment.records import compression_of
+
+    for path in files:
+        try:
+            dataset = tf.data.TFRecordDataset(path, compression_of(path))
+            records = [record.numpy() for record in dataset.take(SAMPLE_RECORDS)]
+        except (tf.errors.DataLossError, tf.errors.InvalidArgumentError) as err:
+            raise CorruptInputError(
+                f"Input TFRecord file(s) are damaged and cannot be read: {path} "
+                f"({err.message.splitlines()[0]})"
+            ) from None
+        if records:
+            return path, records
+    raise ValueError(
+        f"--input {pattern!r}: its {len(files)} file(s) hold no record; nothing to augment."
+    )
+
+
+def _check_features(path: str, records: list[bytes], config) -> None:
+    """ValueError when a feature named on the command line is in none of `records` (the first
+    of `path`): a misspelled name fails now, not after a full pass quarantined everything."""
+    import tensorflow as tf
+    from google.protobuf.message import DecodeError
+
+    from tfx_image_augment.balance import depends_on_class
+
+    names: set[str] = set()
+    parsed = 0
+    for record in records:
+        try:
+            names.update(tf.train.Example.FromString(record).features.feature.keys())
+        except DecodeError:  # not a tf.Example: the run quarantines it with its reason
+            continue
+        parsed += 1
+    if not parsed:
+        return
+    from tfx_image_augment.records import image_feature_of
+
+    image_feature = image_feature_of(names, config) or config.image_feature  # or image/encoded
+    for flag, feature in (
+        ("--image-feature", image_feature),
+        ("--key-feature", config.key_feature),
+        ("--mask-feature", config.mask_feature),
+        ("--label-feature", config.label_feature if depends_on_class(config) else None),
+    ):
+        if feature and feature not in names:
+            raise ValueError(
+                f"{flag} {feature!r} is in none of the first {parsed} records of {path}; "
+                f"their features are {', '.join(sorted(names))}."
+            )
+
+
+def _checked_input(args, config) -> list[str]:
+    files = _input_files(args.input)
+    path, records = _first_records(args.input, files)
+    _check_features(path, records, config)
+    return files
+
+
+def _run(args, beam_args: list[str], log, guard: InterruptGuard) -> int:
+    from tfx_image_augment.publish import StagedOutput
+    from tfx_image_augment.records import DATA_PREFIX
+
+    # The cheap checks first: a wrong --output fails before TensorFlow and Beam load.
+    target = StagedOutput(args.output, args.overwrite, DATA_PREFIX)
+    target.check()
+    runner_checks.check_beam_args(beam_args)
+
     import apache_beam as beam
     import tensorflow as tf
     from apache_beam.options.pipeline_options import PipelineOptions
 
-    from tfx_image_augment.expansion import run_expansion
+    from tfx_image_augment.completion import (
+        MARKER_FILE,
+        MODEL_DIR,
+        QUARANTINE_DIR,
+        SUMMARY_FILE,
+        describe_output,
+    )
+    from tfx_image_augment.expansion import QuarantineLimitExceeded, run_expansion
     from tfx_image_augment.preview import write_augmentation_model
+    from tfx_image_augment.publish import remove_beam_temp
+    from tfx_image_augment.records import QUARANTINE_PREFIX
 
     config = _config(
         args,
@@ -222,50 +344,79 @@ def _run(args, beam_args: list[str], log) -> int:
         max_copies=args.max_copies,
         num_shards=args.num_shards,
     )
-    files = tf.io.gfile.glob(args.input)
-    if not files:
-        raise FileNotFoundError(f"--input {args.input!r} matches no file.")
+    files = _checked_input(args, config)
+    options = PipelineOptions(beam_args)
     policy = config.loaded_policy
-    started = time.time()
-    log.info(
-        "reading %d file(s); %d copies each with policy %s (%s), seed %d",
-        len(files),
-        config.num_copies,
-        policy.name or "custom",
-        policy.fingerprint[:12],
-        config.seed,
+    guard.message = lambda: (
+        f"image-augment: interrupted after publishing {target.output}, which is complete"
+        if target.published
+        else f"image-augment: interrupted; {target.output} was left as it was"
     )
-    tf.io.gfile.makedirs(args.output)
-    pipeline = beam.Pipeline(options=PipelineOptions(beam_args))
-    expansion_started = time.time()
-    counts = run_expansion(
-        pipeline,
-        {"data": (args.input, args.output)},
-        os.path.join(args.output, "quarantine"),
-        config,
-        worker_start_timeout=args.worker_start_timeout,
-    )["data"]
-    expansion_seconds = time.time() - expansion_started
-    model_dir = os.path.join(args.output, "augmentation_model")
-    write_augmentation_model(model_dir, args.input, config)
-    summary = {
-        "examples_in": counts["examples_read"],
-        "examples_out": counts["examples_out"],
-        "copies_written": counts["copies_written"],
-        "originals_written": counts["originals_written"],
-        "quarantined": counts["quarantined"],
-        "policy": policy.name or "custom",
-        "policy_fingerprint": policy.fingerprint,
-        "seed": config.seed,
-        "copies": config.num_copies,
-        "elapsed_seconds": round(time.time() - started, 1),
-        "expansion_seconds": round(expansion_seconds, 2),
-    }
-    if config.label_feature:
-        # Records per class before (examples read) and after (original + copies written).
-        summary["classes"] = {"in": counts.get("class_in", {}), "out": counts.get("class_out", {})}
-    with tf.io.gfile.GFile(os.path.join(args.output, "augment_summary.json"), "w") as handle:
-        handle.write(json.dumps(summary, indent=2, sort_keys=True) + "\n")
+    target.prepare()
+    guard.add_cleanup(target.discard)
+    staging = target.staging
+    quarantine_dir = os.path.join(staging, QUARANTINE_DIR)
+    try:
+        started = time.time()
+        log.info(
+            "reading %d file(s); %d copies each with policy %s (%s), seed %d",
+            len(files),
+            config.num_copies,
+            policy.name or "custom",
+            policy.fingerprint[:12],
+            config.seed,
+        )
+        pipeline = beam.Pipeline(options=options)
+        expansion_started = time.time()
+        try:
+            counts = run_expansion(
+                pipeline,
+                {"data": (args.input, staging)},
+                quarantine_dir,
+                config,
+                worker_start_timeout=args.worker_start_timeout,
+                quarantine_kept_in=target.kept_quarantine,
+            )["data"]
+        except QuarantineLimitExceeded:
+            target.keep_quarantine()
+            raise
+        expansion_seconds = time.time() - expansion_started
+        write_augmentation_model(os.path.join(staging, MODEL_DIR), args.input, config)
+        summary = {
+            "examples_in": counts["examples_read"],
+            "examples_out": counts["examples_out"],
+            "copies_written": counts["copies_written"],
+            "originals_written": counts["originals_written"],
+            "quarantined": counts["quarantined"],
+            "policy": policy.name or "custom",
+            "policy_fingerprint": policy.fingerprint,
+            "seed": config.seed,
+            "copies": config.num_copies,
+            "elapsed_seconds": round(time.time() - started, 1),
+            "expansion_seconds": round(expansion_seconds, 2),
+        }
+        if config.label_feature:
+            # Records per class before (examples read) and after (original + copies written).
+            summary["classes"] = {
+                "in": counts.get("class_in", {}),
+                "out": counts.get("class_out", {}),
+            }
+        with tf.io.gfile.GFile(os.path.join(staging, SUMMARY_FILE), "w") as handle:
+            handle.write(json.dumps(summary, indent=2, sort_keys=True) + "\n")
+        remove_beam_temp(staging)
+        marker = describe_output(
+            staging,
+            {"data": ""},
+            {"data": counts["examples_out"]},
+            DATA_PREFIX,
+            [f"{QUARANTINE_DIR}/Split-data"],
+            QUARANTINE_PREFIX,
+            sum(counts["quarantined"].values()),
+        )
+        target.publish(marker)
+    finally:
+        target.discard()
+    out = target.output
     bad = sum(counts["quarantined"].values())
     print(
         f"\nimage-augment: {summary['examples_in']} examples in -> "
@@ -274,9 +425,11 @@ def _run(args, beam_args: list[str], log) -> int:
         f"  quarantined : {bad} {counts['quarantined'] or ''}\n"
         f"  policy      : {summary['policy']} ({policy.fingerprint[:12]}), seed {config.seed}\n"
         + (f"  classes     : {_class_line(summary['classes'])}\n" if "classes" in summary else "")
-        + f"  data        : {os.path.join(args.output, 'data_tfrecord-*.gz')}\n"
-        f"  model       : {model_dir} (policy.json, saved_model/, preview.png)\n"
-        f"  summary     : {os.path.join(args.output, 'augment_summary.json')}"
+        + f"  data        : {os.path.join(out, 'data_tfrecord-*.gz')}\n"
+        f"  model       : {os.path.join(out, MODEL_DIR)} (policy.json, saved_model/, "
+        "preview.png)\n"
+        f"  summary     : {os.path.join(out, SUMMARY_FILE)}\n"
+        f"  complete    : {os.path.join(out, MARKER_FILE)} (lists every shard; readers trust it)"
     )
     return 0
 
@@ -287,21 +440,42 @@ def _class_line(classes: dict) -> str:
     return ", ".join(f"{c}: {classes['in'][c]} -> {classes['out'].get(c, 0)}" for c in labels)
 
 
-def _preview(args, log) -> int:
+def _preview(args, log, guard: InterruptGuard) -> int:
+    import tensorflow as tf
+
     from tfx_image_augment.preview import preview_from_pattern, write_png
 
+    output = args.output.strip()
+    if not output:
+        raise ValueError("--output is empty: name the PNG file to write, e.g. sheet.png")
+    if tf.io.gfile.isdir(output):
+        raise ValueError(f"--output {output} is a folder: name the PNG file to write in it.")
     config = _config(args)
+    _checked_input(args, config)
+    guard.message = "image-augment: interrupted; no preview was written"
     sheet, _ = preview_from_pattern(args.input, config, rows=args.rows)
     if sheet is None:
         raise FileNotFoundError(
             f"--input {args.input!r}: no decodable image in feature {args.image_feature!r}."
         )
-    write_png(args.output, sheet)
+    try:
+        write_png(output, sheet)
+    except (OSError, tf.errors.OpError) as err:
+        reason = err.strerror if isinstance(err, OSError) else err.message.splitlines()[0]
+        raise ValueError(f"cannot write --output {output}: {reason}.") from None
     print(
-        f"image-augment: wrote {args.output} ({sheet.shape[1]}x{sheet.shape[0]}): each "
+        f"image-augment: wrote {output} ({sheet.shape[1]}x{sheet.shape[0]}): each "
         f"original beside {min(args.copies, 6)} copies"
     )
     return 0
+
+
+def _one_line(err: BaseException) -> str:
+    """An OS or TensorFlow error as one line naming its path."""
+    if isinstance(err, OSError) and err.strerror:
+        return f"{err.strerror}: {err.filename}" if err.filename else err.strerror
+    message = getattr(err, "message", None) or str(err)
+    return message.strip().splitlines()[0] if message.strip() else type(err).__name__
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -312,19 +486,44 @@ def main(argv: list[str] | None = None) -> int:
         cut = argv.index("--")
         argv, beam_args = argv[:cut], argv[cut + 1 :]
     args = _parser().parse_args(argv)
+    environment.configure()  # an entry point: Keras flavour and quiet logs, before TensorFlow
     log = environment.progress_logger("image-augment")
+    # Before TensorFlow and Beam start threads: every thread must inherit the guard's mask.
+    with InterruptGuard() as guard:
+        guard.message = "image-augment: interrupted; nothing was written"
+        try:
+            if args.command == "run":
+                code = _run(args, beam_args, log, guard)
+            else:
+                code = _preview(args, log, guard)
+        except BaseException as err:
+            # Whatever an interrupt turned into on its way (Beam wraps, workers die), it is an
+            # interrupt; and one that was swallowed still ends the run below.
+            if guard.interrupted or isinstance(err, KeyboardInterrupt):
+                guard.exit_interrupted()
+            code = _failure(err)
+        if guard.interrupted:
+            guard.exit_interrupted()
+        return code
+
+
+def _failure(err: BaseException) -> int:
+    """Prints `err` as one line and returns the exit code; re-raises what is not ours to judge
+    (a bug should show its traceback)."""
     from tfx_image_augment.expansion import CorruptInputError, QuarantineLimitExceeded
 
-    try:
-        if args.command == "run":
-            return _run(args, beam_args, log)
-        return _preview(args, log)
-    except (ValueError, FileNotFoundError) as err:  # bad arguments or policy
+    if isinstance(err, (ValueError, FileNotFoundError)):  # arguments, input, output, policy
         print(f"image-augment: error: {err}", file=sys.stderr)
         return EXIT_USAGE
-    except (QuarantineLimitExceeded, CorruptInputError, runner_checks.WorkerPoolUnavailable) as err:
+    if isinstance(
+        err, (QuarantineLimitExceeded, CorruptInputError, runner_checks.WorkerPoolUnavailable)
+    ):
         print(f"image-augment: failed: {err}", file=sys.stderr)
         return EXIT_FAILED
+    if isinstance(err, OSError) or type(err).__module__.startswith("tensorflow"):
+        print(f"image-augment: failed: {_one_line(err)}", file=sys.stderr)
+        return EXIT_FAILED
+    raise err
 
 
 if __name__ == "__main__":

@@ -23,6 +23,7 @@ from __future__ import annotations
 import importlib.util
 import logging
 import os
+import sys
 import warnings
 
 LOG_LEVEL_ENV = "IMAGE_AUGMENT_LOG_LEVEL"
@@ -89,11 +90,24 @@ def configure() -> None:
         pass
 
 
+class _CurrentStderrHandler(logging.StreamHandler):
+    """Writes to `sys.stderr` as it is when a message is logged, not as it was when the logger
+    was made (a later redirection, or pytest's capture of the current test)."""
+
+    @property
+    def stream(self):
+        return sys.stderr
+
+    @stream.setter
+    def stream(self, _):
+        pass
+
+
 def progress_logger(name: str = "image_augment") -> logging.Logger:
     """Our own progress messages: always shown at INFO, whatever the third-party level."""
     logger = logging.getLogger(name)
     if not logger.handlers:
-        handler = logging.StreamHandler()
+        handler = _CurrentStderrHandler()
         handler.setFormatter(logging.Formatter("%(asctime)s %(name)s: %(message)s", "%H:%M:%S"))
         logger.addHandler(handler)
         logger.setLevel(logging.INFO)

@@ -1,4 +1,11 @@
-"""The ImageAugment executor: one Beam pipeline over all splits, then the model and preview."""
+"""The ImageAugment executor: one Beam pipeline over all splits, then the model and preview.
+
+Its output folders are written as publish.py describes for artifact folders: whatever an earlier
+attempt left in them is cleared first (the Examples marker first), the run writes into staging
+folders inside them, the results are moved into place, and the Examples artifact's completion
+marker (`_SUCCESS`, listing every shard) is written last. A retried execution therefore never
+leaves a mix of two attempts, and readers (reader.read_images) trust only a folder with a marker.
+"""
 
 from __future__ import annotations
 
@@ -11,16 +18,24 @@ from tfx.dsl.components.base import base_beam_executor
 from tfx.types import artifact_utils
 
 from tfx_image_augment import environment
-from tfx_image_augment.expansion import run_expansion
+from tfx_image_augment.completion import QUARANTINE_DIR, describe_output, write_marker
+from tfx_image_augment.expansion import QuarantineLimitExceeded, run_expansion
+from tfx_image_augment.killpoints import killpoint
 from tfx_image_augment.preview import write_augmentation_model
+from tfx_image_augment.publish import (
+    clear_folder,
+    move_children,
+    new_staging_folder,
+    remove_beam_temp,
+    remove_tree,
+)
+from tfx_image_augment.records import DATA_PREFIX, QUARANTINE_PREFIX
 from tfx_image_augment.spec import (
     AUGMENTATION_MODEL_KEY,
     AUGMENTED_EXAMPLES_KEY,
     EXAMPLES_KEY,
     config_from_exec_properties,
 )
-
-QUARANTINE_DIR = "quarantine"
 
 
 class Executor(base_beam_executor.BaseBeamExecutor):
@@ -37,9 +52,10 @@ class Executor(base_beam_executor.BaseBeamExecutor):
         Args:
           input_dict: `EXAMPLES_KEY`: one Examples artifact; every split of it is read.
           output_dict: `AUGMENTED_EXAMPLES_KEY`: one Examples artifact that receives every
-            split (`Split-<name>/data_tfrecord-*.gz`), the quarantine (`quarantine/`) and the
-            run's custom properties; `AUGMENTATION_MODEL_KEY`: one AugmentationModel artifact
-            that receives policy.json, saved_model/ and preview.png.
+            split (`Split-<name>/data_tfrecord-*.gz`), the quarantine (`quarantine/`), the
+            completion marker (`_SUCCESS`, written last) and the run's custom properties;
+            `AUGMENTATION_MODEL_KEY`: one AugmentationModel artifact that receives
+            policy.json, saved_model/ and preview.png.
           exec_properties: ImageAugmentSpec's parameters (`NUM_COPIES_KEY`, `SEED_KEY`,
             `SPLITS_TO_AUGMENT_KEY`, `CONFIG_KEY`), as `spec.exec_properties` writes them.
 
@@ -48,7 +64,7 @@ class Executor(base_beam_executor.BaseBeamExecutor):
             input does not have.
           CorruptInputError: an input TFRecord file is damaged (the message names it).
           QuarantineLimitExceeded: more than `max_quarantine_fraction` of the examples were
-            quarantined.
+            quarantined (the quarantine is kept in the artifact folder, without a marker).
         """
         log = environment.progress_logger()
         config = config_from_exec_properties(exec_properties).validate()
@@ -63,10 +79,16 @@ class Executor(base_beam_executor.BaseBeamExecutor):
                 f"splits_to_augment names {unknown}, which the input Examples do "
                 f"not have; its splits are {split_names}."
             )
+        # Anything here is an earlier attempt's: cleared before this one writes.
+        clear_folder(augmented.uri)
+        clear_folder(model.uri)
+        staging = new_staging_folder(augmented.uri)
+        model_staging = new_staging_folder(model.uri)
+        split_dirs = {name: f"Split-{name}" for name in split_names}
         splits = {
             name: (
                 os.path.join(artifact_utils.get_split_uri([examples], name), "*"),
-                os.path.join(augmented.uri, f"Split-{name}"),
+                os.path.join(staging, split_dirs[name]),
             )
             for name in split_names
         }
@@ -81,7 +103,38 @@ class Executor(base_beam_executor.BaseBeamExecutor):
             config.seed,
         )
 
-        counts = run_expansion(self._make_beam_pipeline(), splits, quarantine_dir, config)
+        try:
+            try:
+                counts = run_expansion(
+                    self._make_beam_pipeline(),
+                    splits,
+                    os.path.join(staging, QUARANTINE_DIR),
+                    config,
+                    quarantine_kept_in=quarantine_dir,
+                )
+            except QuarantineLimitExceeded:
+                # Kept for inspection; without a marker, readers refuse the folder.
+                move_children(staging, augmented.uri, only=[QUARANTINE_DIR])
+                raise
+            write_augmentation_model(model_staging, splits[config.splits_to_augment[0]][0], config)
+            remove_beam_temp(staging)
+            marker = describe_output(
+                staging,
+                split_dirs,
+                {name: counts[name]["examples_out"] for name in split_names},
+                DATA_PREFIX,
+                [f"{QUARANTINE_DIR}/Split-{name}" for name in config.splits_to_augment],
+                QUARANTINE_PREFIX,
+                sum(sum(counts[name]["quarantined"].values()) for name in split_names),
+            )
+            killpoint("before-publish")
+            move_children(model_staging, model.uri)
+            move_children(staging, augmented.uri)
+            killpoint("before-marker")
+            write_marker(augmented.uri, marker)
+        finally:
+            remove_tree(staging)
+            remove_tree(model_staging)
 
         augmented.split_names = examples.split_names
         augmented.span = examples.span
@@ -94,8 +147,6 @@ class Executor(base_beam_executor.BaseBeamExecutor):
             target.set_int_custom_property("num_copies", config.num_copies)
             target.set_string_custom_property("counts", json.dumps(counts, sort_keys=True))
         augmented.set_string_custom_property("quarantine_uri", quarantine_dir)
-
-        write_augmentation_model(model.uri, splits[config.splits_to_augment[0]][0], config)
         for name, split_counts in counts.items():
             log.info(
                 "ImageAugment[%s]: %d read -> %d written, %d quarantined %s",

@@ -20,6 +20,7 @@ from tfx_image_augment.beam_augment import (
     PassThroughSplit,
 )
 from tfx_image_augment.config import AugmentConfig
+from tfx_image_augment.killpoints import killpoint
 from tfx_image_augment.records import (
     DATA_PREFIX,
     QUARANTINE_DETAIL_FEATURE,
@@ -110,6 +111,7 @@ def run_expansion(
     quarantine_dir: str,
     config: AugmentConfig,
     worker_start_timeout: float = runner_checks.DEFAULT_WORKER_START_TIMEOUT,
+    quarantine_kept_in: str | None = None,
 ) -> dict[str, dict]:
     """Builds and runs the expansion; returns per-split counts.
 
@@ -118,7 +120,8 @@ def run_expansion(
     CorruptInputError naming the damaged files, or QuarantineLimitExceeded with the counts and
     the first reasons. Before the run, an EXTERNAL worker pool (the portable path) must start a
     worker within `worker_start_timeout` seconds (default 60, 0 skips the check), or
-    runner_checks.WorkerPoolUnavailable says why.
+    runner_checks.WorkerPoolUnavailable says why. `quarantine_kept_in` is where the caller
+    keeps the quarantine of a failed run, for the message (default: `quarantine_dir`).
     """
     for name, (pattern, output_dir) in splits.items():
         prefix = os.path.join(output_dir, DATA_PREFIX)
@@ -140,6 +143,7 @@ def run_expansion(
                 "Input TFRecord file(s) are damaged and cannot be read: " + "; ".join(damaged)
             ) from err
         raise
+    killpoint("beam-finished")
     counts = counts_from_metrics(result, splits)
     read = sum(counts[s]["examples_read"] for s in config.splits_to_augment if s in counts)
     bad = sum(
@@ -154,6 +158,6 @@ def run_expansion(
             f"{bad} of {read} examples ({bad / read:.1%}) were quarantined, above "
             f"max_quarantine_fraction={config.max_quarantine_fraction:g}; by reason: "
             f"{by_reason}; first: {'; '.join(reasons)}. The bad records are kept whole in "
-            f"{quarantine_dir}."
+            f"{quarantine_kept_in or quarantine_dir}."
         )
     return counts

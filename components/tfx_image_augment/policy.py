@@ -251,10 +251,27 @@ def load_policy(source: Policy | Mapping[str, Any] | str | os.PathLike) -> Polic
             except json.JSONDecodeError as err:
                 raise PolicyError(f"The policy file {text} is not valid JSON: {err}.") from None
         return _parse_policy(config, os.path.basename(text))
+    if _looks_like_path(text):
+        if _is_folder(text):
+            raise PolicyError(f"The policy file {text} is a folder, not a JSON file.")
+        raise PolicyError(f"The policy file {text} does not exist (no such file).")
     raise PolicyError(
         f"Unknown policy {text!r}: give a preset ({', '.join(sorted(PRESETS))}), "
         f"a JSON object or the path of a JSON file."
     )
+
+
+def _looks_like_path(text: str) -> bool:
+    """A name no preset has: a folder separator, a scheme or a .json suffix."""
+    return "/" in text or os.sep in text or text.lower().endswith(".json")
+
+
+def _is_folder(path: str) -> bool:
+    if "://" in path:
+        import tensorflow as tf
+
+        return tf.io.gfile.isdir(path)
+    return os.path.isdir(path)
 
 
 def _is_file(path: str) -> bool:

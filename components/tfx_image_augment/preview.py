@@ -248,6 +248,7 @@ def write_augmentation_model(model_dir: str, input_pattern: str, config) -> None
     import os
 
     from tfx_image_augment.export import export_augmentation_model
+    from tfx_image_augment.killpoints import killpoint
 
     sheet, channels = preview_from_pattern(input_pattern, config)
     export_augmentation_model(
@@ -258,5 +259,6 @@ def write_augmentation_model(model_dir: str, input_pattern: str, config) -> None
         min_box_visibility=config.min_box_visibility,
         keypoint_flip_permutation=config.keypoint_flip_permutation,
     )
+    killpoint("model-export")
     if sheet is not None:
         write_png(os.path.join(model_dir, PREVIEW_FILE), sheet)

@@ -2,7 +2,12 @@
 
     from tfx_image_augment.reader import read_images
     dataset = read_images("out/")                    # the CLI's output folder
+    dataset = read_images(artifact_uri, split="train")       # ImageAugment's Examples artifact
     dataset = read_images("tfx_output/.../Split-train/*")   # a glob, gzipped or not
+
+An image-augment output folder is read through its completion marker (see completion.py):
+exactly the files it lists, and a folder that image-augment wrote without one (a failed or
+stopped run) is refused with the reason. Globs are read as they match.
 
 Elements are `(image, label)`: uint8 [H, W, C] decoded from PNG/JPEG, and the label as int64.
 Only TensorFlow is needed, so any training job can use it.
@@ -14,19 +19,64 @@ import os
 
 import tensorflow as tf
 
+from tfx_image_augment.completion import (
+    MARKER_FILE,
+    IncompleteOutputError,
+    listed_files,
+    looks_like_output,
+    read_marker,
+)
 from tfx_image_augment.records import DATA_PREFIX, compression_of
+
+SPLIT_PREFIX = "Split-"
+
+
+def _refuse_unmarked(folder: str) -> None:
+    if looks_like_output(folder):
+        raise IncompleteOutputError(
+            f"{folder} was written by image-augment but has no completion marker "
+            f"({MARKER_FILE}): the run that wrote it failed, was stopped or is still running "
+            "(or an older version wrote it). Run it again (the CLI with --overwrite)."
+        )
+
+
+def _marked_files(folder: str, split: str | None) -> list[str] | None:
+    """The files that the completion marker of `folder` (or, for a Split- folder, of the
+    artifact around it) lists; None when neither is an image-augment output."""
+    folder = folder.rstrip("/") or folder
+    marker = read_marker(folder)
+    if marker is not None:
+        return listed_files(folder, marker, split)
+    _refuse_unmarked(folder)
+    parent, name = os.path.split(folder)
+    if name.startswith(SPLIT_PREFIX) and split is None and parent:
+        parent_marker = read_marker(parent)
+        if parent_marker is not None:
+            return listed_files(parent, parent_marker, name[len(SPLIT_PREFIX) :])
+        _refuse_unmarked(parent)
+    return None
 
 
 def resolve_files(path_or_glob: str, split: str | None = None) -> list[str]:
-    """The TFRecord files of an output folder (its data_tfrecord-* or Split-<split>/*) or glob."""
-    if tf.io.gfile.isdir(path_or_glob):
-        base = path_or_glob
-        if split is not None:
-            base = os.path.join(base, f"Split-{split}")
-        pattern = os.path.join(base, f"{DATA_PREFIX}*")
-        files = tf.io.gfile.glob(pattern) or tf.io.gfile.glob(os.path.join(base, "*"))
-    else:
+    """The TFRecord files to read from `path_or_glob`:
+
+    - an image-augment output folder (the CLI's, or ImageAugment's Examples artifact): the
+      files of `split` (None: its only split) that its completion marker lists, each checked
+      to be there unchanged; without a marker it is refused (IncompleteOutputError);
+    - a `Split-<name>` folder of such an artifact: the files the artifact's marker lists;
+    - any other folder: its data_tfrecord-* files, else `Split-<split>/*` or all its files;
+    - a glob: the files it matches.
+    """
+    if not tf.io.gfile.isdir(path_or_glob):
         files = tf.io.gfile.glob(path_or_glob)
+    else:
+        files = _marked_files(path_or_glob, split)
+        if files is None:
+            base = path_or_glob
+            if split is not None:
+                base = os.path.join(base, f"{SPLIT_PREFIX}{split}")
+            pattern = os.path.join(base, f"{DATA_PREFIX}*")
+            files = tf.io.gfile.glob(pattern) or tf.io.gfile.glob(os.path.join(base, "*"))
     files = sorted(f for f in files if not tf.io.gfile.isdir(f))
     if not files:
         raise FileNotFoundError(

@@ -200,3 +200,32 @@ def check_beam_environment(
             "--environment_config=HOST:PORT"
         )
     return check_worker_pool(address, params, timeout=worker_start_timeout)
+
+
+def check_beam_args(beam_args: list[str]) -> None:
+    """Raises ValueError with one line when `beam_args` (what follows `--`) holds a flag no
+    Beam option knows, or a value an option refuses.
+
+    Beam's own PipelineOptions only logs "Discarding unparseable args" for the first (the run
+    then goes on without them) and prints its whole usage for the second; this parses them with
+    the same parser and the same options, but fails with one sentence."""
+    from apache_beam.options import pipeline_options
+
+    beam_parser = getattr(pipeline_options, "_BeamArgumentParser", None)
+    if beam_parser is None:  # a Beam without it: its own parsing is all there is
+        return
+
+    class _Parser(beam_parser):
+        def error(self, message):
+            raise ValueError(f"Beam option after `--`: {message}")
+
+    parser = _Parser()
+    # As PipelineOptions.get_all_options does: the last class of each name.
+    option_classes = {str(cls): cls for cls in pipeline_options.PipelineOptions.__subclasses__()}
+    for cls in option_classes.values():
+        cls._add_argparse_args(parser)
+    _, unknown = parser.parse_known_args(beam_args)
+    if unknown:
+        raise ValueError(
+            f"unknown Beam option(s) after `--`: {' '.join(unknown)} (Beam would ignore them)"
+        )
