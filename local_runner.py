@@ -16,6 +16,10 @@ import time
 from tfx_image_augment import environment
 
 environment.configure()  # an entry point: Keras flavour and quiet logs, before TensorFlow
+# The example project (`pipelines/`) is not installed: Beam's worker processes (--workers N)
+# import its modules by name, so they inherit this folder on their path.
+_HERE = os.path.dirname(os.path.abspath(__file__))
+os.environ["PYTHONPATH"] = os.pathsep.join(p for p in (_HERE, os.environ.get("PYTHONPATH")) if p)
 
 # Names the local Beam runs' SDK image, so TFX does not build an sdist of itself before each
 # Beam component (the DirectRunner does not use the image; Dataflow runs set their own).

@@ -20,6 +20,12 @@ if os.environ.get("CI"):
     settings.load_profile("ci")
 
 PROJECT_ROOT = pathlib.Path(__file__).resolve().parent.parent
+# The example project (`pipelines/`) is not part of the installed package: subprocesses the
+# tests start (scripts, Beam workers) find it through PYTHONPATH, as under `python
+# local_runner.py` from the project root.
+os.environ["PYTHONPATH"] = os.pathsep.join(
+    p for p in (str(PROJECT_ROOT), os.environ.get("PYTHONPATH")) if p
+)
 # The CIFAR-10 sample ships beside the project in CI (../shared); a user's clone has none, so
 # tests that need it skip with the reason below. IMAGE_AUGMENT_CIFAR_DIR overrides the place.
 CIFAR_DIR = pathlib.Path(
