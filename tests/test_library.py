@@ -146,3 +146,22 @@ def test_the_codec_records_reader_and_preview_work_without_beam_or_tfx(tmp_path)
     )
     assert result.returncode == 0, result.stderr
     assert "PREVIEW True 3" in result.stdout
+
+
+def test_star_import_needs_no_tfx():
+    # In the base environment (no TFX) this is the real check; the TFX names stay reachable by
+    # attribute where TFX is installed, and say which extra they need where it is not.
+    result = _run_python(
+        "import sys\n"
+        "sys.modules['tfx'] = None  # as if not installed\n"
+        "from tfx_image_augment import *\n"
+        "import tfx_image_augment\n"
+        "print('OPS', len(OPS))\n"
+        "try:\n"
+        "    tfx_image_augment.ImageAugment\n"
+        "except ImportError as err:\n"
+        "    print('TFX', err)\n"
+    )
+    lines = _findings(result)
+    assert int(lines["OPS"]) >= 20
+    assert "pip install 'tfx-image-augment[tfx]'" in lines["TFX"]
