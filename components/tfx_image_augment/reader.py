@@ -26,6 +26,7 @@ from tfx_image_augment.completion import (
     looks_like_output,
     read_marker,
 )
+from tfx_image_augment.objects import BOX_SIDES
 from tfx_image_augment.records import DATA_PREFIX, compression_of
 
 SPLIT_PREFIX = "Split-"
@@ -87,6 +88,22 @@ def resolve_files(path_or_glob: str, split: str | None = None) -> list[str]:
     return files
 
 
+def _records(files: list[str]) -> tf.data.Dataset:
+    """The serialized records of `files`, gzipped or not: one TFRecordDataset per compression
+    (a TFRecordDataset reads all its files with one)."""
+    by_compression: dict[str, list[str]] = {}
+    for path in files:
+        by_compression.setdefault(compression_of(path), []).append(path)
+    parts = [
+        tf.data.TFRecordDataset(group, compression_type=kind, num_parallel_reads=tf.data.AUTOTUNE)
+        for kind, group in by_compression.items()
+    ]
+    records = parts[0]
+    for part in parts[1:]:
+        records = records.concatenate(part)
+    return records
+
+
 def read_images(
     path_or_glob: str,
     image_feature: str = "image",
@@ -98,18 +115,7 @@ def read_images(
     seed: int | None = None,
 ) -> tf.data.Dataset:
     """A dataset of (decoded uint8 image, int64 label) from TFRecords of tf.Examples."""
-    files = resolve_files(path_or_glob, split)
-    # One dataset per compression: a TFRecordDataset reads all its files with one.
-    by_compression: dict[str, list[str]] = {}
-    for path in files:
-        by_compression.setdefault(compression_of(path), []).append(path)
-    parts = [
-        tf.data.TFRecordDataset(group, compression_type=kind, num_parallel_reads=tf.data.AUTOTUNE)
-        for kind, group in by_compression.items()
-    ]
-    records = parts[0]
-    for part in parts[1:]:
-        records = records.concatenate(part)
+    records = _records(resolve_files(path_or_glob, split))
     if shuffle_buffer:
         records = records.shuffle(shuffle_buffer, seed=seed)
     spec = {
@@ -143,17 +149,8 @@ def read_detection(
     (ymin, xmin, ymax, xmax, as stored), "labels" int64 [N], and with `keypoint_feature_prefix`
     (e.g. "image/object/keypoint/") "keypoints" [N, K, 2] (y, x) and "keypoint_visibility"
     int64 [N, K]. N differs per image: batch with `dataset.ragged_batch(n)`."""
-    files = resolve_files(path_or_glob, split)
-    by_compression: dict[str, list[str]] = {}
-    for path in files:
-        by_compression.setdefault(compression_of(path), []).append(path)
-    parts = [
-        tf.data.TFRecordDataset(group, compression_type=k) for k, group in by_compression.items()
-    ]
-    records = parts[0]
-    for part in parts[1:]:
-        records = records.concatenate(part)
-    sides = ("ymin", "xmin", "ymax", "xmax")
+    records = _records(resolve_files(path_or_glob, split))
+    sides = BOX_SIDES
     spec = {
         image_feature: tf.io.FixedLenFeature([], tf.string),
         label_feature: tf.io.VarLenFeature(tf.int64),
