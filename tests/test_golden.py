@@ -20,7 +20,7 @@ from tests.golden import make_golden
 
 GOLDEN = np.load(make_golden.GOLDEN_FILE)
 POLICIES = json.loads(str(GOLDEN["policies"]))
-CASES = sorted(k for k in GOLDEN.files if k != "policies")
+CASES = sorted(k for k in GOLDEN.files if k not in ("policies", "seed_rule_version"))
 
 
 def _inputs(kind: str) -> tuple[np.ndarray, dict]:
@@ -38,6 +38,13 @@ def test_copy_seeds_follow_the_documented_rule():
     assert content_key(b"abc") == (
         b"ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad"
     )
+
+
+def test_the_golden_pixels_are_of_the_current_seed_rule():
+    from tfx_image_augment.plan import SEED_RULE_VERSION
+
+    # A bumped rule needs its pixels written again (python -m tests.golden.make_golden).
+    assert int(GOLDEN["seed_rule_version"]) == SEED_RULE_VERSION
 
 
 def test_every_op_and_preset_has_golden_pixels():

@@ -12,7 +12,7 @@ from collections.abc import Sequence
 
 import tensorflow as tf
 
-from tfx_image_augment.draws import draw_table, gate_mask, gated, rowwise
+from tfx_image_augment.draws import draw_table, gate_mask, gated
 from tfx_image_augment.geometry import Targets, crop_forward, invert_affine
 from tfx_image_augment.ops.photometric import PixelContext
 from tfx_image_augment.plan import Plan, Stage, compile_policy
@@ -48,16 +48,13 @@ def _matmul_3x3(a: tf.Tensor, b: tf.Tensor) -> tf.Tensor:
 
 
 def stage_matrix(stage: Stage, table: tf.Tensor, height, width) -> tf.Tensor:
-    """The stage's composed [B,3,3] output->input map, one image at a time (see `rowwise`)."""
-
-    def transform_of(row):
-        # Output->input maps compose left to right: the first listed op's map is applied last.
-        matrix = _op_matrix(stage.instances[0], row, height, width)
-        for inst in stage.instances[1:]:
-            matrix = _matmul_3x3(matrix, _op_matrix(inst, row, height, width))
-        return tf.reshape(matrix, [-1, 9])
-
-    return tf.reshape(rowwise(transform_of, table, [9]), [-1, 3, 3])
+    """The stage's composed [B,3,3] output->input map, for the whole batch at once: the ops
+    compute their parameters with batch-proof arithmetic (`ops/portable_math.py`)."""
+    # Output->input maps compose left to right: the first listed op's map is applied last.
+    matrix = _op_matrix(stage.instances[0], table, height, width)
+    for inst in stage.instances[1:]:
+        matrix = _matmul_3x3(matrix, _op_matrix(inst, table, height, width))
+    return matrix
 
 
 def _warp(matrix: tf.Tensor, images, masks, fill_mode: str, fill_value: float, scale: float):
@@ -108,22 +105,19 @@ def crop_boxes(stage: Stage, table: tf.Tensor, height, width) -> tf.Tensor:
     sampling points as the warp path (pixel centres), clamped inside the image."""
     (inst,) = stage.instances
 
-    def box_of(row):
-        crop_h, crop_w, y0, x0 = inst.definition.crop_box(inst.op, inst.draws(row), height, width)
-        span_y, span_x = tf.maximum(height - 1.0, 1.0), tf.maximum(width - 1.0, 1.0)
-        sy, sx = crop_h / height, crop_w / width
-        boxes = tf.stack(
-            [
-                tf.maximum((y0 + 0.5 * sy - 0.5) / span_y, 0.0),
-                tf.maximum((x0 + 0.5 * sx - 0.5) / span_x, 0.0),
-                tf.minimum((y0 + crop_h - 0.5 * sy - 0.5) / span_y, 1.0),
-                tf.minimum((x0 + crop_w - 0.5 * sx - 0.5) / span_x, 1.0),
-            ],
-            axis=1,
-        )
-        return gated(inst.gate, row, boxes, tf.constant([[0.0, 0.0, 1.0, 1.0]]))
-
-    return rowwise(box_of, table, [4])
+    crop_h, crop_w, y0, x0 = inst.definition.crop_box(inst.op, inst.draws(table), height, width)
+    span_y, span_x = tf.maximum(height - 1.0, 1.0), tf.maximum(width - 1.0, 1.0)
+    sy, sx = crop_h / height, crop_w / width
+    boxes = tf.stack(
+        [
+            tf.maximum((y0 + 0.5 * sy - 0.5) / span_y, 0.0),
+            tf.maximum((x0 + 0.5 * sx - 0.5) / span_x, 0.0),
+            tf.minimum((y0 + crop_h - 0.5 * sy - 0.5) / span_y, 1.0),
+            tf.minimum((x0 + crop_w - 0.5 * sx - 0.5) / span_x, 1.0),
+        ],
+        axis=1,
+    )
+    return gated(inst.gate, table, boxes, tf.constant([[0.0, 0.0, 1.0, 1.0]]))
 
 
 def _crop(boxes: tf.Tensor, images, masks):

@@ -13,6 +13,7 @@ from typing import Any
 import tensorflow as tf
 
 from tfx_image_augment import core
+from tfx_image_augment.plan import SEED_RULE_VERSION
 from tfx_image_augment.policy import Policy, load_policy
 
 POLICY_FILE = "policy.json"
@@ -110,6 +111,7 @@ def export_augmentation_model(
         "min_box_visibility": float(min_box_visibility),
         "keypoint_flip_permutation": permutation,
         "preset": policy.name,
+        "seed_rule_version": SEED_RULE_VERSION,
     }
     with tf.io.gfile.GFile(os.path.join(output_dir, POLICY_FILE), "w") as handle:
         handle.write(json.dumps(record, indent=2, sort_keys=True))

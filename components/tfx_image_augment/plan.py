@@ -12,6 +12,15 @@ The seed contract (pinned by tests/test_golden.py; changing it changes pixels):
 - RandAugment/TrivialAugment options are the registry's RandAugment slots in slot order, plus
   identity as the last option.
 - `gaussian_noise` draws its normals from `fold_in(fold_in(image_seed, node_id), NOISE_STREAM)`.
+- Per-image parameters are computed for the whole batch with arithmetic that rounds the same
+  everywhere: IEEE + - * / in float32, and sine, cosine, tangent, exp and sqrt from
+  `ops/portable_math.py` (float64 polynomials), never TensorFlow's own transcendental kernels.
+
+SEED_RULE_VERSION counts changes to this contract. 1 (0.1-0.2): parameters one image at a time
+with TensorFlow's float32 kernels (on Linux, the C library's sinf/cosf/tanf/expf). 2 (0.3):
+batch-wide portable math; 2% of rotation sines and 10% of crop sizes differ from 1 in the last
+bit, so a few pixels may differ by 1 from copies written by 0.2 (the 61 golden arrays came out
+identical).
 """
 
 from __future__ import annotations
@@ -23,6 +32,7 @@ from tfx_image_augment.ops import OPS, OpDef
 from tfx_image_augment.ops.base import GEOMETRIC
 from tfx_image_augment.policy import META, ONE_OF, RANDAUGMENT, Op, Policy, randaugment_candidates
 
+SEED_RULE_VERSION = 2
 OP_NODE_STRIDE = 10_000
 LAYER_NODE_STRIDE = 1_000
 NOISE_STREAM = 1

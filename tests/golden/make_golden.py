@@ -54,6 +54,7 @@ def compute(policy: dict, images: np.ndarray, seeds: np.ndarray, **kwargs) -> np
 
 def main() -> None:
     from tfx_image_augment import environment
+    from tfx_image_augment.plan import SEED_RULE_VERSION
 
     environment.configure()
     inputs = golden_inputs()
@@ -68,8 +69,9 @@ def main() -> None:
         policies["preset:standard"], floats, golden_seeds(len(floats)), value_range=(-0.5, 0.5)
     )
     arrays["policies"] = np.array(json.dumps(policies, sort_keys=True))
+    arrays["seed_rule_version"] = np.array(SEED_RULE_VERSION)
     np.savez_compressed(GOLDEN_FILE, **arrays)
-    print(f"wrote {len(arrays) - 1} golden arrays to {GOLDEN_FILE}")
+    print(f"wrote {len(arrays) - 2} golden arrays to {GOLDEN_FILE}")
 
 
 if __name__ == "__main__":

@@ -8,6 +8,7 @@ import math
 
 import tensorflow as tf
 
+from tfx_image_augment.ops import portable_math
 from tfx_image_augment.ops.base import GEOMETRIC, REQUIRED, Field, OpDef, RandAugmentSlot
 
 
@@ -64,13 +65,16 @@ def _flip_ud(op, u, height, width):
 
 def _rotate(op, u, height, width):
     angle = symmetric(u, 0, math.radians(op["max_degrees"]))
-    cos, sin = tf.cos(angle), tf.sin(angle)
+    cos, sin = portable_math.cos_sin(angle)
     return _linear(u, cos, -sin, sin, cos, height, width)
 
 
 def _zoom(op, u, height, width):
     _, zeros = _ones_zeros(u)
-    inverse_scale = 1.0 / uniform(u, 0, op["min_scale"], op["max_scale"])
+    # In float64: TensorFlow rewrites a float32 1 / x into a reciprocal whose vectorised CPU
+    # path is an approximation (the same image could get another scale in another batch).
+    scale = tf.cast(uniform(u, 0, op["min_scale"], op["max_scale"]), tf.float64)
+    inverse_scale = tf.cast(1.0 / scale, tf.float32)
     return _linear(u, inverse_scale, zeros, zeros, inverse_scale, height, width)
 
 
@@ -85,8 +89,8 @@ def _translate(op, u, height, width):
 def _shear(op, u, height, width):
     ones, zeros = _ones_zeros(u)
     limit = math.radians(op["max_degrees"])
-    shear_x = tf.tan(symmetric(u, 0, limit)) if op["axis"] != "y" else zeros
-    shear_y = tf.tan(symmetric(u, 1, limit)) if op["axis"] != "x" else zeros
+    shear_x = portable_math.tan(symmetric(u, 0, limit)) if op["axis"] != "y" else zeros
+    shear_y = portable_math.tan(symmetric(u, 1, limit)) if op["axis"] != "x" else zeros
     # (shear along x) @ (shear along y): determinant 1, never degenerate.
     return _linear(u, 1.0 + shear_x * shear_y, shear_x, shear_y, ones, height, width)
 
@@ -95,8 +99,9 @@ def crop_box(op, u, height, width):
     """Crop height/width (pixels) and top-left corner, torchvision-style but without retries."""
     area = uniform(u, 0, *op["scale"]) * height * width
     log_ratio = uniform(u, 1, math.log(op["ratio"][0]), math.log(op["ratio"][1]))
-    crop_w = tf.minimum(tf.sqrt(area * tf.exp(log_ratio)), width)
-    crop_h = tf.minimum(tf.sqrt(area / tf.exp(log_ratio)), height)
+    ratio = tf.cast(portable_math.exp64(log_ratio), tf.float32)
+    crop_w = tf.minimum(portable_math.sqrt(area * ratio), width)
+    crop_h = tf.minimum(portable_math.sqrt(area / ratio), height)
     x0 = u[:, 2] * (width - crop_w)
     y0 = u[:, 3] * (height - crop_h)
     return crop_h, crop_w, y0, x0
