@@ -458,3 +458,16 @@ def test_16_bit_pngs_stay_16_bit_through_the_core(tmp_path, output_format):
     # 16-bit detail survives: the values are not 8-bit values scaled up (x * 257).
     assert np.any(np.stack(copies) % 257 != 0)
     assert (tmp_path / "model" / "preview.png").exists()
+
+
+def test_png_compression_changes_the_bytes_never_the_pixels():
+    photos = real.photo_crops(64, 4)
+    written = {
+        level: codec.encode_batch(photos, "png", AugmentConfig(png_compression=level))
+        for level in (0, 1, 9)
+    }
+    sizes = {level: sum(len(v[0]) for v in values) for level, values in written.items()}
+    assert sizes[0] > sizes[1] > sizes[9]  # the level reaches the encoder
+    for values in written.values():
+        decoded = np.stack([tf.io.decode_png(v[0]).numpy() for v in values])
+        np.testing.assert_array_equal(decoded, photos)

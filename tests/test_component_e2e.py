@@ -51,6 +51,7 @@ def _examples_channel():
         ({"jpeg_quality": True}, "'jpeg_quality' must be an integer in [1, 100]; got True."),
         ({"jpeg_quality": 90.5}, "'jpeg_quality' must be an integer in [1, 100]; got 90.5."),
         ({"jpeg_quality": "95"}, "'jpeg_quality' must be an integer in [1, 100]; got '95'."),
+        ({"png_compression": 10}, "'png_compression' must be an integer in [0, 9]; got 10."),
         ({"batch_size": True}, "'batch_size' must be an integer in [1, 4096]; got True."),
         ({"batch_size": 32.0}, "'batch_size' must be an integer in [1, 4096]; got 32.0."),
         ({"batch_size": "64"}, "'batch_size' must be an integer in [1, 4096]; got '64'."),

@@ -218,3 +218,34 @@ def test_a_large_batch_matches_each_image_alone(ops):
     batch = augment(images, seeds, policy).numpy()
     for i in (0, 1, 17, 50, 95):
         np.testing.assert_array_equal(batch[i], augment(images[i], seeds[i], policy).numpy())
+
+
+@pytest.mark.parametrize("preset", ["standard", "randaugment"])
+def test_the_batch_wide_draws_are_tensorflows_stateless_stream_bit_for_bit(preset):
+    # The seed contract says node n draws stateless_uniform([n], fold_in(seed, id)); the core
+    # computes that for the whole batch with its own Philox. Any seed, extremes included.
+    from tfx_image_augment.draws import draw_table
+    from tfx_image_augment.plan import compile_policy
+
+    plan = compile_policy(load_policy(preset))
+    rng = np.random.default_rng(3)
+    seeds = np.concatenate(
+        [
+            rng.integers(-(2**63), 2**63 - 1, size=(200, 2), dtype=np.int64),
+            np.array([[0, 0], [-1, -1], [2**63 - 1, -(2**63)], [1, 2]], np.int64),
+        ]
+    )
+
+    def one_image(seed):
+        return tf.concat(
+            [
+                tf.random.stateless_uniform(
+                    [draws], tf.random.experimental.stateless_fold_in(seed, node)
+                )
+                for node, draws in plan.nodes
+            ],
+            axis=0,
+        )
+
+    expected = tf.map_fn(one_image, tf.constant(seeds), fn_output_signature=tf.float32)
+    np.testing.assert_array_equal(draw_table(plan, tf.constant(seeds)).numpy(), expected.numpy())

@@ -156,6 +156,9 @@ def _parser() -> argparse.ArgumentParser:
     run.add_argument("--max-quarantine-fraction", type=float, default=0.01)
     run.add_argument("--output-format", default="same", choices=("same", "png", "jpeg"))
     run.add_argument("--jpeg-quality", type=int, default=95)
+    run.add_argument(
+        "--png-compression", type=int, default=1, help="zlib level 0-9 of copies written as PNG"
+    )
     run.add_argument("--no-original", action="store_true", help="write copies only")
     run.add_argument(
         "--no-provenance",
@@ -336,6 +339,7 @@ def _run(args, beam_args: list[str], log, guard: InterruptGuard) -> int:
         max_quarantine_fraction=args.max_quarantine_fraction,
         output_format=args.output_format,
         jpeg_quality=args.jpeg_quality,
+        png_compression=args.png_compression,
         include_original=not args.no_original,
         provenance=not args.no_provenance,
         batch_size=args.batch_size,

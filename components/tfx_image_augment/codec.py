@@ -325,17 +325,18 @@ def output_format(fmt: str, config: AugmentConfig, channels: int, dtype=np.uint8
 _ENCODERS: dict = {}
 
 
-def _encoder(target: str, quality: int):
+def _encoder(target: str, config: AugmentConfig):
     """One traced function per format that encodes a whole batch in a single TF call (an eager
     call per image costs more than encoding a small image)."""
     import tensorflow as tf
 
-    key = (target, quality)
+    quality, level = config.jpeg_quality, config.png_compression
+    key = (target, quality if target == "jpeg" else level)
     if key not in _ENCODERS:
 
         def encode_one(image):
             if target == "png":
-                return tf.io.encode_png(image)
+                return tf.io.encode_png(image, compression=level)
             return tf.io.encode_jpeg(image, quality=quality)
 
         @tf.function(reduce_retracing=True)
@@ -350,7 +351,7 @@ def encode_batch(pixels: np.ndarray, fmt: str, config: AugmentConfig) -> list:
     """Each image of `pixels` [N, H, W, C] as the values its feature should hold."""
     target = output_format(fmt, config, pixels.shape[-1], pixels.dtype)
     if target in ("png", "jpeg"):
-        return [[data] for data in _encoder(target, config.jpeg_quality)(pixels).numpy()]
+        return [[data] for data in _encoder(target, config)(pixels).numpy()]
     if target == "raw_bytes":
         return [[np.ascontiguousarray(p, np.uint8).tobytes()] for p in pixels]
     if target == "raw_float":

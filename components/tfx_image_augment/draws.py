@@ -43,7 +43,9 @@ def _philox(counter: tuple, key: tuple) -> tuple:
 def _key_and_counter(seed_words: tuple) -> tuple[tuple, tuple]:
     """TensorFlow's GenerateKey: a seed (as 4 uint32 words, low word first) scrambled into a
     Philox key and the high half of its counter."""
-    scramble = tuple(tf.fill(tf.shape(seed_words[0]), tf.constant(k, tf.uint32)) for k in _SEED_SCRAMBLE_KEY)
+    scramble = tuple(
+        tf.fill(tf.shape(seed_words[0]), tf.constant(k, tf.uint32)) for k in _SEED_SCRAMBLE_KEY
+    )
     mix = _philox(seed_words, scramble)
     return (mix[0], mix[1]), (mix[2], mix[3])
 
@@ -51,7 +53,9 @@ def _key_and_counter(seed_words: tuple) -> tuple[tuple, tuple]:
 def _words(value: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor]:
     """An int64 tensor as (low, high) uint32 words."""
     bits = tf.bitcast(value, tf.uint64)
-    return tf.cast(bits, tf.uint32), tf.cast(tf.bitwise.right_shift(bits, tf.constant(32, tf.uint64)), tf.uint32)
+    return tf.cast(bits, tf.uint32), tf.cast(
+        tf.bitwise.right_shift(bits, tf.constant(32, tf.uint64)), tf.uint32
+    )
 
 
 def _unit_floats(bits: tf.Tensor) -> tf.Tensor:
@@ -76,12 +80,16 @@ def draw_table(plan: Plan, seeds: tf.Tensor) -> tf.Tensor:
     folded = _philox((zeros, zeros, *counter_high), key)[0]  # an int32, as uint32 bits
     # Each node's seed (folded, id) - the int32 sign-extended to 64 bits, as TensorFlow reads it
     # - then its groups of four uniforms, group g at counter (g, 0, counter_high).
-    columns = [(node_id, group) for node_id, draws in plan.nodes for group in range((draws + 3) // 4)]
-    node_ids = tf.constant([node_id for node_id, _ in columns], tf.uint32)[None, :]
+    columns = [
+        (node_id, group) for node_id, draws in plan.nodes for group in range((draws + 3) // 4)
+    ]
+    node_ids = tf.constant([node for node, _ in columns], tf.uint32)[None, :]
     groups = tf.constant([group for _, group in columns], tf.uint32)[None, :]
     width = tf.shape(node_ids)[1]
     image_word = tf.tile(folded[:, None], [1, width])
-    sign_word = tf.where(image_word >= 0x80000000, tf.constant(_UINT32, tf.uint32), tf.constant(0, tf.uint32))
+    sign_word = tf.where(
+        image_word >= 0x80000000, tf.constant(_UINT32, tf.uint32), tf.constant(0, tf.uint32)
+    )
     node_words = tf.tile(node_ids, [batch, 1])
     column_zeros = tf.zeros_like(node_words)
     node_key, node_counter = _key_and_counter((image_word, sign_word, node_words, column_zeros))

@@ -1,4 +1,4 @@
-"""Sine, cosine, tangent, exponential and square root of per-image parameters, from + - * / only, in float64.
+"""Sine, cosine, tangent, exp and square root of per-image parameters, from + - * / in float64.
 
 TensorFlow's own kernels for these are not one function: on a CPU, Eigen evaluates most of a
 tensor with vectorised approximations and its tail with the C library, so an image's rotation
