@@ -22,6 +22,7 @@ import numpy as np
 from tfx_image_augment import environment
 
 environment.configure()  # an entry point: Keras flavour and quiet logs, before TensorFlow
+from benchmarks import plots  # noqa: E402
 from benchmarks.common import RESULTS_DIR, write_results  # noqa: E402
 
 TRAIN_SIZE = 150
@@ -107,38 +108,6 @@ def train_and_score(condition, seed, train_x, train_y, test_x, test_y, steps, wo
     return float(accuracy)
 
 
-def bar_chart(stats: dict[str, tuple[float, float]], path: pathlib.Path) -> None:
-    """A small PNG: mean accuracy per condition with +-1 standard deviation whiskers."""
-    from PIL import Image, ImageDraw
-
-    width, height, margin = 560, 360, 50
-    image = Image.new("RGB", (width, height), "white")
-    draw = ImageDraw.Draw(image)
-    low = min(m - s for m, s in stats.values()) - 0.02
-    high = max(m + s for m, s in stats.values()) + 0.01
-
-    def y(value):
-        return height - margin - (value - low) / (high - low) * (height - 2 * margin)
-
-    draw.line(
-        [(margin, margin), (margin, height - margin), (width - 10, height - margin)], fill="black"
-    )
-    for tick in np.linspace(low, high, 5):
-        draw.text((4, y(tick) - 6), f"{tick:.3f}", fill="black")
-    slot = (width - margin - 20) / len(stats)
-    for i, (name, (mean, std)) in enumerate(stats.items()):
-        left = margin + 10 + i * slot
-        draw.rectangle([left, y(mean), left + slot * 0.6, height - margin], fill="#4a7bd0")
-        centre = left + slot * 0.3
-        draw.line([(centre, y(mean - std)), (centre, y(mean + std))], fill="black", width=2)
-        draw.text((left, height - margin + 8), name, fill="black")
-        draw.text((left, y(mean) - 16), f"{mean:.3f}", fill="black")
-    draw.text(
-        (margin, 10), f"held-out accuracy, digits 32x32, {TRAIN_SIZE} training images", fill="black"
-    )
-    image.save(path)
-
-
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--quick", action="store_true", help="1 seed, fewer steps")
@@ -179,14 +148,12 @@ def main(argv=None):
         f"images, {len(test_y)} held out, policy {POLICY}, K={COPIES}."
     )
     suffix = "_quick" if args.quick else ""
-    RESULTS_DIR.mkdir(exist_ok=True)
-    bar_chart(stats, RESULTS_DIR / f"accuracy{suffix}.png")
-    write_results(
-        "accuracy" + suffix,
+    command = "python -m benchmarks.accuracy" + (" --quick" if args.quick else "")
+    write_results("accuracy" + suffix, rows, "\n".join(lines), command, started)
+    plots.accuracy_chart(
         rows,
-        "\n".join(lines),
-        "python -m benchmarks.accuracy" + (" --quick" if args.quick else ""),
-        started,
+        RESULTS_DIR / f"accuracy{suffix}.png",
+        f"digits 32x32, {TRAIN_SIZE} training images, {len(seeds)} seed(s); `{command}`",
     )
 
 

@@ -3,13 +3,20 @@
 Every measurement is one `tf.data` pipeline: a cached batch of real photo crops (scikit-learn's
 JPEGs), repeated, mapped through the augmentation (batch 128), consumed on the CPU.
 
-    python -m benchmarks.core_ops [--quick]
+    python -m benchmarks.core_ops [--quick] [--repeats 3] [--device cpu|gpu]
+
+`--device gpu` runs both sides on the first GPU TensorFlow sees (5x more batches), and says why
+it skipped when there is none. What to expect there, on paper: our warps and resizes are
+TensorFlow's GPU kernels like Keras's; the per-image draws and parameters are a few hundred
+small elementwise ops per batch (a fixed ~1-2 ms of launches, whatever the batch size), so a GPU
+gains most at 224 px and large batches. Pixels on a GPU are not promised equal to a CPU's.
 """
 
 from __future__ import annotations
 
 import argparse
 import os
+import statistics
 import sys
 import time
 
@@ -79,10 +86,6 @@ def keras_equivalent(name: str, size: int):
     return apply
 
 
-def _fmt(value) -> str:
-    return "" if value is None else f"{value:,}"
-
-
 def images_per_second(fn, images: np.ndarray, batches: int) -> float:
     dataset = (
         tf.data.Dataset.from_tensor_slices(images)
@@ -101,10 +104,38 @@ def images_per_second(fn, images: np.ndarray, batches: int) -> float:
     return batches * BATCH / (time.perf_counter() - start)
 
 
+def _device_or_skip(device: str) -> str | None:
+    """The TensorFlow device to run on, or None (with the reason printed) when there is none."""
+    if device == "cpu":
+        return "/CPU:0"
+    gpus = tf.config.list_physical_devices("GPU")
+    if not gpus:
+        print(
+            "core_ops --device gpu: skipped, TensorFlow sees no GPU on this machine "
+            f"(built with CUDA: {tf.test.is_built_with_cuda()}). Run it where one is visible.",
+            file=sys.stderr,
+        )
+        return None
+    return "/GPU:0"
+
+
+def _spread(values: list[float]) -> dict:
+    return {
+        "median": round(statistics.median(values)),
+        "min": round(min(values)),
+        "max": round(max(values)),
+    }
+
+
 def main(argv=None) -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--quick", action="store_true", help="fewer batches, fewer ops")
+    parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--device", choices=("cpu", "gpu"), default="cpu")
     args = parser.parse_args(argv)
+    device = _device_or_skip(args.device)
+    if device is None:
+        return
     started = time.time()
     rows = []
     names = (
@@ -114,36 +145,66 @@ def main(argv=None) -> None:
     )
     for size in (32, 224):
         batches = {32: 30, 224: 6}[size] // (3 if args.quick else 1)
+        if device != "/CPU:0":
+            batches *= 5  # a GPU is through a CPU's batches before the clock means anything
         images = photo_crops(size, BATCH)
         for name in names:
             config = "standard" if name == "standard" else {"version": 1, "ops": [OPS[name]]}
             layer = ImageAugmentation(config, seed=1)
-            ours = images_per_second(layer, images, batches)
             builtin = keras_equivalent(name, size)
-            theirs = images_per_second(builtin, images, batches) if builtin else None
+            ours, theirs = [], []
+            with tf.device(device):
+                for _ in range(args.repeats):  # interleaved, as offline
+                    ours.append(images_per_second(layer, images, batches))
+                    if builtin:
+                        theirs.append(images_per_second(builtin, images, batches))
+            ratios = [a / b for a, b in zip(ours, theirs, strict=True)] if theirs else []
             rows.append(
                 {
                     "size": size,
                     "op": name,
-                    "ours": round(ours),
-                    "keras3": round(theirs) if theirs else None,
-                    "ratio": round(ours / theirs, 2) if theirs else None,
+                    "ours": _spread(ours),
+                    "keras3": _spread(theirs) if theirs else None,
+                    "ratio": (
+                        {k: round(v, 2) for k, v in _spread_float(ratios).items()}
+                        if ratios
+                        else None
+                    ),
                 }
             )
             print(rows[-1], file=sys.stderr)
     lines = [
+        f"Device: {device}. Each figure: median (min-max) of {args.repeats} interleaved repeats; "
+        "the ratio's spread pairs repeat i of ours with repeat i of Keras.",
+        "",
         "| size | op | ImageAugmentation img/s | Keras 3 built-ins img/s | ours / Keras |",
         "|---|---|---:|---:|---:|",
     ]
     for row in rows:
         lines.append(
-            f"| {row['size']} | {row['op']} | {row['ours']:,} | "
-            f"{_fmt(row['keras3'])} | "
-            f"{'' if row['ratio'] is None else row['ratio']} |"
+            f"| {row['size']} | {row['op']} | {_cell(row['ours'])} | "
+            f"{_cell(row['keras3'])} | {_cell(row['ratio'], 2)} |"
         )
-    command = "python -m benchmarks.core_ops" + (" --quick" if args.quick else "")
+    suffix = ("_quick" if args.quick else "") + ("_gpu" if args.device == "gpu" else "")
+    command = (
+        "python -m benchmarks.core_ops"
+        + (" --quick" if args.quick else "")
+        + (" --device gpu" if args.device == "gpu" else "")
+    )
     write_results(
-        "core_ops" + ("_quick" if args.quick else ""), rows, "\n".join(lines), command, started
+        "core_ops" + suffix, rows, "\n".join(lines), command, started, extra={"device": device}
+    )
+
+
+def _spread_float(values: list[float]) -> dict:
+    return {"median": statistics.median(values), "min": min(values), "max": max(values)}
+
+
+def _cell(spread: dict | None, digits: int = 0) -> str:
+    if spread is None:
+        return ""
+    return (
+        f"{spread['median']:,.{digits}f} ({spread['min']:,.{digits}f}-{spread['max']:,.{digits}f})"
     )
 
 

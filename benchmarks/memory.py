@@ -70,7 +70,7 @@ def run(pattern: str, output: pathlib.Path, extra: list[str]) -> dict:
         "--",
         "--direct_num_workers=1",
     ]
-    _, peak = _measure(command)
+    _, peak, _ = _measure(command)
     summary = json.loads((output / "augment_summary.json").read_text())
     return {
         "examples_in": summary["examples_in"],

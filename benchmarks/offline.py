@@ -1,11 +1,15 @@
-"""Offline throughput and memory: ImageAugment's Beam pipeline against the floor and against a
-hand-written tf.data script, on real-image workloads, in one run on one machine.
+"""Offline throughput and memory: ImageAugment's Beam pipeline against its floor, a
+hand-written tf.data script and two references, on real-image workloads, in one run on one
+machine.
 
-    python -m benchmarks.offline [--quick]
+    python -m benchmarks.offline [--quick] [--repeats 3]
 
-Each configuration runs in a fresh process (the `image-augment` CLI, or the hand-written script)
-on the same input files. Throughput is augmented copies written per second of the expansion
-(the Beam pipeline alone, not the model export); peak memory is the process's max RSS.
+Each configuration runs in a fresh process (the `image-augment` CLI, the hand-written script, or
+`benchmarks/references.py`: Beam reading and writing the records untouched, and a parallel
+tf.data decode+encode of every image) on the same input files, `--repeats` times, interleaved.
+Throughput is augmented copies written per second of the expansion (the Beam pipeline alone,
+not the model export); peak memory is the process's max RSS. The full run adds the in-memory
+configuration at 10x fewer inputs, for memory against dataset size.
 """
 
 from __future__ import annotations
@@ -14,6 +18,8 @@ import argparse
 import json
 import os
 import pathlib
+import shutil
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -23,7 +29,7 @@ from benchmarks import workloads
 from benchmarks.common import write_results
 
 COPIES = 4
-CONFIGS = {
+BEAM_CONFIGS = {
     "ours, in-memory": ["--direct_num_workers=1"],
     "ours, multi-processing 1 worker": [
         "--direct_running_mode=multi_processing",
@@ -36,16 +42,20 @@ CONFIGS = {
 }
 
 
-def _measure(command: list[str]) -> tuple[str, float]:
-    """(combined output, peak RSS MiB of the command's process tree's largest process)."""
+def _measure(command: list[str]) -> tuple[str, float, float]:
+    """(combined output, peak RSS MiB of the command's largest process, cores it kept busy: CPU
+    seconds of its whole process tree over its wall-clock seconds)."""
     wrapped = [
         sys.executable,
         "-c",
         (
-            "import os, resource, subprocess, sys\n"
+            "import os, resource, subprocess, sys, time\n"
+            "started = time.perf_counter()\n"
             "code = subprocess.call(sys.argv[1:])\n"
-            "rss = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss\n"
-            "print(f'PEAK_RSS_KB {rss}', file=sys.stderr)\n"
+            "wall = time.perf_counter() - started\n"
+            "usage = resource.getrusage(resource.RUSAGE_CHILDREN)\n"
+            "print(f'PEAK_RSS_KB {usage.ru_maxrss}', file=sys.stderr)\n"
+            "print(f'CORES_BUSY {(usage.ru_utime + usage.ru_stime) / wall:.3f}', file=sys.stderr)\n"
             "sys.exit(code)\n"
         ),
         *command,
@@ -54,7 +64,8 @@ def _measure(command: list[str]) -> tuple[str, float]:
     if result.returncode != 0:
         raise RuntimeError(f"{command[:4]} failed:\n{result.stderr[-3000:]}")
     rss_kb = int(result.stderr.rsplit("PEAK_RSS_KB", 1)[1].split()[0])
-    return result.stdout + result.stderr, rss_kb / 1024.0
+    cores = float(result.stderr.rsplit("CORES_BUSY", 1)[1].split()[0])
+    return result.stdout + result.stderr, rss_kb / 1024.0, cores
 
 
 def run_ours(pattern: str, output: pathlib.Path, policy: str, beam_args: list[str]) -> dict:
@@ -78,12 +89,28 @@ def run_ours(pattern: str, output: pathlib.Path, policy: str, beam_args: list[st
         "--",
         *beam_args,
     ]
-    _, peak = _measure(command)
+    _, peak, cores = _measure(command)
     summary = json.loads((output / "augment_summary.json").read_text())
     return {
-        "copies": summary["copies_written"],
+        "items": summary["copies_written"],
         "seconds": summary["expansion_seconds"],
         "peak_rss_mib": round(peak),
+        "cores_busy": cores,
+    }
+
+
+def _reference(kind: str, pattern: str, output: pathlib.Path) -> dict:
+    command = [sys.executable, "-m", f"benchmarks.{kind[0]}", *kind[1:], pattern]
+    if kind[1:] == ["beam-copy"]:
+        command.append(str(output))
+    out, peak, cores = _measure(command)
+    line = next(x for x in out.splitlines() if x.startswith("REFERENCE "))
+    items, seconds = line.split()[1:]
+    return {
+        "items": int(items),
+        "seconds": float(seconds),
+        "peak_rss_mib": round(peak),
+        "cores_busy": cores,
     }
 
 
@@ -96,15 +123,54 @@ def run_handwritten(pattern: str, output: pathlib.Path) -> dict:
         str(output),
         str(COPIES),
     ]
-    out, peak = _measure(command)
+    out, peak, cores = _measure(command)
     line = next(x for x in out.splitlines() if x.startswith("HANDWRITTEN "))
     written, seconds = line.split()[1:]
-    return {"copies": int(written), "seconds": float(seconds), "peak_rss_mib": round(peak)}
+    return {
+        "items": int(written),
+        "seconds": float(seconds),
+        "peak_rss_mib": round(peak),
+        "cores_busy": cores,
+    }
+
+
+OURS = "ours, in-memory"
+MP1 = "ours, multi-processing 1 worker"
+MP2 = "ours, multi-processing 2 workers"
+FLOOR = "floor: empty policy, in-memory"
+HANDWRITTEN = "hand-written tf.data + Keras 3 layers"
+BEAM_COPY = "reference: Beam read+write, no parse"
+CODEC = "reference: decode+encode, parallel tf.data"
+# What each configuration counts per second.
+UNITS = {BEAM_COPY: "records/s", CODEC: "images/s"}
+
+
+def runners() -> dict:
+    """Configuration name -> run(pattern, output folder) -> {items, seconds, peak_rss_mib}."""
+    return {
+        OURS: lambda p, o: run_ours(p, o, "standard", BEAM_CONFIGS[OURS]),
+        MP1: lambda p, o: run_ours(p, o, "standard", BEAM_CONFIGS[MP1]),
+        MP2: lambda p, o: run_ours(p, o, "standard", BEAM_CONFIGS[MP2]),
+        FLOOR: lambda p, o: run_ours(p, o, "none", BEAM_CONFIGS[OURS]),
+        HANDWRITTEN: run_handwritten,
+        BEAM_COPY: lambda p, o: _reference(["references", "beam-copy"], p, o),
+        CODEC: lambda p, o: _reference(["references", "codec"], p, o),
+    }
+
+
+def spread(values: list[float]) -> dict:
+    """median, min and max of repeated measurements."""
+    return {
+        "median": round(statistics.median(values), 1),
+        "min": round(min(values), 1),
+        "max": round(max(values), 1),
+    }
 
 
 def main(argv=None) -> list[dict]:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--quick", action="store_true")
+    parser.add_argument("--repeats", type=int, default=3)
     args = parser.parse_args(argv)
     started = time.time()
     cores = os.cpu_count() or 1
@@ -112,55 +178,50 @@ def main(argv=None) -> list[dict]:
         "32x32 PNG": 4000 if args.quick else 20000,
         "224x224 JPEG": 400 if args.quick else 2000,
     }
-    rows = []
+    measured: dict[tuple[str, int, str], list[dict]] = {}
     with tempfile.TemporaryDirectory() as tmp:
         root = pathlib.Path(tmp)
         inputs = {
-            "32x32 PNG": workloads.cifar_png(root / "in", sizes["32x32 PNG"]),
-            "224x224 JPEG": workloads.photo_jpeg(root / "in", sizes["224x224 JPEG"]),
+            ("32x32 PNG", sizes["32x32 PNG"]): workloads.cifar_png(root / "in", sizes["32x32 PNG"]),
+            ("224x224 JPEG", sizes["224x224 JPEG"]): workloads.photo_jpeg(
+                root / "in", sizes["224x224 JPEG"]
+            ),
         }
-        for workload, pattern in inputs.items():
-            results = {}
-            for name, beam_args in CONFIGS.items():
-                results[name] = run_ours(
-                    pattern, root / f"out_{len(rows)}_{name[-8:]}", "standard", beam_args
-                )
-                print(workload, name, results[name], file=sys.stderr)
-            results["floor: empty policy, in-memory"] = run_ours(
-                pattern, root / f"floor_{len(rows)}", "none", CONFIGS["ours, in-memory"]
-            )
-            results["hand-written tf.data + Keras 3 layers"] = run_handwritten(
-                pattern, root / f"hand_{len(rows)}"
-            )
-            for name, result in results.items():
-                rate = result["copies"] / result["seconds"]
-                rows.append(
-                    {
-                        "workload": workload,
-                        "inputs": sizes[workload],
-                        "config": name,
-                        **result,
-                        "images_per_s": round(rate),
-                        "images_per_s_per_core": round(rate / cores),
-                    }
-                )
-            print(rows[-1], file=sys.stderr)
-    if not args.quick:  # memory against dataset size, at 10x fewer inputs
-        with tempfile.TemporaryDirectory() as tmp:
-            root = pathlib.Path(tmp)
-            small = workloads.cifar_png(root / "in", 2000)
-            result = run_ours(small, root / "mem_small", "standard", CONFIGS["ours, in-memory"])
-            rows.append(
-                {
-                    "workload": "32x32 PNG",
-                    "inputs": 2000,
-                    "config": "ours, in-memory",
-                    "main": False,
-                    **result,
-                    "images_per_s": round(result["copies"] / result["seconds"]),
-                    "images_per_s_per_core": round(result["copies"] / result["seconds"] / cores),
-                }
-            )
+        if not args.quick:  # memory against dataset size: the same workload at 10x fewer inputs
+            inputs[("32x32 PNG", 2000)] = workloads.cifar_png(root / "in", 2000)
+        # Repeats interleave the configurations, so a slow minute of the machine spreads over
+        # all of them instead of sinking one.
+        for repeat in range(args.repeats):
+            for (workload, count), pattern in inputs.items():
+                configs = runners() if count == sizes[workload] else {OURS: runners()[OURS]}
+                for name, run in configs.items():
+                    output = root / "out"
+                    result = run(pattern, output)
+                    shutil.rmtree(output, ignore_errors=True)
+                    measured.setdefault((workload, count, name), []).append(result)
+                    rate = result["items"] / result["seconds"]
+                    print(
+                        f"[{repeat + 1}/{args.repeats}] {workload} x{count} {name}: "
+                        f"{rate:,.0f}/s, {result['peak_rss_mib']} MiB",
+                        file=sys.stderr,
+                    )
+    rows = []
+    for (workload, count, name), results in measured.items():
+        rates = [r["items"] / r["seconds"] for r in results]
+        rows.append(
+            {
+                "workload": workload,
+                "inputs": count,
+                "config": name,
+                "unit": UNITS.get(name, "copies/s"),
+                "items": results[0]["items"],
+                "per_second": spread(rates),
+                "per_second_per_core": round(statistics.median(rates) / cores),
+                "peak_rss_mib": spread([r["peak_rss_mib"] for r in results]),
+                "cores_busy": round(statistics.median(r["cores_busy"] for r in results), 2),
+                "repeats": [round(x, 1) for x in rates],
+            }
+        )
     write_results(
         "offline" + ("_quick" if args.quick else ""),
         rows,
@@ -171,29 +232,29 @@ def main(argv=None) -> list[dict]:
     return rows
 
 
+def _cell(spread_: dict, digits: int = 0) -> str:
+    return (
+        f"{spread_['median']:,.{digits}f} ({spread_['min']:,.{digits}f}-"
+        f"{spread_['max']:,.{digits}f})"
+    )
+
+
 def table(rows: list[dict]) -> str:
     lines = [
-        "| workload | inputs | configuration | copies/s | per core | peak RSS MiB |",
-        "|---|---:|---|---:|---:|---:|",
+        "Each figure: median (min-max) of the repeats, each repeat a fresh process.",
+        "",
+        "Cores busy: CPU seconds of the whole process tree over its wall-clock seconds (start-up"
+        " and export included), the median repeat's.",
+        "",
+        "| workload | inputs | configuration | per second | unit | per core | cores busy |"
+        " peak RSS MiB |",
+        "|---|---:|---|---:|---|---:|---:|---:|",
     ]
     for row in rows:
         lines.append(
             f"| {row['workload']} | {row['inputs']:,} | {row['config']} | "
-            f"{row['images_per_s']:,} | {row['images_per_s_per_core']:,} | "
-            f"{row['peak_rss_mib']:,} |"
-        )
-    lines.append("")
-    lines.append("| workload | ours / floor | ours / hand-written | 2 workers / 1 worker |")
-    lines.append("|---|---:|---:|---:|")
-    main_runs = [r for r in rows if r.get("main", True)]
-    for workload in dict.fromkeys(r["workload"] for r in main_runs):
-        by = {r["config"]: r["images_per_s"] for r in main_runs if r["workload"] == workload}
-        ours = by["ours, in-memory"]
-        scaling = by["ours, multi-processing 2 workers"] / by["ours, multi-processing 1 worker"]
-        lines.append(
-            f"| {workload} | {ours / by['floor: empty policy, in-memory']:.2f} | "
-            f"{ours / by['hand-written tf.data + Keras 3 layers']:.2f} | "
-            f"{scaling:.2f} |"
+            f"{_cell(row['per_second'])} | {row['unit']} | {row['per_second_per_core']:,} | "
+            f"{row['cores_busy']:.2f} | {_cell(row['peak_rss_mib'])} |"
         )
     return "\n".join(lines)
 

@@ -1,6 +1,9 @@
 """`make bench`: every benchmark, one after another, on this machine.
 
 python -m benchmarks.run_all [--quick]    # --quick: spot checks in under 10 minutes
+
+Writes every result to benchmarks/results/ (JSON and markdown), then summary.json (the ratios
+issue 10 set targets for) and the charts.
 """
 
 from __future__ import annotations
@@ -8,7 +11,7 @@ from __future__ import annotations
 import argparse
 import time
 
-from benchmarks import accuracy, core_ops, memory, offline
+from benchmarks import accuracy, core_ops, memory, offline, plots, summary
 
 
 def main(argv=None) -> None:
@@ -19,8 +22,11 @@ def main(argv=None) -> None:
     flags = ["--quick"] if args.quick else []
     offline.main(flags)
     core_ops.main(flags)
-    accuracy.main(flags)
-    memory.main()  # three CLI runs, under two minutes: no quick variant
+    if not args.quick:  # training runs and the 49 MP image: minutes each, not spot checks
+        accuracy.main(flags)
+        memory.main()
+    summary.main(flags)
+    plots.main(flags)
     print(f"\nAll benchmarks took {time.time() - started:.0f} s; results in benchmarks/results/.")
 
 

@@ -1,0 +1,206 @@
+"""Every ratio issue 10 sets a target for, under a stable name, from one run's results.
+
+    python -m benchmarks.summary [--quick]
+
+Reads `offline.json` and `core_ops.json` (or their `_quick` variants) from benchmarks/results/
+and writes `summary.json` (or `summary_quick.json`) and a markdown table. Each ratio pairs
+repeat i of the numerator with repeat i of the denominator (they ran side by side) and reports
+the median and the spread of those pairs. The quick run has no memory-scaling run and only a
+few single ops, so two ratios are absent there.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime
+import json
+import statistics
+
+from benchmarks.common import RESULTS_DIR, machine
+from benchmarks.offline import BEAM_COPY, CODEC, FLOOR, HANDWRITTEN, MP2, OURS
+
+# name -> (comparison, target, before this work (issue 10's "now"), what it is)
+TARGETS = {
+    "offline_32_over_beam_floor": (
+        ">=",
+        0.6,
+        "0.16",
+        "32 px `standard` copies/s (in-memory) / Beam read+write records/s, same files",
+    ),
+    "offline_224_over_handwritten": (
+        ">=",
+        3.0,
+        "1.17-1.40",
+        "224 px `standard` copies/s (in-memory) / hand-written tf.data + Keras 3 copies/s",
+    ),
+    "floor_224_over_codec": (
+        ">=",
+        0.7,
+        "0.19-0.25",
+        "224 px empty-policy copies/s / plain decode+encode images/s (parallel tf.data)",
+    ),
+    "online_standard_over_keras_32": (
+        ">=",
+        1.5,
+        "0.58-0.70",
+        "online `standard` img/s / the Keras 3 chain, 32 px",
+    ),
+    "online_standard_over_keras_224": (
+        ">=",
+        1.5,
+        "1.79-2.17",
+        "online `standard` img/s / the Keras 3 chain, 224 px",
+    ),
+    "online_min_single_op_over_keras": (
+        ">=",
+        0.8,
+        "0.09",
+        "the lowest single op with a Keras 3 counterpart, ours / Keras, 32 and 224 px",
+    ),
+    "mp2_over_inmemory_32": (
+        ">=",
+        1.6,
+        "1.0-1.65 (0.70 in 0.2's last quick check)",
+        "multi-processing 2 workers / in-memory copies/s, 32 px",
+    ),
+    "mp2_over_inmemory_224": (
+        ">=",
+        1.6,
+        "0.54-1.02",
+        "multi-processing 2 workers / in-memory copies/s, 224 px",
+    ),
+    "rss_20k_over_2k": (
+        "<=",
+        1.15,
+        "1.31",
+        "peak RSS at 20,000 inputs / at 2,000 (32 px, in-memory)",
+    ),
+}
+
+
+def _paired(numerator: list[float], denominator: list[float]) -> dict:
+    ratios = [a / b for a, b in zip(numerator, denominator, strict=True)]
+    return {
+        "median": round(statistics.median(ratios), 2),
+        "min": round(min(ratios), 2),
+        "max": round(max(ratios), 2),
+    }
+
+
+def ratios(offline: dict, core_ops: dict) -> dict:
+    found: dict[str, dict] = {}
+    if offline:
+        rows = offline["rows"]
+        main_inputs = {
+            w: max(r["inputs"] for r in rows if r["workload"] == w)
+            for w in {r["workload"] for r in rows}
+        }
+
+        def rates(workload: str, config: str, inputs: int | None = None) -> list[float]:
+            inputs = inputs or main_inputs[workload]
+            (row,) = [
+                r
+                for r in rows
+                if r["workload"] == workload and r["config"] == config and r["inputs"] == inputs
+            ]
+            return row["repeats"]
+
+        small, large = "32x32 PNG", "224x224 JPEG"
+        found["offline_32_over_beam_floor"] = _paired(rates(small, OURS), rates(small, BEAM_COPY))
+        found["offline_224_over_handwritten"] = _paired(
+            rates(large, OURS), rates(large, HANDWRITTEN)
+        )
+        found["floor_224_over_codec"] = _paired(rates(large, FLOOR), rates(large, CODEC))
+        found["mp2_over_inmemory_32"] = _paired(rates(small, MP2), rates(small, OURS))
+        found["mp2_over_inmemory_224"] = _paired(rates(large, MP2), rates(large, OURS))
+        rss = {
+            r["inputs"]: r["peak_rss_mib"]
+            for r in rows
+            if r["workload"] == small and r["config"] == OURS
+        }
+        if len(rss) == 2:
+            few, many = sorted(rss)
+            found["rss_20k_over_2k"] = {
+                "median": round(rss[many]["median"] / rss[few]["median"], 2),
+                "min": round(rss[many]["min"] / rss[few]["max"], 2),
+                "max": round(rss[many]["max"] / rss[few]["min"], 2),
+                "inputs": [few, many],
+            }
+    if core_ops:
+        by = {(r["size"], r["op"]): r for r in core_ops["rows"]}
+        for size in (32, 224):
+            if (size, "standard") in by and by[(size, "standard")]["ratio"]:
+                found[f"online_standard_over_keras_{size}"] = by[(size, "standard")]["ratio"]
+        singles = [r for r in core_ops["rows"] if r["op"] != "standard" and r["ratio"]]
+        if singles and not core_ops["command"].endswith("--quick"):
+            worst = min(singles, key=lambda r: r["ratio"]["median"])
+            found["online_min_single_op_over_keras"] = {
+                **worst["ratio"],
+                "op": worst["op"],
+                "size": worst["size"],
+            }
+    return found
+
+
+def _met(name: str, value: dict) -> bool:
+    comparison, target = TARGETS[name][:2]
+    return value["median"] >= target if comparison == ">=" else value["median"] <= target
+
+
+def main(argv=None) -> dict:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--quick", action="store_true")
+    args = parser.parse_args(argv)
+    suffix = "_quick" if args.quick else ""
+
+    def load(name: str) -> dict:
+        path = RESULTS_DIR / f"{name}{suffix}.json"
+        return json.loads(path.read_text()) if path.exists() else {}
+
+    offline, core_ops = load("offline"), load("core_ops")
+    found = ratios(offline, core_ops)
+    summary = {
+        "date": datetime.date.today().isoformat(),
+        "machine": machine(),
+        "sources": {
+            "offline": offline.get("command"),
+            "core_ops": core_ops.get("command"),
+        },
+        "ratios": {
+            name: {
+                **found[name],
+                "target": f"{TARGETS[name][0]} {TARGETS[name][1]}",
+                "met": _met(name, found[name]),
+                "before": TARGETS[name][2],
+            }
+            for name in TARGETS
+            if name in found
+        },
+    }
+    (RESULTS_DIR / f"summary{suffix}.json").write_text(json.dumps(summary, indent=2) + "\n")
+    lines = [
+        "| figure | name in summary.json | before | now: median (min-max) | target | met |",
+        "|---|---|---:|---:|---:|---|",
+    ]
+    for name, (comparison, target, before, what) in TARGETS.items():
+        if name not in found:
+            continue
+        value = found[name]
+        extra = f" ({value['op']}, {value['size']} px)" if "op" in value else ""
+        lines.append(
+            f"| {what}{extra} | `{name}` | {before} | "
+            f"{value['median']:.2f} ({value['min']:.2f}-{value['max']:.2f}) | "
+            f"{comparison} {target} | {'yes' if _met(name, value) else 'no'} |"
+        )
+    table = "\n".join(lines)
+    (RESULTS_DIR / f"summary{suffix}.md").write_text(
+        f"Command: `python -m benchmarks.summary{' --quick' if args.quick else ''}` "
+        f"(from `{offline.get('command')}` and `{core_ops.get('command')}`), "
+        f"{summary['date']}.\n\n{table}\n"
+    )
+    print(table)
+    return summary
+
+
+if __name__ == "__main__":
+    main()
