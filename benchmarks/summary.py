@@ -1,12 +1,13 @@
 """Every ratio issue 10 sets a target for, under a stable name, from one run's results.
 
-    python -m benchmarks.summary [--quick]
+    python -m benchmarks.summary [--quick] [--readme]
 
 Reads `offline.json` and `core_ops.json` (or their `_quick` variants) from benchmarks/results/
 and writes `summary.json` (or `summary_quick.json`) and a markdown table. Each ratio pairs
 repeat i of the numerator with repeat i of the denominator (they ran side by side) and reports
 the median and the spread of those pairs. The quick run has no memory-scaling run and only a
-few single ops, so two ratios are absent there.
+few single ops, so two ratios are absent there. `--readme` rewrites README.md's benchmark block
+(between its BENCHMARKS markers) from these results, so the README's figures are always a run's.
 """
 
 from __future__ import annotations
@@ -14,10 +15,12 @@ from __future__ import annotations
 import argparse
 import datetime
 import json
+import re
 import statistics
 
 from benchmarks.common import RESULTS_DIR, machine
 from benchmarks.offline import BEAM_COPY, CODEC, FLOOR, HANDWRITTEN, MP2, OURS
+from benchmarks.workloads import PROJECT_ROOT
 
 # name -> (comparison, target, before this work (issue 10's "now"), what it is)
 TARGETS = {
@@ -150,6 +153,7 @@ def _met(name: str, value: dict) -> bool:
 def main(argv=None) -> dict:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--quick", action="store_true")
+    parser.add_argument("--readme", action="store_true", help="rewrite README.md's block")
     args = parser.parse_args(argv)
     suffix = "_quick" if args.quick else ""
 
@@ -199,7 +203,77 @@ def main(argv=None) -> dict:
         f"{summary['date']}.\n\n{table}\n"
     )
     print(table)
+    if args.readme:
+        update_readme(summary, table, offline, core_ops)
     return summary
+
+
+README_BLOCK = re.compile(
+    r"(<!-- BENCHMARKS:BEGIN.*?-->\n)(.*?)(<!-- BENCHMARKS:END -->)", re.DOTALL
+)
+
+
+def readme_block(summary: dict, table: str, offline: dict, core_ops: dict) -> str:
+    from benchmarks import offline as offline_benchmark
+
+    facts = summary["machine"]
+    lines = [
+        f"Measured {summary['date']} by `{offline['command']}` and `{core_ops['command']}` "
+        f"(summarised by `python -m benchmarks.summary --readme`; `make bench` runs all three) "
+        f"on {facts['cores']} cores ({facts['cpu']}), TensorFlow {facts['tensorflow']}, Beam "
+        f"{facts['apache_beam']}. Every figure is the median of 3 repeats with the slowest and "
+        "fastest in brackets; ratios pair repeats that ran side by side. Raw data: "
+        "`benchmarks/results/*.json`.",
+        "",
+        '**Against the targets** (`benchmarks/results/summary.json`; "before" is what issue 10 '
+        "measured on the same machine kind):",
+        "",
+        table,
+        "",
+        "**Offline** (K=4, `standard`, copies written per second of the Beam expansion; CIFAR-10's "
+        "sample tiled to PNG records, and 224x224 JPEG crops of scikit-learn's photos):",
+        "",
+        offline_benchmark.table(
+            [
+                r
+                for r in offline["rows"]
+                if r["inputs"]
+                == max(x["inputs"] for x in offline["rows"] if x["workload"] == r["workload"])
+            ]
+        ),
+        "",
+        "![offline throughput](benchmarks/results/throughput.png)",
+        "",
+        "**Online** (`ImageAugmentation` in one `tf.data` map, batch 128, on the CPU):",
+        "",
+        "| size | `standard` img/s | Keras 3 chain img/s | ours / Keras |",
+        "|---|---:|---:|---:|",
+    ]
+    for row in core_ops["rows"]:
+        if row["op"] == "standard":
+            lines.append(
+                f"| {row['size']} | {_cell(row['ours'])} | {_cell(row['keras3'])} | "
+                f"{_cell(row['ratio'], 2)} |"
+            )
+    lines.append("")
+    lines.append("Every op: `benchmarks/results/core_ops.md`.")
+    return "\n".join(lines) + "\n"
+
+
+def _cell(spread: dict, digits: int = 0) -> str:
+    return (
+        f"{spread['median']:,.{digits}f} ({spread['min']:,.{digits}f}-{spread['max']:,.{digits}f})"
+    )
+
+
+def update_readme(summary: dict, table: str, offline: dict, core_ops: dict) -> None:
+    path = PROJECT_ROOT / "README.md"
+    text = path.read_text()
+    if not README_BLOCK.search(text):
+        raise SystemExit("README.md has no <!-- BENCHMARKS:BEGIN --> ... END block to rewrite.")
+    block = readme_block(summary, table, offline, core_ops)
+    path.write_text(README_BLOCK.sub(lambda m: m.group(1) + block + m.group(3), text))
+    print(f"rewrote the benchmark block of {path.name}")
 
 
 if __name__ == "__main__":

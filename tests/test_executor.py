@@ -273,7 +273,7 @@ def _pixels_of(kind: str, index: int) -> np.ndarray:
 def test_batches_are_bounded_by_pixels_and_a_huge_image_goes_alone():
     import apache_beam as beam
     from apache_beam.testing.util import assert_that
-    from tfx_image_augment.beam_augment import DecodedExample, batch_copies
+    from tfx_image_augment.beam_augment import DecodedExample, batch_examples
     from tfx_image_augment.codec import MAX_BATCH_PIXELS
 
     huge_pixels = 4270 * 4480
@@ -287,11 +287,12 @@ def test_batches_are_bounded_by_pixels_and_a_huge_image_goes_alone():
         + [("small", i) for i in range(70, 150)]
     )
 
-    def decoded(kind_and_index) -> tuple[int, DecodedExample]:
-        return 1, DecodedExample(b"key", b"", _pixels_of(*kind_and_index), "png", None, None)
+    def decoded(kind_and_index) -> DecodedExample:
+        pixels = _pixels_of(*kind_and_index)
+        return DecodedExample(b"key", b"", pixels, "png", None, None, copies=1)
 
     def summary(batch) -> tuple[int, int]:
-        return len(batch), sum(d.pixels.shape[0] * d.pixels.shape[1] for _, d in batch)
+        return len(batch), sum(d.pixels.shape[0] * d.pixels.shape[1] for d in batch)
 
     def check(batches):
         # Beam 2.59 emits an empty batch when the first element of a batch is over its target.
@@ -309,7 +310,43 @@ def test_batches_are_bounded_by_pixels_and_a_huge_image_goes_alone():
             pipeline
             | beam.Create(kinds, reshuffle=False)
             | beam.Map(decoded)
-            | batch_copies(64)
+            | batch_examples(64)
             | beam.Map(summary)
         )
         assert_that(sizes, check)
+
+
+def test_an_example_with_more_copies_than_a_call_holds_is_split_over_calls():
+    import apache_beam as beam
+    from tfx_image_augment import augment, load_policy
+    from tfx_image_augment.beam_augment import AugmentBatchFn, DecodedExample
+
+    from tests.images import digits
+
+    image = digits(32)[0][0]
+    example = tf.train.Example()
+    example.features.feature["image"].bytes_list.value.append(tf.io.encode_png(image).numpy())
+    config = AugmentConfig(policy="standard", num_copies=5, batch_size=2, seed=3)
+    decoded = DecodedExample(
+        b"k", example.SerializeToString(), image, "png", None, None, "image", copies=5
+    )
+    batch_fn = AugmentBatchFn(config.to_json(), "train")
+    batch_fn.setup()
+    outputs = list(batch_fn.process([decoded]))
+    originals = [o for o in outputs if isinstance(o, beam.pvalue.TaggedOutput)]
+    copies = [tf.train.Example.FromString(o) for o in outputs if isinstance(o, bytes)]
+    assert len(originals) == 1 and len(copies) == 5
+    assert sorted(c.features.feature["aug_copy_index"].int64_list.value[0] for c in copies) == [
+        1,
+        2,
+        3,
+        4,
+        5,
+    ]
+    # Each copy as the core computes it for its seed, whatever call it went through.
+    seeds = np.array([c.features.feature["aug_seed"].int64_list.value for c in copies], np.int64)
+    expected = augment(np.stack([image] * 5), seeds, load_policy("standard")).numpy()
+    written = np.stack(
+        [tf.io.decode_png(c.features.feature["image"].bytes_list.value[0]) for c in copies]
+    )
+    np.testing.assert_array_equal(written, expected)

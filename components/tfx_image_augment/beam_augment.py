@@ -7,9 +7,9 @@ codec (`codec.py`), the records they write (`records.py`) and running the whole 
 
 Per augmented split:
   ReadFromTFRecord -> Reshuffle (break fusion on the encoded records) -> Decode (parse,
-  validate, stable key; bad -> quarantine) -> FanOut (originals go straight to the output;
-  copies 1..K go on) -> BatchElements -> AugmentBatch (one TF call per batch and image shape)
-  -> WriteToTFRecord(.gz)
+  validate, stable key, number of copies; bad -> quarantine) -> BatchElements (examples,
+  weighed by copies x pixels) -> AugmentBatch (originals out as they are; copies 1..k of every
+  example through one TF call per image shape) -> WriteToTFRecord(.gz)
 Pass-through splits: ReadFromTFRecord -> AddProvenance -> WriteToTFRecord.
 """
 
@@ -132,35 +132,6 @@ class DecodeFn(beam.DoFn):
         )
 
 
-class FanOutFn(beam.DoFn):
-    """Example -> the original (finished here) and its copies 1..k (to be augmented), k from
-    `balance.copies_for`, decided when it was decoded."""
-
-    ORIGINALS = "originals"
-
-    def __init__(self, config_json: str, split: str):
-        self._config_json, self._split = config_json, split
-
-    def setup(self):
-        self._config = AugmentConfig.from_json(self._config_json)
-        self._originals = _counter(self._split, "originals_written")
-
-    def process(self, decoded: DecodedExample):
-        config = self._config
-        copies = decoded.copies
-        if decoded.label is not None:
-            written = copies + int(config.include_original)
-            _counter(self._split, f"{CLASS_IN}/{decoded.label}").inc()
-            _counter(self._split, f"{CLASS_OUT}/{decoded.label}").inc(written)
-        if config.include_original:
-            self._originals.inc()
-            yield beam.pvalue.TaggedOutput(
-                self.ORIGINALS, _finish_original(decoded.record, decoded.key, config)
-            )
-        for copy_index in range(1, copies + 1):
-            yield copy_index, decoded
-
-
 def _finish_original(record: bytes, key: bytes, config: AugmentConfig) -> bytes:
     if not config.provenance:
         return record
@@ -198,7 +169,12 @@ class _Progress:
 
 
 class AugmentBatchFn(beam.DoFn):
-    """A batch of (copy_index, example) -> augmented, re-encoded, serialized examples."""
+    """A batch of examples -> each one's original (tagged ORIGINALS, unchanged but for
+    provenance) and its copies 1..k (k from `balance.copies_for`, decided when it was decoded):
+    augmented, re-encoded, serialized. Copies fan out here, inside the batch, rather than as
+    K elements each through Beam: one element per example is all the runner carries."""
+
+    ORIGINALS = "originals"
 
     def __init__(self, config_json: str, split: str):
         self._config_json, self._split = config_json, split
@@ -209,23 +185,33 @@ class AugmentBatchFn(beam.DoFn):
         self._config = AugmentConfig.from_json(self._config_json)
         self._plan = compile_policy(self._config.loaded_policy)
         self._written = _counter(self._split, "copies_written")
+        self._originals = _counter(self._split, "originals_written")
         self._progress = _Progress(self._split)
 
-    def process(self, batch: list[tuple[int, DecodedExample]]):
+    def process(self, batch: list[DecodedExample]):
         killpoint("augment-batch")  # tests stop a run here; a dictionary lookup otherwise
-        self._progress.add(len(batch))
-        yield from self._augment(batch)
-
-    def _augment(self, batch: list[tuple[int, DecodedExample]]):
-        import tensorflow as tf
-
-        from tfx_image_augment.core import augment_targets
-
         config = self._config
+        copies = []
+        for decoded in batch:
+            if decoded.label is not None:
+                written = decoded.copies + int(config.include_original)
+                _counter(self._split, f"{CLASS_IN}/{decoded.label}").inc()
+                _counter(self._split, f"{CLASS_OUT}/{decoded.label}").inc(written)
+            if config.include_original:
+                self._originals.inc()
+                yield beam.pvalue.TaggedOutput(
+                    self.ORIGINALS, _finish_original(decoded.record, decoded.key, config)
+                )
+            copies.extend((index, decoded) for index in range(1, decoded.copies + 1))
+        self._progress.add(len(copies))
+        yield from self._augment(copies)
+
+    def _augment(self, copies: list[tuple[int, DecodedExample]]):
         # Images of one shape, dtype and format (and, for detection records, one keypoint
-        # count) go through the core and the encoder together.
+        # count) go through the core and the encoder together, at most `batch_size` copies and
+        # MAX_BATCH_PIXELS pixels per call (one example may bring more than a call holds).
         groups: dict[tuple, list[tuple[int, DecodedExample]]] = defaultdict(list)
-        for copy_index, decoded in batch:
+        for copy_index, decoded in copies:
             mask_shape = None if decoded.mask is None else decoded.mask.shape
             objects = decoded.objects
             key = (
@@ -238,72 +224,86 @@ class AugmentBatchFn(beam.DoFn):
             )
             groups[key].append((copy_index, decoded))
         for items in groups.values():
-            seeds = np.array([copy_seed(config.seed, d.key, k) for k, d in items], np.int64)
-            images = np.stack([d.pixels for _, d in items])
-            core_images, value_range = core_inputs(images, config)
-            first = items[0][1]
-            targets = {}
+            height, width = items[0][1].pixels.shape[:2]
+            per_call = max(1, min(self._config.batch_size, MAX_BATCH_PIXELS // (height * width)))
+            for start in range(0, len(items), per_call):
+                yield from self._augment_group(items[start : start + per_call])
+
+    def _augment_group(self, items: list[tuple[int, DecodedExample]]):
+        import tensorflow as tf
+
+        from tfx_image_augment.core import augment_targets
+
+        config = self._config
+        seeds = np.array([copy_seed(config.seed, d.key, k) for k, d in items], np.int64)
+        images = np.stack([d.pixels for _, d in items])
+        core_images, value_range = core_inputs(images, config)
+        first = items[0][1]
+        targets = {}
+        if first.mask is not None:
+            targets["masks"] = np.stack([d.mask for _, d in items])
+        if first.objects is not None:
+            boxes, box_valid, keypoints, visible = padded([d.objects for _, d in items])
+            targets.update(boxes=boxes, box_valid=box_valid)
+            if keypoints is not None:
+                targets.update(keypoints=keypoints, keypoint_visible=visible)
+        out = augment_targets(
+            core_images,
+            seeds,
+            self._plan,
+            value_range=value_range,
+            min_box_visibility=config.min_box_visibility,
+            keypoint_flip_permutation=config.keypoint_flip_permutation,
+            **targets,
+        )
+        out = {name: value.numpy() for name, value in out.items()}
+        out["images"] = core_outputs(out["images"], images.dtype)
+        if first.mask is not None:
+            mask_values = encode_batch(out["masks"], first.mask_format, config)
+        image_values = encode_batch(out["images"], first.image_format, config)
+        image_fmt = output_format(first.image_format, config, images.shape[-1], images.dtype)
+        height, width = images.shape[1:3]
+        for i, (copy_index, decoded) in enumerate(items):
+            example = tf.train.Example.FromString(decoded.record)
+            features = example.features.feature
+            set_feature(features[decoded.image_feature], image_fmt, image_values[i])
+            if decoded.objects is not None:
+                write_objects(
+                    example,
+                    config,
+                    decoded.objects,
+                    out["boxes"][i],
+                    out["box_valid"][i],
+                    out["keypoints"][i] if "keypoints" in out else None,
+                    out["keypoint_visible"][i] if "keypoints" in out else None,
+                    height,
+                    width,
+                )
             if first.mask is not None:
-                targets["masks"] = np.stack([d.mask for _, d in items])
-            if first.objects is not None:
-                boxes, box_valid, keypoints, visible = padded([d.objects for _, d in items])
-                targets.update(boxes=boxes, box_valid=box_valid)
-                if keypoints is not None:
-                    targets.update(keypoints=keypoints, keypoint_visible=visible)
-            out = augment_targets(
-                core_images,
-                seeds,
-                self._plan,
-                value_range=value_range,
-                min_box_visibility=config.min_box_visibility,
-                keypoint_flip_permutation=config.keypoint_flip_permutation,
-                **targets,
-            )
-            out = {name: value.numpy() for name, value in out.items()}
-            out["images"] = core_outputs(out["images"], images.dtype)
-            if first.mask is not None:
-                mask_values = encode_batch(out["masks"], first.mask_format, config)
-            image_values = encode_batch(out["images"], first.image_format, config)
-            image_fmt = output_format(first.image_format, config, images.shape[-1], images.dtype)
-            height, width = images.shape[1:3]
-            for i, (copy_index, decoded) in enumerate(items):
-                example = tf.train.Example.FromString(decoded.record)
-                features = example.features.feature
-                set_feature(features[decoded.image_feature], image_fmt, image_values[i])
-                if decoded.objects is not None:
-                    write_objects(
-                        example,
-                        config,
-                        decoded.objects,
-                        out["boxes"][i],
-                        out["box_valid"][i],
-                        out["keypoints"][i] if "keypoints" in out else None,
-                        out["keypoint_visible"][i] if "keypoints" in out else None,
-                        height,
-                        width,
-                    )
-                if first.mask is not None:
-                    set_feature(
-                        features[config.mask_feature],
-                        output_format(first.mask_format, config, 1),
-                        mask_values[i],
-                    )
-                if config.provenance:
-                    add_provenance(example, decoded.key, copy_index, tuple(seeds[i]))
-                self._written.inc()
-                yield example.SerializeToString(deterministic=True)
+                set_feature(
+                    features[config.mask_feature],
+                    output_format(first.mask_format, config, 1),
+                    mask_values[i],
+                )
+            if config.provenance:
+                add_provenance(example, decoded.key, copy_index, tuple(seeds[i]))
+            self._written.inc()
+            yield example.SerializeToString(deterministic=True)
 
 
-def batch_weight(slot_pixels: int, element: tuple[int, DecodedExample]) -> int:
-    """A copy's share of a batch of `batch_size` slots of `slot_pixels` each: 1 for an image up
-    to that size, proportionally more for a larger one."""
-    height, width = element[1].pixels.shape[:2]
-    return max(1, (height * width + slot_pixels - 1) // slot_pixels)  # rounded up
+def batch_weight(slot_pixels: int, decoded: DecodedExample) -> int:
+    """An example's share of a batch of `batch_size` slots of `slot_pixels` each: a slot per
+    copy for an image up to that size, proportionally more for a larger one; at least 1 (an
+    example without copies still brings its original)."""
+    height, width = decoded.pixels.shape[:2]
+    per_copy = max(1, (height * width + slot_pixels - 1) // slot_pixels)  # rounded up
+    return max(1, decoded.copies * per_copy)
 
 
-def batch_copies(batch_size: int) -> beam.PTransform:
-    """(copy_index, DecodedExample) -> lists of at most `batch_size` copies and at most
-    MAX_BATCH_PIXELS pixels; a larger image goes alone. Sizes are in slots (`batch_weight`):
+def batch_examples(batch_size: int) -> beam.PTransform:
+    """DecodedExample -> lists of examples whose copies fill about `batch_size` slots of
+    MAX_BATCH_PIXELS / batch_size pixels each; an example larger than that goes alone (and
+    AugmentBatch splits its copies over several calls). Sizes are in slots (`batch_weight`):
     Beam 2.59's BatchElements bounds one total, and has no max_batch_weight."""
     return beam.BatchElements(
         min_batch_size=max(1, batch_size // 2),
@@ -393,15 +393,15 @@ class AugmentSplit(beam.PTransform):
         decoded = shuffled | f"Decode[{split}]" >> beam.ParDo(
             DecodeFn(config_json, split), **side_inputs
         ).with_outputs(QUARANTINE_TAG, main="ok")
-        fanned = decoded.ok | f"FanOut[{split}]" >> beam.ParDo(
-            FanOutFn(config_json, split)
-        ).with_outputs(FanOutFn.ORIGINALS, main="copies")
-        augmented = (
-            fanned.copies
-            | f"Batch[{split}]" >> batch_copies(self._config.batch_size)
-            | f"Augment[{split}]" >> beam.ParDo(AugmentBatchFn(config_json, split))
+        written = (
+            decoded.ok
+            | f"Batch[{split}]" >> batch_examples(self._config.batch_size)
+            | f"Augment[{split}]"
+            >> beam.ParDo(AugmentBatchFn(config_json, split)).with_outputs(
+                AugmentBatchFn.ORIGINALS, main="copies"
+            )
         )
-        originals = fanned[FanOutFn.ORIGINALS]
+        augmented, originals = written.copies, written[AugmentBatchFn.ORIGINALS]
         if self._config.num_shards:
             # A fixed shard count groups records by shard anyway, so one sink costs nothing more.
             both = (originals, augmented) | f"Flatten[{split}]" >> beam.Flatten()
