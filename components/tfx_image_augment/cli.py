@@ -165,7 +165,7 @@ def _parser() -> argparse.ArgumentParser:
         action="store_true",
         help="do not add aug_copy_index / aug_source_key / aug_seed",
     )
-    run.add_argument("--batch-size", type=int, default=64)
+    run.add_argument("--batch-size", type=int, default=1024)
     run.add_argument(
         "--copies-per-class",
         default=None,

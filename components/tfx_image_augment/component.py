@@ -47,7 +47,7 @@ class ImageAugment(base_beam_component.BaseBeamComponent):
         png_compression: int = 1,
         provenance: bool = True,
         max_quarantine_fraction: float = 0.01,
-        batch_size: int = 64,
+        batch_size: int = 1024,
         box_feature_prefix: str = "image/object/bbox/",
         object_feature_prefix: str = "image/object/",
         keypoint_feature_prefix: str = "image/object/keypoint/",
@@ -98,8 +98,9 @@ class ImageAugment(base_beam_component.BaseBeamComponent):
             (two int64s) to every written record, pass-through splits included.
           max_quarantine_fraction: the run fails when more than this fraction (0-1) of the
             augmented splits' examples is quarantined (bad records are kept whole either way).
-          batch_size: images per TensorFlow call on the workers, 1-4096. A batch also holds
-            at most 64 * 448 * 448 pixels; a larger single image is augmented alone.
+          batch_size: at most this many copies per TensorFlow call on the workers, 1-4096. A
+            call also holds at most 64 * 224 * 224 pixels (64 copies of 224x224, 1024 of
+            32x32); a larger single image is augmented alone.
           box_feature_prefix: where detection boxes are: `<prefix>{ymin,xmin,ymax,xmax}`, one
             float per object (the Object Detection API's names by default). Records with these
             features have their boxes moved with the image; others are image-only.

@@ -53,7 +53,7 @@ class AugmentConfig:
     png_compression: int = 1
     provenance: bool = True
     max_quarantine_fraction: float = 0.01
-    batch_size: int = 64
+    batch_size: int = 1024
     # Detection records (TensorFlow Object Detection API layout; `objects.py`): boxes and
     # keypoints move with the image, objects that leave it are dropped with all their features.
     box_feature_prefix: str = "image/object/bbox/"
