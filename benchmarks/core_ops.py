@@ -132,6 +132,7 @@ def main(argv=None) -> None:
     parser.add_argument("--quick", action="store_true", help="fewer batches, fewer ops")
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--device", choices=("cpu", "gpu"), default="cpu")
+    parser.add_argument("--name", help="results file name (default core_ops[_quick][_gpu])")
     args = parser.parse_args(argv)
     device = _device_or_skip(args.device)
     if device is None:
@@ -192,7 +193,12 @@ def main(argv=None) -> None:
         + (" --device gpu" if args.device == "gpu" else "")
     )
     write_results(
-        "core_ops" + suffix, rows, "\n".join(lines), command, started, extra={"device": device}
+        args.name or "core_ops" + suffix,
+        rows,
+        "\n".join(lines),
+        command,
+        started,
+        extra={"device": device},
     )
 
 

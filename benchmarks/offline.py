@@ -171,6 +171,12 @@ def main(argv=None) -> list[dict]:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--quick", action="store_true")
     parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument(
+        "--only", nargs="+", metavar="CONFIG", help="run these configurations only (exact names)"
+    )
+    parser.add_argument(
+        "--name", help="results file name (default offline or offline_quick), e.g. for a before run"
+    )
     args = parser.parse_args(argv)
     started = time.time()
     cores = os.cpu_count() or 1
@@ -196,6 +202,8 @@ def main(argv=None) -> list[dict]:
                 configs = runners() if count == sizes[workload] else {OURS: runners()[OURS]}
                 if args.quick:  # no ratio needs it, and the quick run must stay under 10 min
                     configs.pop(MP1, None)
+                if args.only:
+                    configs = {k: v for k, v in configs.items() if k in args.only}
                 for name, run in configs.items():
                     output = root / "out"
                     result = run(pattern, output)
@@ -225,7 +233,7 @@ def main(argv=None) -> list[dict]:
             }
         )
     write_results(
-        "offline" + ("_quick" if args.quick else ""),
+        args.name or "offline" + ("_quick" if args.quick else ""),
         rows,
         table(rows),
         "python -m benchmarks.offline" + (" --quick" if args.quick else ""),
