@@ -99,12 +99,10 @@ def run_ours(pattern: str, output: pathlib.Path, policy: str, beam_args: list[st
     }
 
 
-def _reference(kind: str, pattern: str, output: pathlib.Path) -> dict:
-    command = [sys.executable, "-m", f"benchmarks.{kind[0]}", *kind[1:], pattern]
-    if kind[1:] == ["beam-copy"]:
-        command.append(str(output))
-    out, peak, cores = _measure(command)
-    line = next(x for x in out.splitlines() if x.startswith("REFERENCE "))
+def _run_script(module_and_args: list[str], marker: str) -> dict:
+    """Runs a benchmark script (`python -m ...`) that prints `<marker> <items> <seconds>`."""
+    out, peak, cores = _measure([sys.executable, "-m", *module_and_args])
+    line = next(x for x in out.splitlines() if x.startswith(marker + " "))
     items, seconds = line.split()[1:]
     return {
         "items": int(items),
@@ -115,23 +113,8 @@ def _reference(kind: str, pattern: str, output: pathlib.Path) -> dict:
 
 
 def run_handwritten(pattern: str, output: pathlib.Path) -> dict:
-    command = [
-        sys.executable,
-        "-m",
-        "benchmarks.handwritten_tfdata",
-        pattern,
-        str(output),
-        str(COPIES),
-    ]
-    out, peak, cores = _measure(command)
-    line = next(x for x in out.splitlines() if x.startswith("HANDWRITTEN "))
-    written, seconds = line.split()[1:]
-    return {
-        "items": int(written),
-        "seconds": float(seconds),
-        "peak_rss_mib": round(peak),
-        "cores_busy": cores,
-    }
+    args = ["benchmarks.handwritten_tfdata", pattern, str(output), str(COPIES)]
+    return _run_script(args, "HANDWRITTEN")
 
 
 OURS = "ours, in-memory"
@@ -153,8 +136,10 @@ def runners() -> dict:
         MP2: lambda p, o: run_ours(p, o, "standard", BEAM_CONFIGS[MP2]),
         FLOOR: lambda p, o: run_ours(p, o, "none", BEAM_CONFIGS[OURS]),
         HANDWRITTEN: run_handwritten,
-        BEAM_COPY: lambda p, o: _reference(["references", "beam-copy"], p, o),
-        CODEC: lambda p, o: _reference(["references", "codec"], p, o),
+        BEAM_COPY: lambda p, o: _run_script(
+            ["benchmarks.references", "beam-copy", p, str(o)], "REFERENCE"
+        ),
+        CODEC: lambda p, o: _run_script(["benchmarks.references", "codec", p], "REFERENCE"),
     }
 
 

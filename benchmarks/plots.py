@@ -61,15 +61,10 @@ def throughput_chart(rows: list[dict], path, caption: str) -> None:
         for name, (label, colour) in REFERENCE_LINES.items():
             if name in by:
                 value = by[name]["per_second"]["median"]
-                axis.axvline(value, color=colour, linestyle="--", linewidth=1)
-                axis.text(
-                    value,
-                    len(names) - 0.4,
-                    f" {label}\n {value:,.0f}",
-                    color=colour,
-                    fontsize=7,
-                    va="top",
+                axis.axvline(
+                    value, color=colour, linestyle="--", linewidth=1, label=f"{label}: {value:,.0f}"
                 )
+        axis.legend(loc="lower right", fontsize=7, title="references", title_fontsize=7)
         axis.set_xlim(0, None)
         axis.set_xlabel("augmented copies written per second (axis starts at 0)")
         axis.set_title(f"{workload}, {by[names[0]]['inputs']:,} inputs, K=4, `standard`")
