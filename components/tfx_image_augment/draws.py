@@ -15,11 +15,16 @@ _SEED_SCRAMBLE_KEY = (0x3EC8F720, 0x02461E29)
 _UINT32 = 0xFFFFFFFF
 
 
-def _mul_hi_lo(multiplier: int, x: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor]:
-    product = tf.cast(x, tf.uint64) * tf.constant(multiplier, tf.uint64)
-    return tf.cast(tf.bitwise.right_shift(product, tf.constant(32, tf.uint64)), tf.uint32), tf.cast(
-        product, tf.uint32
+def _low_high(bits: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor]:
+    """A uint64 tensor as its (low, high) uint32 words."""
+    return tf.cast(bits, tf.uint32), tf.cast(
+        tf.bitwise.right_shift(bits, tf.constant(32, tf.uint64)), tf.uint32
     )
+
+
+def _mul_hi_lo(multiplier: int, x: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor]:
+    low, high = _low_high(tf.cast(x, tf.uint64) * tf.constant(multiplier, tf.uint64))
+    return high, low
 
 
 def _philox(counter: tuple, key: tuple) -> tuple:
@@ -50,14 +55,6 @@ def _key_and_counter(seed_words: tuple) -> tuple[tuple, tuple]:
     return (mix[0], mix[1]), (mix[2], mix[3])
 
 
-def _words(value: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor]:
-    """An int64 tensor as (low, high) uint32 words."""
-    bits = tf.bitcast(value, tf.uint64)
-    return tf.cast(bits, tf.uint32), tf.cast(
-        tf.bitwise.right_shift(bits, tf.constant(32, tf.uint64)), tf.uint32
-    )
-
-
 def _unit_floats(bits: tf.Tensor) -> tf.Tensor:
     """TensorFlow's Uint32ToFloat: the low 23 bits as the mantissa of a float in [1, 2), minus 1."""
     mantissa = tf.bitwise.bitwise_or(tf.bitwise.bitwise_and(bits, 0x7FFFFF), 0x3F800000)
@@ -73,8 +70,8 @@ def draw_table(plan: Plan, seeds: tf.Tensor) -> tf.Tensor:
         return tf.zeros([batch, 0], tf.float32)
     seeds = tf.cast(seeds, tf.int64)
     # fold_in(seed, id) = (first int32 of the seed's Philox stream, id): one value per image.
-    seed_lo, seed_hi = _words(seeds[:, 0])
-    other_lo, other_hi = _words(seeds[:, 1])
+    seed_lo, seed_hi = _low_high(tf.bitcast(seeds[:, 0], tf.uint64))
+    other_lo, other_hi = _low_high(tf.bitcast(seeds[:, 1], tf.uint64))
     key, counter_high = _key_and_counter((seed_lo, seed_hi, other_lo, other_hi))
     zeros = tf.zeros_like(seed_lo)
     folded = _philox((zeros, zeros, *counter_high), key)[0]  # an int32, as uint32 bits
