@@ -15,4 +15,4 @@ COPY local_runner.py kubeflow_v2_runner.py ./
 
 # --no-deps: the base image's TFX stack is the tested one; reinstalling it would fight it.
 RUN pip install --no-cache-dir --no-deps . \
- && python -c "import tfx_image_augment.executor, tfx_image_augment.beam_augment, pipelines.trainer, pipelines.preprocessing"
+ && python -c "import tfx_image_augment.tfx_component.executor, tfx_image_augment.offline.beam.transforms, pipelines.trainer, pipelines.preprocessing"

@@ -14,10 +14,9 @@ LATEST_VENV  := .venv-latest
 LATEST_PY    := $(LATEST_VENV)/bin/python
 LATEST_STAMP := $(LATEST_VENV)/.installed
 LATEST       ?= 1
-# What a training job installs (the base package) is tested there too.
-BASE_TESTS   := tests/test_library.py tests/test_policy.py tests/test_ops.py tests/test_core.py \
-                tests/test_geometry.py \
-                tests/test_golden.py tests/test_layer_and_export.py tests/test_reader.py
+# What a training job installs (the base package) is tested there too: tests/base/ needs neither
+# TFX nor Beam.
+BASE_TESTS   := tests/base
 
 .PHONY: help setup setup-latest test run bench lint clean
 
@@ -70,6 +69,7 @@ $(LATEST_STAMP): pyproject.toml constraints-latest.txt .python-version
 	touch $(LATEST_STAMP)
 
 test: setup $(if $(filter 1,$(LATEST)),setup-latest,)
+	$(VENV)/bin/lint-imports
 	$(PY) -m pytest $(PYTEST_ARGS)
 ifeq ($(LATEST),1)
 	@echo ">> the base package on $$($(LATEST_PY) -c 'import tensorflow as tf, keras; print("TensorFlow", tf.__version__, "and Keras", keras.__version__)'), without TFX or Beam"

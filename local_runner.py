@@ -66,7 +66,7 @@ def parse_args(argv=None) -> argparse.Namespace:
 def detect_channels(data_root: str) -> int:
     """Channels of the first training image (PNG/JPEG), so any dataset works unchanged."""
     import tensorflow as tf
-    from tfx_image_augment.records import compression_of
+    from tfx_image_augment.io.records import compression_of
 
     files = sorted(tf.io.gfile.glob(os.path.join(data_root, "train", "*")))
     if not files:

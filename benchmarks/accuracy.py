@@ -43,7 +43,7 @@ def _split():
 def _offline_copies(images, labels, seed: int, workdir: pathlib.Path):
     """The originals and K copies, as ImageAugment's Beam pipeline writes them."""
     import tensorflow as tf
-    from tfx_image_augment.reader import read_images
+    from tfx_image_augment.io.reader import read_images
 
     from pipelines.data import image_example
 
@@ -57,7 +57,7 @@ def _offline_copies(images, labels, seed: int, workdir: pathlib.Path):
         [
             sys.executable,
             "-m",
-            "tfx_image_augment.cli",
+            "tfx_image_augment.cli.commands",
             "run",
             "--input",
             str(source),

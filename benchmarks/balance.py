@@ -55,7 +55,7 @@ def _split():
 
 def _augmented(images, labels, args, seed, workdir: pathlib.Path):
     import tensorflow as tf
-    from tfx_image_augment.reader import read_images
+    from tfx_image_augment.io.reader import read_images
 
     from pipelines.data import image_example
 
@@ -65,7 +65,14 @@ def _augmented(images, labels, args, seed, workdir: pathlib.Path):
         for i, (image, label) in enumerate(zip(images, labels, strict=True)):
             writer.write(image_example(tf.io.encode_png(image).numpy(), label, f"d{i}"))
     output = workdir / "out"
-    command = [sys.executable, "-m", "tfx_image_augment.cli", "run", "--input", str(source)]
+    command = [
+        sys.executable,
+        "-m",
+        "tfx_image_augment.cli.commands",
+        "run",
+        "--input",
+        str(source),
+    ]
     command += ["--output", str(output), "--policy", POLICY, "--seed", str(seed)]
     command += ["--key-feature", "id", "--label-feature", "label", *args]
     subprocess.run(command, check=True, capture_output=True)

@@ -28,6 +28,7 @@ from tfx_image_augment import environment  # noqa: E402
 
 environment.configure()  # an entry point: Keras flavour and quiet logs, before TensorFlow
 from tfx_image_augment import ImageAugmentation  # noqa: E402
+from tfx_image_augment.core.ops import OPS as REGISTRY  # noqa: E402
 
 from benchmarks.common import keras3_standard_chain, write_results  # noqa: E402
 from pipelines.data import photo_crops  # noqa: E402
@@ -59,23 +60,17 @@ OPS = {
 
 
 def keras_equivalent(name: str, size: int):
+    """The Keras 3 chain that does what benchmark op `name` does: the op registry's counterpart
+    (`OpDef.keras`) with this benchmark's fields, or None where Keras has none."""
     layers = tf.keras.layers
-    table = {
-        "flip_left_right": lambda: [layers.RandomFlip("horizontal", seed=1)],
-        "rotate": lambda: [layers.RandomRotation(20 / 360, seed=1)],
-        "zoom": lambda: [layers.RandomZoom(0.2, seed=1)],
-        "translate": lambda: [layers.RandomTranslation(0.1, 0.1, seed=1)],
-        "brightness": lambda: [layers.RandomBrightness(0.2, value_range=(0, 255), seed=1)],
-        "contrast": lambda: [layers.RandomContrast(0.2, seed=1)],
-        "random_resized_crop": lambda: [
-            layers.RandomCrop(int(size * 0.8), int(size * 0.8), seed=1),
-            layers.Resizing(size, size),
-        ],
-        "standard": lambda: keras3_standard_chain(layers),
-    }
-    if name not in table:
-        return None
-    chain = table[name]()
+    if name == "standard":
+        chain = keras3_standard_chain(layers)
+    else:
+        op = REGISTRY[name]
+        if op.keras is None:
+            return None
+        fields = {field: spec.default for field, spec in op.fields.items()} | OPS[name]
+        chain = op.keras(layers, fields, size)
 
     def apply(x):
         x = tf.cast(x, tf.float32)

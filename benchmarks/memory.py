@@ -50,7 +50,7 @@ def run(pattern: str, output: pathlib.Path, extra: list[str]) -> dict:
     command = [
         sys.executable,
         "-m",
-        "tfx_image_augment.cli",
+        "tfx_image_augment.cli.commands",
         "run",
         "--input",
         pattern,

@@ -72,7 +72,7 @@ def run_ours(pattern: str, output: pathlib.Path, policy: str, beam_args: list[st
     command = [
         sys.executable,
         "-m",
-        "tfx_image_augment.cli",
+        "tfx_image_augment.cli.commands",
         "run",
         "--input",
         pattern,

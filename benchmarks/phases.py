@@ -38,10 +38,11 @@ def _seconds(fn) -> float:
 def measure(pattern: str) -> dict:
     import numpy as np
     import tensorflow as tf
-    from tfx_image_augment.beam_augment import AugmentBatchFn, DecodeFn
-    from tfx_image_augment.codec import MAX_BATCH_PIXELS, encode_batch
-    from tfx_image_augment.config import AugmentConfig, copy_seed
-    from tfx_image_augment.core import augment_targets, compile_policy
+    from tfx_image_augment.core.augment import augment_targets, compile_policy
+    from tfx_image_augment.core.seeds import copy_seed
+    from tfx_image_augment.io.codec import MAX_BATCH_PIXELS, encode_batch
+    from tfx_image_augment.offline.beam.transforms import AugmentBatchFn, DecodeFn
+    from tfx_image_augment.offline.config import AugmentConfig
 
     records = [r.numpy() for r in tf.data.TFRecordDataset(sorted(tf.io.gfile.glob(pattern)))]
     config = AugmentConfig(policy="standard", num_copies=COPIES, seed=1, key_feature="id")
@@ -69,7 +70,7 @@ def measure(pattern: str) -> dict:
         pixels = augment_targets(images, seeds, plan)["images"].numpy()
         core_s += time.perf_counter() - started
         started = time.perf_counter()
-        encode_batch(pixels, batch[0].image_format, config)
+        encode_batch(pixels, batch[0].image_format, config.encode_rules)
         encode_s += time.perf_counter() - started
     serialized = [w if isinstance(w, bytes) else w.value for w in written]
     compressor = zlib.compressobj(zlib.Z_DEFAULT_COMPRESSION, zlib.DEFLATED, 31)

@@ -1,5 +1,5 @@
-"""The end-to-end pipeline: ImportExampleGen -> ImageAugment -> ... -> Trainer -> Pusher."""
+"""The example TFX project: ImportExampleGen -> ImageAugment -> ... -> Trainer -> Pusher.
 
-from tfx_image_augment import environment
-
-environment.configure()  # an entry point: Keras flavour and quiet logs, before TensorFlow
+Importing it configures nothing; its entry points (the runners, and the trainer and
+preprocessing modules that TFX loads) call `tfx_image_augment.environment.configure()`.
+"""

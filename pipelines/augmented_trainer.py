@@ -19,7 +19,7 @@ from tfx.proto import trainer_pb2
 from tfx.types import artifact_utils, component_spec, standard_artifacts
 from tfx.types import standard_component_specs as specs
 from tfx.utils import json_utils
-from tfx_image_augment.spec import AUGMENTATION_MODEL_KEY, AugmentationModel
+from tfx_image_augment.tfx_component.spec import AUGMENTATION_MODEL_KEY, AugmentationModel
 
 AUGMENTATION_URI_CONFIG_KEY = "augmentation_model_uri"
 

@@ -8,7 +8,7 @@ from typing import Any
 import tensorflow_model_analysis as tfma
 from tfx import v1 as tfx
 from tfx_image_augment import ImageAugment
-from tfx_image_augment.spec import AUGMENTATION_MODEL_KEY, AUGMENTED_EXAMPLES_KEY
+from tfx_image_augment.tfx_component.spec import AUGMENTATION_MODEL_KEY, AUGMENTED_EXAMPLES_KEY
 
 from pipelines import configs, features
 from pipelines.augmented_trainer import AugmentedTrainer, VertexAugmentedTrainer

@@ -7,9 +7,12 @@ client sends them. tensorflow-transform runs on tf_keras; nothing here touches K
 
 from __future__ import annotations
 
-import tensorflow as tf
+from tfx_image_augment import environment
 
-from pipelines import features
+environment.configure()  # an entry point (Transform loads this module): before TensorFlow loads
+import tensorflow as tf  # noqa: E402
+
+from pipelines import features  # noqa: E402
 
 
 def _dense_bytes(values) -> tf.Tensor:

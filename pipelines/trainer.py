@@ -11,12 +11,12 @@ import json
 import os
 from typing import Any
 
-import tensorflow as tf
-import tensorflow_transform as tft
-from tfx_bsl.public import tfxio
 from tfx_image_augment import environment
 
-environment.configure()  # an entry point: Keras flavour and quiet logs, before TensorFlow
+environment.configure()  # an entry point (TFX loads this module): before TensorFlow loads
+import tensorflow as tf  # noqa: E402
+import tensorflow_transform as tft  # noqa: E402
+from tfx_bsl.public import tfxio  # noqa: E402
 from tfx_image_augment import ImageAugmentation, load_exported_policy  # noqa: E402
 
 from pipelines import features  # noqa: E402

@@ -9,9 +9,9 @@ from collections.abc import Sequence
 from tfx.components.util import examples_utils
 from tfx.dsl.components.base import base_beam_executor
 from tfx.types import artifact_utils, standard_artifacts
-from tfx_image_augment.config import AugmentConfig
-from tfx_image_augment.executor import Executor
-from tfx_image_augment.spec import (
+from tfx_image_augment.offline.config import AugmentConfig
+from tfx_image_augment.tfx_component.executor import Executor
+from tfx_image_augment.tfx_component.spec import (
     AUGMENTATION_MODEL_KEY,
     AUGMENTED_EXAMPLES_KEY,
     EXAMPLES_KEY,
@@ -19,7 +19,7 @@ from tfx_image_augment.spec import (
     exec_properties,
 )
 
-from tests.pipeline_helpers import write_records
+from tests.records import write_records
 
 
 def examples_artifact(

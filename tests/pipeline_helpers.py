@@ -1,32 +1,17 @@
-"""Helpers for tests that run real TFX pipelines: input layouts, runs, and reading results."""
+"""Helpers for tests that run real TFX pipelines (`[tfx]` extra): input layouts, runs, results."""
 
 from __future__ import annotations
 
 import json
 import pathlib
-from collections.abc import Iterable, Sequence
+from collections.abc import Sequence
 
 import tensorflow as tf
 from ml_metadata.metadata_store import metadata_store
 from ml_metadata.proto import metadata_store_pb2
 from tfx import v1 as tfx
-from tfx_image_augment.records import compression_of
 
-
-def read_records(pattern: str) -> list[bytes]:
-    """All records of the TFRecord files matching `pattern`, gzipped or not."""
-    records = []
-    for path in sorted(tf.io.gfile.glob(pattern)):
-        records.extend(r.numpy() for r in tf.data.TFRecordDataset(path, compression_of(path)))
-    return records
-
-
-def write_records(path: pathlib.Path, records: Iterable[bytes], gzip: bool = False) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    options = tf.io.TFRecordOptions(compression_type="GZIP" if gzip else None)
-    with tf.io.TFRecordWriter(str(path), options) as writer:
-        for record in records:
-            writer.write(record)
+from tests.records import read_records, write_records
 
 
 def copy_cifar_subset(

@@ -1,5 +1,5 @@
 """Runs that a test stops on purpose: the CLI (or a script) in a session of its own, stopped by a
-signal at a named point (tfx_image_augment.killpoints), and what it left behind."""
+signal at a named point (tfx_image_augment.io.killpoints), and what it left behind."""
 
 from __future__ import annotations
 
@@ -15,7 +15,7 @@ import sys
 import time
 
 import tensorflow as tf
-from tfx_image_augment.killpoints import KILLPOINT_ENV
+from tfx_image_augment.io.killpoints import KILLPOINT_ENV
 
 from tests.conftest import PROJECT_ROOT
 

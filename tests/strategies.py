@@ -4,8 +4,8 @@ op registry's field definitions (a new op is covered without touching this file)
 from __future__ import annotations
 
 from hypothesis import strategies as st
-from tfx_image_augment.ops import OPS
-from tfx_image_augment.policy import CATALOGUE, GEOMETRIC, META, ONE_OF
+from tfx_image_augment.core.ops import OPS
+from tfx_image_augment.core.policy import CATALOGUE, GEOMETRIC, META, ONE_OF
 
 
 def _unit(low=0.0, high=1.0):

@@ -11,27 +11,28 @@ import numpy as np
 import pytest
 import tensorflow as tf
 from PIL import Image
-from tfx_image_augment import codec, load_policy
-from tfx_image_augment.completion import IncompleteOutputError
-from tfx_image_augment.config import AugmentConfig
-from tfx_image_augment.core import augment
-from tfx_image_augment.expansion import (
-    CorruptInputError,
-    QuarantineLimitExceeded,
-    first_quarantine_reasons,
-)
-from tfx_image_augment.reader import read_images
-from tfx_image_augment.records import (
+from tfx_image_augment import load_policy
+from tfx_image_augment.core.augment import augment
+from tfx_image_augment.io import codec, quarantine
+from tfx_image_augment.io.completion import IncompleteOutputError
+from tfx_image_augment.io.reader import read_images
+from tfx_image_augment.io.records import (
     QUARANTINE_DETAIL_FEATURE,
     QUARANTINE_REASON_FEATURE,
     QUARANTINE_RECORD_FEATURE,
     compression_of,
     quarantine_record,
 )
+from tfx_image_augment.offline.beam.expansion import (
+    CorruptInputError,
+    QuarantineLimitExceeded,
+    first_quarantine_reasons,
+)
+from tfx_image_augment.offline.config import AugmentConfig
 
 from tests import images as real
 from tests.executor_helpers import counts, examples_artifact, run_executor
-from tests.pipeline_helpers import read_records, write_records
+from tests.records import read_records, write_records
 
 
 def _example(image_feature=None, label=1, **extra) -> tf.train.Example:
@@ -116,26 +117,30 @@ def _catalogue() -> dict[str, bytes]:
     gray_alpha = np.concatenate([photo[..., :1], photo[..., :1]], axis=-1)
     frames = real.photo_crops(24, 3, seed=4)
     return {
-        codec.IMAGE_TOO_LARGE: _example(_bytes(_png_bomb())).SerializeToString(),
-        codec.IMAGE_ANIMATED + "/gif": _example(_bytes(_pil(frames, "GIF"))).SerializeToString(),
-        codec.IMAGE_ANIMATED + "/apng": _example(_bytes(_pil(frames, "PNG"))).SerializeToString(),
-        codec.IMAGE_UNDECODABLE + "/gif": _example(
+        quarantine.IMAGE_TOO_LARGE: _example(_bytes(_png_bomb())).SerializeToString(),
+        quarantine.IMAGE_ANIMATED + "/gif": _example(
+            _bytes(_pil(frames, "GIF"))
+        ).SerializeToString(),
+        quarantine.IMAGE_ANIMATED + "/apng": _example(
+            _bytes(_pil(frames, "PNG"))
+        ).SerializeToString(),
+        quarantine.IMAGE_UNDECODABLE + "/gif": _example(
             _bytes(_gif_on_a_larger_screen(photo))
         ).SerializeToString(),
-        codec.IMAGE_EMPTY: _example(_bytes(b"")).SerializeToString(),
-        codec.NOT_AN_IMAGE: _example(_bytes(b"this is not a picture")).SerializeToString(),
-        codec.IMAGE_UNDECODABLE + "/png": _example(
+        quarantine.IMAGE_EMPTY: _example(_bytes(b"")).SerializeToString(),
+        quarantine.NOT_AN_IMAGE: _example(_bytes(b"this is not a picture")).SerializeToString(),
+        quarantine.IMAGE_UNDECODABLE + "/png": _example(
             _bytes(png[: len(png) // 2])
         ).SerializeToString(),
-        codec.IMAGE_UNDECODABLE + "/jpeg": _example(
+        quarantine.IMAGE_UNDECODABLE + "/jpeg": _example(
             _bytes(jpeg[: len(jpeg) // 3])
         ).SerializeToString(),
-        codec.IMAGE_WRONG_TYPE: _example(
+        quarantine.IMAGE_WRONG_TYPE: _example(
             tf.train.Feature(int64_list=tf.train.Int64List(value=[1, 2, 3]))
         ).SerializeToString(),
-        codec.IMAGE_MISSING: _example(None).SerializeToString(),
-        codec.NOT_AN_EXAMPLE: b"\xff\xfe definitely not a protocol buffer",
-        codec.IMAGE_BAD_SHAPE: _example(_bytes(_png(gray_alpha))).SerializeToString(),
+        quarantine.IMAGE_MISSING: _example(None).SerializeToString(),
+        quarantine.NOT_AN_EXAMPLE: b"\xff\xfe definitely not a protocol buffer",
+        quarantine.IMAGE_BAD_SHAPE: _example(_bytes(_png(gray_alpha))).SerializeToString(),
     }
 
 
@@ -177,12 +182,12 @@ def test_catalogue_of_broken_inputs_is_quarantined_whole_and_counted(tmp_path):
     assert sorted(r for r, _, _ in quarantined) == sorted(n.split("/")[0] for n in broken)
     assert sorted(rec for _, rec, _ in quarantined) == sorted(broken.values())
     details = {rec: detail for _, rec, detail in quarantined}
-    assert details[broken[codec.IMAGE_TOO_LARGE]] == (
+    assert details[broken[quarantine.IMAGE_TOO_LARGE]] == (
         "image: png of 8000x8000 = 64,000,000 pixels, above max_image_pixels=50,000,000"
     )
-    for name in (codec.IMAGE_ANIMATED + "/gif", codec.IMAGE_ANIMATED + "/apng"):
+    for name in (quarantine.IMAGE_ANIMATED + "/gif", quarantine.IMAGE_ANIMATED + "/apng"):
         assert "of 3 frames" in details[broken[name]]
-    assert details[broken[codec.IMAGE_UNDECODABLE + "/gif"]] == (
+    assert details[broken[quarantine.IMAGE_UNDECODABLE + "/gif"]] == (
         "image: gif decodes to 24x24, its header says 32x32"
     )
 
@@ -209,12 +214,12 @@ def test_masks_missing_or_mismatched_are_quarantined(tmp_path):
         ),
     )
     assert counts(augmented)["train"]["quarantined"] == {
-        codec.MASK_SHAPE_MISMATCH: 1,
-        codec.MASK_MISSING: 1,
-        codec.MASK_INVALID: 1,
+        quarantine.MASK_SHAPE_MISMATCH: 1,
+        quarantine.MASK_MISSING: 1,
+        quarantine.MASK_INVALID: 1,
     }
     assert [(r, d) for r, rec, d in _quarantined(augmented) if rec == deep] == [
-        (codec.MASK_INVALID, "mask: 16-bit PNG; a mask holds 8-bit labels")
+        (quarantine.MASK_INVALID, "mask: 16-bit PNG; a mask holds 8-bit labels")
     ]
     for record in read_records(f"{augmented.uri}/Split-train/*"):
         features = tf.train.Example.FromString(record).features.feature
@@ -224,14 +229,14 @@ def test_masks_missing_or_mismatched_are_quarantined(tmp_path):
 
 def test_above_the_quarantine_limit_the_run_fails_with_counts_and_first_reasons(tmp_path):
     broken = _catalogue()
-    records = _good_records(10) + [broken[codec.NOT_AN_IMAGE], broken[codec.IMAGE_EMPTY]]
+    records = _good_records(10) + [broken[quarantine.NOT_AN_IMAGE], broken[quarantine.IMAGE_EMPTY]]
     examples = examples_artifact(tmp_path / "in", {"train": records})
     with pytest.raises(QuarantineLimitExceeded) as raised:
         run_executor(examples, tmp_path, AugmentConfig(policy="light", num_copies=1))
     message = str(raised.value)
     assert "2 of 12 examples (16.7%)" in message
     assert "max_quarantine_fraction=0.01" in message
-    assert codec.NOT_AN_IMAGE in message and codec.IMAGE_EMPTY in message
+    assert quarantine.NOT_AN_IMAGE in message and quarantine.IMAGE_EMPTY in message
     assert "\n" not in message
     # The artifact folder keeps the quarantine alone, without a completion marker: readers
     # refuse it, and nothing of the failed run's data or model is left to mistake for output.
@@ -251,8 +256,8 @@ def test_above_the_quarantine_limit_the_run_fails_with_counts_and_first_reasons(
         for f in kept
     ) == sorted(
         [
-            (codec.NOT_AN_IMAGE, broken[codec.NOT_AN_IMAGE]),
-            (codec.IMAGE_EMPTY, broken[codec.IMAGE_EMPTY]),
+            (quarantine.NOT_AN_IMAGE, broken[quarantine.NOT_AN_IMAGE]),
+            (quarantine.IMAGE_EMPTY, broken[quarantine.IMAGE_EMPTY]),
         ]
     )
     with pytest.raises(IncompleteOutputError, match="has no completion marker"):
@@ -296,12 +301,12 @@ def test_gzip_is_told_by_the_file_name(path, compression):
 def test_first_quarantine_reasons_reads_gzipped_and_plain_files(tmp_path):
     write_records(
         tmp_path / "Split-a/quarantine_tfrecord-00000.gz",
-        [quarantine_record(b"a", codec.IMAGE_EMPTY, "image: zero bytes")],
+        [quarantine_record(b"a", quarantine.IMAGE_EMPTY, "image: zero bytes")],
         gzip=True,
     )
     write_records(
         tmp_path / "Split-b/quarantine_tfrecord-00000",
-        [quarantine_record(b"b", codec.NOT_AN_IMAGE, "image: 1 bytes with no signature")],
+        [quarantine_record(b"b", quarantine.NOT_AN_IMAGE, "image: 1 bytes with no signature")],
     )
     assert first_quarantine_reasons(str(tmp_path / "Split-*/quarantine_tfrecord*")) == [
         "image_empty (image: zero bytes)",
@@ -369,9 +374,9 @@ def test_raw_float_pixels_not_finite_or_out_of_range_are_caught(tmp_path):
     overexposed = photos[7] / photos[7].max() * np.float32(1.2)  # peaks at 1.2
     records = [_raw_float_record(p, label=i) for i, p in enumerate(photos[:5])]
     bad = {
-        codec.IMAGE_NOT_FINITE + "/nan": _raw_float_record(with_nan, 5),
-        codec.IMAGE_NOT_FINITE + "/inf": _raw_float_record(with_inf, 6),
-        codec.IMAGE_OUT_OF_RANGE: _raw_float_record(overexposed, 7),
+        quarantine.IMAGE_NOT_FINITE + "/nan": _raw_float_record(with_nan, 5),
+        quarantine.IMAGE_NOT_FINITE + "/inf": _raw_float_record(with_inf, 6),
+        quarantine.IMAGE_OUT_OF_RANGE: _raw_float_record(overexposed, 7),
     }
     examples = examples_artifact(tmp_path / "in", {"train": records + list(bad.values())})
     config = AugmentConfig(
@@ -381,17 +386,20 @@ def test_raw_float_pixels_not_finite_or_out_of_range_are_caught(tmp_path):
     # Default: out_of_range="quarantine".
     augmented, _ = run_executor(examples, tmp_path / "quarantine", config)
     split = counts(augmented)["train"]
-    assert split["quarantined"] == {codec.IMAGE_NOT_FINITE: 2, codec.IMAGE_OUT_OF_RANGE: 1}
+    assert split["quarantined"] == {
+        quarantine.IMAGE_NOT_FINITE: 2,
+        quarantine.IMAGE_OUT_OF_RANGE: 1,
+    }
     assert split["examples_read"] == split["originals_written"] + 3 == 8
     assert split["copies_written"] == 10
     quarantined = _quarantined(augmented)
     assert sorted(rec for _, rec, _ in quarantined) == sorted(bad.values())
     details = {rec: detail for _, rec, detail in quarantined}
-    assert details[bad[codec.IMAGE_NOT_FINITE + "/nan"]] == (
+    assert details[bad[quarantine.IMAGE_NOT_FINITE + "/nan"]] == (
         "image: 1 of 768 values are NaN or infinite"
     )
-    assert details[bad[codec.IMAGE_OUT_OF_RANGE]].startswith("image: values span [")
-    assert "1.2], outside value_range [0, 1]" in details[bad[codec.IMAGE_OUT_OF_RANGE]]
+    assert details[bad[quarantine.IMAGE_OUT_OF_RANGE]].startswith("image: values span [")
+    assert "1.2], outside value_range [0, 1]" in details[bad[quarantine.IMAGE_OUT_OF_RANGE]]
     for examples_of_label in _copies_by_label(augmented).values():
         for example in examples_of_label:
             values = np.asarray(example.features.feature["image"].float_list.value)
@@ -402,7 +410,7 @@ def test_raw_float_pixels_not_finite_or_out_of_range_are_caught(tmp_path):
     clipping = AugmentConfig(**{**config.to_dict(), "out_of_range": "clip"}).validate()
     augmented, _ = run_executor(examples, tmp_path / "clip", clipping)
     split = counts(augmented)["train"]
-    assert split["quarantined"] == {codec.IMAGE_NOT_FINITE: 2}
+    assert split["quarantined"] == {quarantine.IMAGE_NOT_FINITE: 2}
     assert split["originals_written"] == 6 and split["copies_written"] == 12
     written = _copies_by_label(augmented)[7]
     assert len(written) == 3
@@ -463,7 +471,7 @@ def test_16_bit_pngs_stay_16_bit_through_the_core(tmp_path, output_format):
 def test_png_compression_changes_the_bytes_never_the_pixels():
     photos = real.photo_crops(64, 4)
     written = {
-        level: codec.encode_batch(photos, "png", AugmentConfig(png_compression=level))
+        level: codec.encode_batch(photos, "png", AugmentConfig(png_compression=level).encode_rules)
         for level in (0, 1, 9)
     }
     sizes = {level: sum(len(v[0]) for v in values) for level, values in written.items()}

@@ -8,13 +8,13 @@ import json
 import numpy as np
 import pytest
 import tensorflow as tf
-from tfx_image_augment.balance import copies_for
-from tfx_image_augment.cli import main
-from tfx_image_augment.config import AugmentConfig
+from tfx_image_augment.cli.commands import main
+from tfx_image_augment.offline.balance import copies_for
+from tfx_image_augment.offline.config import AugmentConfig
 
 from pipelines.data import image_example
 from tests import images as real
-from tests.pipeline_helpers import read_records, write_records
+from tests.records import read_records, write_records
 
 RARE = {3: 3, 7: 4}  # classes cut to a few examples; every other class keeps 12
 

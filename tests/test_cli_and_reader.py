@@ -8,13 +8,13 @@ import sys
 
 import numpy as np
 import tensorflow as tf
-from tfx_image_augment.cli import main
-from tfx_image_augment.reader import read_images
+from tfx_image_augment.cli.commands import main
+from tfx_image_augment.io.reader import read_images
 
 from pipelines.data import image_example
 from tests import images as real
 from tests.conftest import PROJECT_ROOT
-from tests.pipeline_helpers import write_records
+from tests.records import write_records
 
 
 def _digit_records(tmp_path, count: int) -> str:
@@ -153,7 +153,8 @@ def test_reader_reads_gzipped_and_plain_files_of_one_folder(tmp_path):
 
 
 def test_cli_reads_a_policy_file_once_and_keeps_its_content_not_its_path(tmp_path):
-    from tfx_image_augment import cli, load_policy
+    from tfx_image_augment import load_policy
+    from tfx_image_augment.cli import commands as cli
 
     path = tmp_path / "policy.json"
     policy = {"version": 1, "ops": [{"op": "brightness", "max_delta": 0.3}]}
@@ -168,8 +169,8 @@ def test_cli_reads_a_policy_file_once_and_keeps_its_content_not_its_path(tmp_pat
 
 
 def test_cli_max_image_pixels_quarantines_larger_images_and_defaults_like_the_config(tmp_path):
-    from tfx_image_augment import cli
-    from tfx_image_augment.config import AugmentConfig
+    from tfx_image_augment.cli import commands as cli
+    from tfx_image_augment.offline.config import AugmentConfig
 
     digits, labels = real.digits(32)  # 32 x 32 = 1,024 pixels: at the limit, kept
     photos = real.photo_crops(40, 2, seed=3)  # 40 x 40 = 1,600 pixels: above it

@@ -8,8 +8,8 @@ import pytest
 import tensorflow as tf
 from tfx import v1 as tfx
 from tfx_image_augment import AugmentationModel, ImageAugment, PolicyError, load_policy
-from tfx_image_augment.config import AugmentConfig
-from tfx_image_augment.spec import (
+from tfx_image_augment.offline.config import AugmentConfig
+from tfx_image_augment.tfx_component.spec import (
     AUGMENTATION_MODEL_KEY,
     AUGMENTED_EXAMPLES_KEY,
     CONFIG_KEY,
@@ -59,10 +59,10 @@ def _examples_channel():
             {"max_quarantine_fraction": "0.5"},
             "'max_quarantine_fraction' must be a number in [0, 1]; got '0.5'.",
         ),
-        ({"max_image_pixels": 0}, "'max_image_pixels' must be a positive integer; got 0."),
+        ({"max_image_pixels": 0}, "'max_image_pixels' must be an integer >= 1; got 0."),
         (
             {"max_image_pixels": 1e6},
-            "'max_image_pixels' must be a positive integer; got 1000000.0.",
+            "'max_image_pixels' must be an integer >= 1; got 1000000.0.",
         ),
         ({"out_of_range": "wrap"}, "'out_of_range' must be 'quarantine' or 'clip'; got 'wrap'."),
         (
@@ -98,7 +98,7 @@ def test_channel_names_are_the_documented_ones():
 
 
 def test_the_artifact_type_keeps_its_name_and_its_old_import_path():
-    from tfx_image_augment import component, spec
+    from tfx_image_augment.tfx_component import component, spec
 
     assert component.AugmentationModel is spec.AugmentationModel is AugmentationModel
     assert AugmentationModel.TYPE_NAME == "tfx_image_augment.AugmentationModel"
@@ -195,7 +195,9 @@ def test_pipeline_import_augment_statistics_schema_validator(cifar_dir, tmp_path
     assert len(ph.read_records(f"{examples[0].uri}/Split-train/*")) == 128 * 3
     assert len(ph.read_records(f"{examples[0].uri}/Split-eval/*")) == 16
     # ML Metadata shows the settings runs are told apart by, each on its own.
-    (execution,) = ph.executions_of_type(metadata, "tfx_image_augment.component.ImageAugment")
+    (execution,) = ph.executions_of_type(
+        metadata, "tfx_image_augment.tfx_component.component.ImageAugment"
+    )
     properties = {**execution.custom_properties, **execution.properties}
     assert properties[NUM_COPIES_KEY].int_value == 2 and properties[SEED_KEY].int_value == 7
     assert properties[SPLITS_TO_AUGMENT_KEY].string_value == '["train"]'

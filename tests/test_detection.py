@@ -9,10 +9,10 @@ import json
 import numpy as np
 import pytest
 import tensorflow as tf
-from tfx_image_augment.cli import main
+from tfx_image_augment.cli.commands import main
 
 from tests.detection_data import detection_example, scene
-from tests.pipeline_helpers import read_records, write_records
+from tests.records import read_records, write_records
 
 KEYPOINTS_PER_OBJECT = 2
 
@@ -209,7 +209,7 @@ def test_pixel_coordinates_round_trip(tmp_path):
 
 
 def test_the_executor_moves_boxes_balances_classes_and_shards_both_kinds_of_split(tmp_path):
-    from tfx_image_augment.config import AugmentConfig
+    from tfx_image_augment.offline.config import AugmentConfig
 
     from tests.executor_helpers import counts, examples_artifact, run_executor
 
@@ -242,7 +242,7 @@ def test_the_executor_moves_boxes_balances_classes_and_shards_both_kinds_of_spli
 
 
 def test_the_reader_returns_boxes_labels_and_keypoints(tmp_path):
-    from tfx_image_augment.reader import read_detection
+    from tfx_image_augment.io.reader import read_detection
 
     records = _records(5, seed=3)
     _run(tmp_path, records)

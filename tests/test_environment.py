@@ -78,7 +78,7 @@ def test_a_multi_processing_cli_run_prints_only_its_own_lines(tmp_path):
 
     from pipelines.data import image_example
     from tests import images as real
-    from tests.pipeline_helpers import write_records
+    from tests.records import write_records
 
     digits, labels = real.digits(32)
     write_records(

@@ -8,12 +8,13 @@ import pathlib
 import numpy as np
 import pytest
 import tensorflow as tf
-from tfx_image_augment.codec import KEY_MISSING
-from tfx_image_augment.config import AugmentConfig, copy_seed
-from tfx_image_augment.records import stable_key
+from tfx_image_augment.core.seeds import copy_seed
+from tfx_image_augment.io.quarantine import KEY_MISSING
+from tfx_image_augment.io.records import stable_key
+from tfx_image_augment.offline.config import AugmentConfig
 
 from tests.executor_helpers import counts, examples_artifact, run_executor
-from tests.pipeline_helpers import read_records
+from tests.records import read_records
 
 
 def _cifar_records(cifar_dir: pathlib.Path, split: str, count: int) -> list[bytes]:
@@ -241,7 +242,7 @@ def test_raw_pixels_stay_raw_and_match_the_core(tmp_path, raw):
     sources = {}
     for record in records:
         example = _parse(record)
-        sources[stable_key(example, config)] = example
+        sources[stable_key(example, config.key_feature)] = example
     checked = 0
     for example, key, seed in _augmented_copies(augmented):
         source = sources[key]
@@ -273,8 +274,9 @@ def _pixels_of(kind: str, index: int) -> np.ndarray:
 def test_batches_are_bounded_by_pixels_and_a_huge_image_goes_alone():
     import apache_beam as beam
     from apache_beam.testing.util import assert_that
-    from tfx_image_augment.beam_augment import DecodedExample, batch_examples
-    from tfx_image_augment.codec import MAX_BATCH_PIXELS
+    from tfx_image_augment.io.codec import MAX_BATCH_PIXELS
+    from tfx_image_augment.offline.beam.transforms import batch_examples
+    from tfx_image_augment.offline.decode import DecodedExample
 
     huge_pixels = 4270 * 4480
     assert huge_pixels > MAX_BATCH_PIXELS
@@ -319,7 +321,7 @@ def test_batches_are_bounded_by_pixels_and_a_huge_image_goes_alone():
 def test_an_example_with_more_copies_than_a_call_holds_is_split_over_calls():
     import apache_beam as beam
     from tfx_image_augment import augment, load_policy
-    from tfx_image_augment.beam_augment import AugmentBatchFn, DecodedExample
+    from tfx_image_augment.offline.beam.transforms import AugmentBatchFn, DecodedExample
 
     from tests.images import digits
 

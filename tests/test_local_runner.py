@@ -12,7 +12,8 @@ from tfx_image_augment import ImageAugment
 
 from pipelines.data import image_example
 from tests import images as real
-from tests.pipeline_helpers import import_example_gen, write_records
+from tests.pipeline_helpers import import_example_gen
+from tests.records import write_records
 
 
 def _store(metadata_path) -> metadata_store.MetadataStore:

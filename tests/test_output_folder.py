@@ -9,13 +9,13 @@ import pathlib
 
 import pytest
 import tensorflow as tf
-from tfx_image_augment import codec
-from tfx_image_augment.cli import main
-from tfx_image_augment.reader import read_images
+from tfx_image_augment.cli.commands import main
+from tfx_image_augment.io import quarantine
+from tfx_image_augment.io.reader import read_images
 
 from pipelines.data import image_example
 from tests import images as real
-from tests.pipeline_helpers import read_records, write_records
+from tests.records import read_records, write_records
 from tests.stopped_runs import PROGRESS_LINE, beam_temp_anywhere, snapshot, staging_beside
 
 COPIES = 2
@@ -99,7 +99,7 @@ def test_overwrite_replaces_only_a_folder_that_image_augment_wrote(tmp_path, cap
 
 def _broken(reason: str) -> bytes:
     example = tf.train.Example()
-    value = b"" if reason == codec.IMAGE_EMPTY else b"this is not a picture"
+    value = b"" if reason == quarantine.IMAGE_EMPTY else b"this is not a picture"
     example.features.feature["image"].bytes_list.value.append(value)
     example.features.feature["label"].int64_list.value.append(1)
     example.features.feature["id"].bytes_list.value.append(reason.encode())
@@ -113,7 +113,9 @@ def test_a_failed_run_leaves_the_previous_output_whole_and_keeps_its_quarantine(
     previous = snapshot(out)
     capsys.readouterr()
 
-    bad = _input(tmp_path / "bad", good + [_broken(codec.IMAGE_EMPTY), _broken(codec.NOT_AN_IMAGE)])
+    bad = _input(
+        tmp_path / "bad", good + [_broken(quarantine.IMAGE_EMPTY), _broken(quarantine.NOT_AN_IMAGE)]
+    )
     assert _run(bad, out, "--overwrite", "--", *IN_MEMORY) == 1
     err = capsys.readouterr().err.strip().splitlines()
     (line,) = [line for line in err if not PROGRESS_LINE.match(line)]
@@ -135,8 +137,8 @@ def test_a_failed_run_leaves_the_previous_output_whole_and_keeps_its_quarantine(
 # folder exchange), on this filesystem: the one path here that needs no bucket.
 REMOTE_PUBLISH = """
 import pathlib, sys
-from tfx_image_augment.completion import MARKER_FORMAT
-from tfx_image_augment.publish import StagedOutput
+from tfx_image_augment.io.completion import MARKER_FORMAT
+from tfx_image_augment.io.publish import StagedOutput
 
 target = StagedOutput(sys.argv[1], overwrite=True, data_prefix="data_tfrecord")
 target.local = False
@@ -151,8 +153,8 @@ target.discard()
 
 
 def test_where_folders_cannot_be_swapped_the_marker_goes_first_and_comes_last(tmp_path):
-    from tfx_image_augment.completion import IncompleteOutputError
-    from tfx_image_augment.reader import resolve_files
+    from tfx_image_augment.io.completion import IncompleteOutputError
+    from tfx_image_augment.io.reader import resolve_files
 
     from tests.stopped_runs import run_stopped
 

@@ -13,7 +13,8 @@ import tensorflow as tf
 
 import local_runner
 from tests.conftest import PROJECT_ROOT
-from tests.pipeline_helpers import artifacts_of_type, read_records
+from tests.pipeline_helpers import artifacts_of_type
+from tests.records import read_records
 
 
 @pytest.fixture(scope="module")
@@ -130,7 +131,7 @@ def test_vertex_compile_names_our_executors_dataflow_args_and_the_gpu(tmp_path):
     )
     spec = json.loads(output.read_text())
     text = json.dumps(spec)
-    assert "tfx_image_augment.executor.Executor" in text
+    assert "tfx_image_augment.tfx_component.executor.Executor" in text
     assert "pipelines.augmented_trainer.VertexTrainerExecutor" in text
     for arg in (
         "--runner=DataflowRunner",

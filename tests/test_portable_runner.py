@@ -16,7 +16,7 @@ import time
 import pytest
 import tensorflow as tf
 from tfx_image_augment import ImageAugment, runner_checks
-from tfx_image_augment.cli import main
+from tfx_image_augment.cli.commands import main
 
 from pipelines.data import image_example
 from tests import images as real

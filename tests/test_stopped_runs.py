@@ -1,4 +1,4 @@
-"""Runs stopped on purpose, at named points (tfx_image_augment.killpoints), on real digits.
+"""Runs stopped on purpose, at named points (tfx_image_augment.io.killpoints), on real digits.
 
 SIGKILL anywhere leaves the output folder as the old complete output or the new complete one,
 never a mix, and leaves Beam's temporary files only in a staging folder that the next run
@@ -15,14 +15,14 @@ import shutil
 
 import pytest
 import tensorflow as tf
-from tfx_image_augment.cli import main
-from tfx_image_augment.completion import IncompleteOutputError
-from tfx_image_augment.reader import read_images, resolve_files
+from tfx_image_augment.cli.commands import main
+from tfx_image_augment.io.completion import IncompleteOutputError
+from tfx_image_augment.io.reader import read_images, resolve_files
 
 from pipelines.data import image_example
 from tests import images as real
 from tests.executor_helpers import examples_artifact, run_executor
-from tests.pipeline_helpers import write_records
+from tests.records import write_records
 from tests.stopped_runs import (
     beam_temp_anywhere,
     cli,

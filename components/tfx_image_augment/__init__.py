@@ -22,28 +22,39 @@ __version__ = "0.3.0"
 
 # public name -> the module that defines it
 _EXPORTS = {
-    "augment": "core",
-    "export_augmentation_model": "export",
-    "load_exported_policy": "export",
-    "ImageAugmentation": "layer",
-    "batch_seeds": "layer",
-    "Policy": "policy",
-    "PolicyError": "policy",
-    "load_policy": "policy",
-    "PRESETS": "policy",
-    "OPS": "ops",
-    "read_images": "reader",
-    "read_detection": "reader",
-    "augment_targets": "core",
+    "augment": "core.augment",
+    "augment_targets": "core.augment",
+    "Policy": "core.policy",
+    "PolicyError": "core.policy",
+    "load_policy": "core.policy",
+    "PRESETS": "core.policy",
+    "OPS": "core.ops",
+    "ImageAugmentation": "online.layer",
+    "batch_seeds": "online.layer",
+    "export_augmentation_model": "online.export",
+    "load_exported_policy": "online.export",
+    "read_images": "io.reader",
+    "read_detection": "io.reader",
 }
 # Need the `[tfx]` extra; not in __all__, so `import *` works on a base install.
-_TFX_EXPORTS = {"ImageAugment": "component", "AugmentationModel": "spec"}
+_TFX_EXPORTS = {
+    "ImageAugment": "tfx_component.component",
+    "AugmentationModel": "tfx_component.spec",
+}
+# Submodules reachable as attributes after `import tfx_image_augment` (imported on first use),
+# e.g. `tfx_image_augment.environment.configure()`.
+_SUBMODULES = frozenset(
+    {"environment", "core", "online", "io", "offline", "cli", "tfx_component"}
+    | {"reader", "spec", "policy", "layer", "export", "component"}
+)
 
 
 def __getattr__(name: str):
     if name in _EXPORTS:
         module = importlib.import_module(f"{__name__}.{_EXPORTS[name]}")
         return getattr(module, name)
+    if name in _SUBMODULES:
+        return importlib.import_module(f"{__name__}.{name}")
     if name in _TFX_EXPORTS:
         try:
             module = importlib.import_module(f"{__name__}.{_TFX_EXPORTS[name]}")

@@ -4,7 +4,7 @@ Run only when the seed rule's version is bumped on purpose (README, "Determinism
     python -m tests.golden.make_golden
 Every op alone and every preset, on real images (scikit-learn's digits and photo crops), with
 the offline seeds of copies 1..K of keys "golden-<i>" under pipeline seed 7. The test
-`tests/test_golden.py` recomputes them through the core, the Keras layer and the SavedModel,
+`tests/base/test_golden.py` recomputes them through the core, the Keras layer and the SavedModel,
 under whatever TensorFlow it runs on, and compares bit for bit.
 """
 
@@ -30,7 +30,7 @@ def golden_inputs() -> dict[str, np.ndarray]:
 
 def golden_seeds(count: int) -> np.ndarray:
     """Copy k = i + 1 of the example with key b"golden-<i>", as the offline door seeds it."""
-    from tfx_image_augment.config import copy_seed
+    from tfx_image_augment.core.seeds import copy_seed
 
     return np.array(
         [copy_seed(PIPELINE_SEED, f"golden-{i}".encode(), i + 1) for i in range(count)], np.int64
@@ -38,8 +38,8 @@ def golden_seeds(count: int) -> np.ndarray:
 
 
 def golden_policies() -> dict[str, dict]:
-    from tfx_image_augment.policy import PRESETS as ALL_PRESETS
-    from tfx_image_augment.policy import example_policies
+    from tfx_image_augment.core.policy import PRESETS as ALL_PRESETS
+    from tfx_image_augment.core.policy import example_policies
 
     cases = {f"op:{name}": policy for name, policy in example_policies().items()}
     cases.update({f"preset:{name}": ALL_PRESETS[name] for name in PRESETS})
@@ -54,7 +54,7 @@ def compute(policy: dict, images: np.ndarray, seeds: np.ndarray, **kwargs) -> np
 
 def main() -> None:
     from tfx_image_augment import environment
-    from tfx_image_augment.plan import SEED_RULE_VERSION
+    from tfx_image_augment.core.seeds import SEED_RULE_VERSION
 
     environment.configure()
     inputs = golden_inputs()

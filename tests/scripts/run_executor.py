@@ -1,5 +1,5 @@
 """Runs the ImageAugment executor once, in a process of its own, so a test can stop it (see
-tfx_image_augment.killpoints) and look at what it left:
+tfx_image_augment.io.killpoints) and look at what it left:
 
     python -m tests.scripts.run_executor IN_ROOT OUT_ROOT
 
@@ -16,7 +16,7 @@ environment.configure()  # an entry point: Keras flavour and quiet logs, before 
 
 from tfx.components.util import examples_utils  # noqa: E402
 from tfx.types import artifact_utils, standard_artifacts  # noqa: E402
-from tfx_image_augment.config import AugmentConfig  # noqa: E402
+from tfx_image_augment.offline.config import AugmentConfig  # noqa: E402
 
 from tests.executor_helpers import run_executor  # noqa: E402
 

@@ -1,0 +1,93 @@
+"""Every seed rule of the project, in one place (changing any of them changes pixels).
+
+1. Copy seeds (offline): copy k of the example with stable key x gets `copy_seed(seed, x, k)`.
+   The stable key is the `key_feature`'s first value, or `content_key` of the example.
+2. Fractional copies (balancing): `class_fraction_draw(seed, key)` decides whether an example
+   whose class wants 2.5 copies per example gets 2 or 3.
+3. Layer seeds (online): training call n of the Keras layer gives image i of its batch on
+   replica r the seed `batch_seeds(seed, n, B, r)[i]`.
+4. Draws (the core): what a seed of shape [2] becomes inside `augment`, below.
+
+The seed contract (pinned by tests/base/test_golden.py; changing it changes pixels):
+- Every image carries a seed of shape [2] (int64). Each random node of the policy draws its
+  uniforms as `stateless_uniform([n], fold_in(image_seed, node_id))`.
+- Op i of the policy (0-based) is node `(i + 1) * OP_NODE_STRIDE`. Its first draw gates it
+  (applies when u < p); its parameter draws follow, as many as its registry entry says.
+- A choice node (one_of, and each of RandAugment's `num_ops` layers L at node
+  `op node + L * LAYER_NODE_STRIDE`) draws two uniforms: the gate (u < p) and the choice (by
+  cumulative weight). Option j of a choice is node `choice node + j + 1`, with its own gate
+  and parameter draws.
+- RandAugment/TrivialAugment options are the registry's RandAugment slots in slot order, plus
+  identity as the last option.
+- `gaussian_noise` draws its normals from `fold_in(fold_in(image_seed, node_id), NOISE_STREAM)`.
+- Per-image parameters are computed for the whole batch with arithmetic that rounds the same
+  everywhere: IEEE + - * / in float32, and sine, cosine, tangent, exp and sqrt from
+  `ops/portable_math.py` (float64 polynomials), never TensorFlow's own transcendental kernels.
+
+SEED_RULE_VERSION counts changes to this contract. 1 (0.1-0.2): parameters one image at a time
+with TensorFlow's float32 kernels (on Linux, the C library's sinf/cosf/tanf/expf). 2 (0.3):
+batch-wide portable math; 2% of rotation sines and 10% of crop sizes differ from 1 in the last
+bit, so a few pixels may differ by 1 from copies written by 0.2 (the 61 golden arrays came out
+identical).
+"""
+
+from __future__ import annotations
+
+import hashlib
+
+SEED_RULE_VERSION = 2
+OP_NODE_STRIDE = 10_000
+LAYER_NODE_STRIDE = 1_000
+NOISE_STREAM = 1
+
+SEED_SCHEME = "image-augment/v1"
+# The seed is an int64 wherever it goes: ML Metadata, the Keras layer, the exported model.
+SEED_MIN, SEED_MAX = -(2**63), 2**63 - 1
+_STEP_BITS = 32  # layer seeds[:, 1] = step << 32 | replica << 24 | index in batch
+_REPLICA_BITS = 24
+
+
+def copy_seed(seed: int, key: bytes, copy_index: int) -> tuple[int, int]:
+    """The documented seed of copy `copy_index` of the example with stable key `key`.
+
+    SHA-256 of b"image-augment/v1|<seed>|<copy_index>|" + key; the first 16 bytes, read as two
+    signed big-endian int64s, are the [2] seed the core takes. Depends on nothing but these three
+    values: not on process, runner, worker, bundle, sharding or file order.
+    """
+    digest = hashlib.sha256(f"{SEED_SCHEME}|{seed}|{copy_index}|".encode() + key).digest()
+    return (
+        int.from_bytes(digest[:8], "big", signed=True),
+        int.from_bytes(digest[8:16], "big", signed=True),
+    )
+
+
+def content_key(example_bytes_deterministic: bytes) -> bytes:
+    """The stable key of an example without a key feature: the SHA-256 (hex) of the example
+    serialized deterministically (feature maps in sorted order, unlike the raw input bytes)."""
+    return hashlib.sha256(example_bytes_deterministic).hexdigest().encode()
+
+
+def class_fraction_draw(seed: int, key: bytes) -> float:
+    """The uniform in [0, 1) that resolves an example's fractional number of copies: it gets
+    one more copy when the draw is below the fraction."""
+    digest = hashlib.sha256(f"{SEED_SCHEME}|copies|{seed}|".encode() + key).digest()
+    return int.from_bytes(digest[:8], "big") / 2**64
+
+
+def batch_seeds(seed, step, batch_size, replica=0):
+    """Per-image seeds [B, 2] of layer call `step`: (seed, step << 32 | replica << 24 | i).
+
+    Distinct for every (step, replica, image) below 2**31 steps, 256 replicas and 2**24 images
+    per batch; the core mixes the pair further with `fold_in`, so nearby values are unrelated.
+    """
+    import tensorflow as tf  # the other rules need no TensorFlow (the CLI checks before it loads)
+
+    step = tf.cast(step, tf.int64)
+    replica = tf.cast(replica, tf.int64)
+    index = tf.range(tf.cast(batch_size, tf.int64), dtype=tf.int64)
+    low = tf.bitwise.bitwise_or(
+        tf.bitwise.left_shift(step, _STEP_BITS),
+        tf.bitwise.bitwise_or(tf.bitwise.left_shift(replica, _REPLICA_BITS), index),
+    )
+    high = tf.fill(tf.shape(index), tf.cast(seed, tf.int64))
+    return tf.stack([high, low], axis=1)

@@ -1,0 +1,433 @@
+"""The image codec: an image feature of a tf.Example (encoded bytes or raw arrays) <-> pixels.
+
+Decoding validates as it goes and raises `Quarantined` with a reason of `quarantine.py`, so the
+offline door can set the bad record aside whole. What it checks comes in as `DecodeRules` and
+how it writes as `EncodeRules` (the offline config builds both). Needs TensorFlow and numpy
+only, not Beam: the preview decodes with it exactly as the offline expansion does.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import struct
+
+import numpy as np
+
+from tfx_image_augment.io.quarantine import (
+    IMAGE_ANIMATED,
+    IMAGE_BAD_SHAPE,
+    IMAGE_EMPTY,
+    IMAGE_MISSING,
+    IMAGE_NOT_FINITE,
+    IMAGE_OUT_OF_RANGE,
+    IMAGE_TOO_LARGE,
+    IMAGE_UNDECODABLE,
+    IMAGE_WRONG_TYPE,
+    MASK_INVALID,
+    MASK_MISSING,
+    MASK_SHAPE_MISMATCH,
+    NOT_AN_IMAGE,
+    Quarantined,
+)
+
+# The core's range for float pixels when `value_range` is not given.
+DEFAULT_VALUE_RANGE = (0.0, 1.0)
+# Memory per TF call is bounded by pixels, not only by image count: at most this many pixels
+# (64 images of 224x224; ~40 MB per float32 RGB tensor in the core) go into one call, and
+# `batch_size` (1024 by default) bounds the count for small images, whose calls would otherwise
+# pay a fixed ~3 ms of op dispatch for a few images (measured at 32x32: 158 us per copy in calls
+# of 64, 54 us in calls of 1024). A larger image that max_image_pixels lets through goes alone.
+MAX_BATCH_PIXELS = 64 * 224 * 224
+# 16-bit PNGs go through the core as float32 in this range (exact: float32 holds every
+# integer up to 2**24) and come back rounded to uint16.
+UINT16_RANGE = (0.0, 65535.0)
+# Of the order of Pillow's decompression-bomb guard (it warns above 89.5 M pixels). An RGB
+# image this large peaks at about 4 GB in a worker (benchmarks/results/memory.md).
+DEFAULT_MAX_IMAGE_PIXELS = 50_000_000
+OUTPUT_FORMATS = ("same", "png", "jpeg")
+OUT_OF_RANGE_ACTIONS = ("quarantine", "clip")
+
+
+@dataclasses.dataclass(frozen=True)
+class DecodeRules:
+    """What decoding an image checks.
+
+    raw_shape: [height, width, channels] of raw pixels (one bytes value, int64s or floats);
+      None for encoded images.
+    value_range: the range of raw float pixels (default DEFAULT_VALUE_RANGE).
+    max_pixels: an encoded image whose header says more pixels is refused unread.
+    out_of_range: raw float pixels outside value_range: "quarantine" or "clip".
+    """
+
+    raw_shape: tuple[int, int, int] | None = None
+    value_range: tuple[float, float] | None = None
+    max_pixels: int = DEFAULT_MAX_IMAGE_PIXELS
+    out_of_range: str = "quarantine"
+
+
+@dataclasses.dataclass(frozen=True)
+class EncodeRules:
+    """How copies are written: `output_format` "same" (the input's), "png" or "jpeg"."""
+
+    output_format: str = "same"
+    jpeg_quality: int = 95
+    png_compression: int = 1
+
+
+@dataclasses.dataclass(frozen=True)
+class _Target:
+    """What is decoded, and the quarantine reason of each way it can be wrong."""
+
+    channels: int  # 0: as stored
+    missing: str
+    wrong_type: str
+    empty: str
+    not_an_image: str
+    undecodable: str
+    bad_shape: str
+    animated: str
+    floats_allowed: bool
+    sixteen_bits_allowed: bool
+
+
+_IMAGE = _Target(
+    0,
+    IMAGE_MISSING,
+    IMAGE_WRONG_TYPE,
+    IMAGE_EMPTY,
+    NOT_AN_IMAGE,
+    IMAGE_UNDECODABLE,
+    IMAGE_BAD_SHAPE,
+    IMAGE_ANIMATED,
+    floats_allowed=True,
+    sixteen_bits_allowed=True,
+)
+# A segmentation mask: one 8-bit channel of labels, refused as mask_* whatever is wrong.
+_MASK = _Target(
+    1,
+    MASK_MISSING,
+    MASK_INVALID,
+    MASK_INVALID,
+    MASK_INVALID,
+    MASK_INVALID,
+    MASK_SHAPE_MISMATCH,
+    MASK_INVALID,
+    floats_allowed=False,
+    sixteen_bits_allowed=False,
+)
+
+
+def decode_image(feature, rules: DecodeRules, name: str):
+    """(pixels, format) of an image feature, or raises Quarantined with the reason."""
+    return _decode(feature, rules, name, _IMAGE)
+
+
+def decode_mask(feature, rules: DecodeRules, name: str):
+    """(pixels [H, W, 1], format) of a segmentation-mask feature, or raises Quarantined."""
+    return _decode(feature, rules, name, _MASK)
+
+
+def sniff_format(data: bytes) -> str | None:
+    if data.startswith(b"\x89PNG\r\n\x1a\n"):
+        return "png"
+    if data.startswith(b"\xff\xd8"):
+        return "jpeg"
+    if data[:6] in (b"GIF87a", b"GIF89a"):
+        return "gif"
+    if data.startswith(b"BM"):
+        return "bmp"
+    return None
+
+
+@dataclasses.dataclass(frozen=True)
+class ImageHeader:
+    """What an encoded image's header says, read without decoding it."""
+
+    width: int
+    height: int
+    frames: int = 1
+    bit_depth: int = 8
+
+
+def read_header(data: bytes, fmt: str) -> ImageHeader | None:
+    """The header of PNG/JPEG/GIF/BMP `data` (as `sniff_format` named it); None when it is cut
+    short or malformed. Reads a few bytes, so a decompression bomb is caught before it unpacks."""
+    try:
+        return _HEADER_READERS[fmt](data)
+    except (struct.error, IndexError):  # the data ends inside the header
+        return None
+
+
+def _png_header(data: bytes) -> ImageHeader | None:
+    if data[12:16] != b"IHDR":
+        return None
+    width, height, bit_depth = struct.unpack_from(">IIB", data, 16)
+    # An APNG announces its frame count in an acTL chunk before the first IDAT.
+    frames, offset = 1, 8
+    while offset + 8 <= len(data):
+        length, kind = struct.unpack_from(">I4s", data, offset)
+        if kind == b"acTL":
+            frames = struct.unpack_from(">I", data, offset + 8)[0]
+        if kind in (b"IDAT", b"IEND"):
+            break
+        offset += 12 + length  # length, type, data, CRC
+    return ImageHeader(width, height, frames, bit_depth)
+
+
+# Start-of-frame markers SOF0-SOF15, less DHT (C4), JPG (C8) and DAC (CC), which share the range.
+_JPEG_SOF = frozenset(range(0xC0, 0xD0)) - {0xC4, 0xC8, 0xCC}
+_JPEG_STANDALONE = frozenset(range(0xD0, 0xD8)) | {0x01}  # RSTn and TEM carry no length
+
+
+def _jpeg_header(data: bytes) -> ImageHeader | None:
+    offset = 2
+    while offset + 4 <= len(data):
+        if data[offset] != 0xFF:
+            return None
+        marker = data[offset + 1]
+        if marker == 0xFF:  # a fill byte
+            offset += 1
+            continue
+        if marker in _JPEG_STANDALONE:
+            offset += 2
+            continue
+        if marker in _JPEG_SOF:
+            height, width = struct.unpack_from(">HH", data, offset + 5)
+            return ImageHeader(width, height)
+        if marker in (0xDA, 0xD9):  # a scan or the end before any frame header
+            return None
+        offset += 2 + struct.unpack_from(">H", data, offset + 2)[0]
+    return None
+
+
+def _skip_gif_sub_blocks(data: bytes, offset: int) -> int:
+    while data[offset]:
+        offset += data[offset] + 1
+    return offset + 1
+
+
+def _gif_header(data: bytes) -> ImageHeader | None:
+    # The canvas: the logical screen, widened to hold every frame (TensorFlow decodes a frame at
+    # its own size, so a frame smaller than the screen shows up as a size mismatch).
+    width, height, flags = struct.unpack_from("<HHB", data, 6)
+    offset = 13 + (3 << ((flags & 7) + 1) if flags & 0x80 else 0)  # global colour table
+    frames = 0
+    while offset < len(data) and data[offset] != 0x3B:  # the trailer
+        if data[offset] == 0x21:  # extension: label, then sub-blocks
+            offset = _skip_gif_sub_blocks(data, offset + 2)
+        elif data[offset] == 0x2C:  # image descriptor: one frame
+            frames += 1
+            frame_width, frame_height, local_flags = struct.unpack_from("<HHB", data, offset + 5)
+            width, height = max(width, frame_width), max(height, frame_height)
+            offset += 10 + (3 << ((local_flags & 7) + 1) if local_flags & 0x80 else 0)
+            offset = _skip_gif_sub_blocks(data, offset + 1)  # after the LZW code size
+        else:
+            break  # not GIF structure: the decoder judges the rest
+    return ImageHeader(width, height, frames) if frames else None  # no image, or cut short
+
+
+def _bmp_header(data: bytes) -> ImageHeader | None:
+    info_size = struct.unpack_from("<I", data, 14)[0]
+    if info_size == 12:  # BITMAPCOREHEADER
+        width, height = struct.unpack_from("<HH", data, 18)
+    elif info_size >= 40:  # BITMAPINFOHEADER and later; a negative height means top-down
+        width, height = struct.unpack_from("<ii", data, 18)
+    else:
+        return None
+    return ImageHeader(width, abs(height))
+
+
+_HEADER_READERS = {"png": _png_header, "jpeg": _jpeg_header, "gif": _gif_header, "bmp": _bmp_header}
+
+
+def _decode(feature, rules: DecodeRules, name: str, target: _Target):
+    import tensorflow as tf
+
+    kind = feature.WhichOneof("kind")
+    if rules.raw_shape is not None:
+        shape = tuple(rules.raw_shape[:2]) + (target.channels or rules.raw_shape[2],)
+        size = int(np.prod(shape))
+        if kind == "bytes_list" and len(feature.bytes_list.value) == 1:
+            data = feature.bytes_list.value[0]
+            if len(data) != size:
+                raise Quarantined(
+                    target.bad_shape, f"{name}: {len(data)} bytes, expected {size} for {shape}"
+                )
+            return np.frombuffer(data, np.uint8).reshape(shape), "raw_bytes"
+        if kind == "float_list" and target.floats_allowed:
+            values = feature.float_list.value
+            if len(values) != size:
+                raise Quarantined(
+                    target.bad_shape, f"{name}: {len(values)} floats, expected {size} for {shape}"
+                )
+            pixels = np.asarray(values, np.float32).reshape(shape)
+            return _checked_float_pixels(pixels, rules, name), "raw_float"
+        if kind == "int64_list":
+            values = np.asarray(feature.int64_list.value)
+            if len(values) != size:
+                raise Quarantined(
+                    target.bad_shape, f"{name}: {len(values)} ints, expected {size} for {shape}"
+                )
+            if values.size and (values.min() < 0 or values.max() > 255):
+                raise Quarantined(target.wrong_type, f"{name}: int64 pixels outside [0, 255]")
+            return values.astype(np.uint8).reshape(shape), "raw_int64"
+        raise Quarantined(
+            target.missing if kind is None else target.wrong_type,
+            f"{name}: a raw image needs one bytes value, floats or ints; got {kind or 'no values'}",
+        )
+    if kind != "bytes_list" or len(feature.bytes_list.value) != 1:
+        raise Quarantined(
+            target.missing if kind is None or not has_values(feature) else target.wrong_type,
+            f"{name}: expected one encoded image (bytes); got {kind or 'no values'}",
+        )
+    data = feature.bytes_list.value[0]
+    if not data:
+        raise Quarantined(target.empty, f"{name}: zero bytes")
+    fmt = sniff_format(data)
+    if fmt is None:
+        raise Quarantined(
+            target.not_an_image, f"{name}: {len(data)} bytes with no PNG/JPEG/GIF/BMP signature"
+        )
+    header = read_header(data, fmt)
+    if header is None or header.width == 0 or header.height == 0:
+        raise Quarantined(target.undecodable, f"{name}: {fmt} data without a readable header")
+    size = f"{header.width}x{header.height}"
+    if header.width * header.height > rules.max_pixels:
+        raise Quarantined(
+            IMAGE_TOO_LARGE,
+            f"{name}: {fmt} of {size} = {header.width * header.height:,} pixels, above "
+            f"max_image_pixels={rules.max_pixels:,}",
+        )
+    if header.frames > 1:
+        raise Quarantined(
+            target.animated,
+            f"{name}: animated {fmt} of {header.frames} frames; only still images are augmented",
+        )
+    if header.bit_depth == 16 and not target.sixteen_bits_allowed:
+        raise Quarantined(target.wrong_type, f"{name}: 16-bit PNG; a mask holds 8-bit labels")
+    try:
+        pixels = tf.io.decode_image(
+            data,
+            channels=target.channels,
+            dtype=tf.uint16 if header.bit_depth == 16 else tf.uint8,
+            expand_animations=False,
+        )
+    except (tf.errors.InvalidArgumentError, tf.errors.DataLossError) as err:
+        raise Quarantined(
+            target.undecodable,
+            f"{name}: {fmt} data does not decode ({err.message.splitlines()[0]})",
+        ) from None
+    pixels = pixels.numpy()
+    if pixels.shape[:2] != (header.height, header.width):
+        raise Quarantined(
+            target.undecodable,
+            f"{name}: {fmt} decodes to {pixels.shape[1]}x{pixels.shape[0]}, its header says {size}",
+        )
+    if pixels.shape[-1] not in (1, 3, 4):
+        raise Quarantined(
+            IMAGE_BAD_SHAPE, f"{name}: {pixels.shape[-1]} channels; 1, 3 or 4 are supported"
+        )
+    return pixels, fmt
+
+
+def _checked_float_pixels(pixels: np.ndarray, rules: DecodeRules, name: str) -> np.ndarray:
+    """Raw float pixels that are finite and inside `value_range` (clipped there when the config
+    says so); otherwise raises Quarantined. One NaN would spread through every copy."""
+    finite = np.isfinite(pixels)
+    if not finite.all():
+        raise Quarantined(
+            IMAGE_NOT_FINITE,
+            f"{name}: {pixels.size - int(finite.sum())} of {pixels.size} values are NaN or "
+            "infinite",
+        )
+    # Compared in float32, as the pixels are: 0.1 as a float64 bound would reject float32(0.1).
+    low, high = (np.float32(v) for v in (rules.value_range or DEFAULT_VALUE_RANGE))
+    lowest, highest = pixels.min(), pixels.max()
+    if low <= lowest and highest <= high:
+        return pixels
+    if rules.out_of_range == "clip":
+        return np.clip(pixels, low, high)
+    raise Quarantined(
+        IMAGE_OUT_OF_RANGE,
+        f"{name}: values span [{lowest:g}, {highest:g}], outside value_range "
+        f"[{low:g}, {high:g}] (out_of_range='quarantine')",
+    )
+
+
+def core_inputs(images: np.ndarray, value_range: tuple[float, float] | None):
+    """(images, value_range) as the core takes them: uint8 as is, 16-bit as float32 in
+    [0, 65535] (the core works in uint8 or float), raw floats in `value_range`."""
+    if images.dtype == np.uint16:
+        return images.astype(np.float32), UINT16_RANGE
+    return images, (None if images.dtype == np.uint8 else value_range)
+
+
+def core_outputs(out: np.ndarray, dtype: np.dtype) -> np.ndarray:
+    """The core's output in the input's dtype: 16-bit pixels rounded back to uint16."""
+    if dtype == np.uint16:
+        return np.round(out).astype(np.uint16)  # the core clips to the value range
+    return out
+
+
+def has_values(feature) -> bool:
+    kind = feature.WhichOneof("kind")
+    return kind is not None and len(getattr(feature, kind).value) > 0
+
+
+def output_format(fmt: str, rules: EncodeRules, channels: int, dtype=np.uint8) -> str:
+    """The format a copy is written in: the input's (`same`), or the configured one. TF cannot
+    write GIF/BMP, and JPEG holds neither alpha nor 16 bits: those become PNG, which is lossless
+    (and 16-bit where the input was)."""
+    target = fmt if rules.output_format == "same" or fmt.startswith("raw") else rules.output_format
+    if target in ("gif", "bmp") or (
+        target == "jpeg" and (channels not in (1, 3) or dtype == np.uint16)
+    ):
+        return "png"
+    return target
+
+
+_ENCODERS: dict = {}
+
+
+def _encoder(target: str, rules: EncodeRules):
+    """One traced function per format that encodes a whole batch in a single TF call (an eager
+    call per image costs more than encoding a small image)."""
+    import tensorflow as tf
+
+    quality, level = rules.jpeg_quality, rules.png_compression
+    key = (target, quality if target == "jpeg" else level)
+    if key not in _ENCODERS:
+
+        def encode_one(image):
+            if target == "png":
+                return tf.io.encode_png(image, compression=level)
+            return tf.io.encode_jpeg(image, quality=quality)
+
+        @tf.function(reduce_retracing=True)
+        def encode(images):
+            return tf.map_fn(encode_one, images, fn_output_signature=tf.string)
+
+        _ENCODERS[key] = encode
+    return _ENCODERS[key]
+
+
+def encode_batch(pixels: np.ndarray, fmt: str, rules: EncodeRules) -> list:
+    """Each image of `pixels` [N, H, W, C] as the values its feature should hold."""
+    target = output_format(fmt, rules, pixels.shape[-1], pixels.dtype)
+    if target in ("png", "jpeg"):
+        return [[data] for data in _encoder(target, rules)(pixels).numpy()]
+    if target == "raw_bytes":
+        return [[np.ascontiguousarray(p, np.uint8).tobytes()] for p in pixels]
+    if target == "raw_float":
+        return [p.astype(np.float32).ravel().tolist() for p in pixels]
+    return [p.astype(np.int64).ravel().tolist() for p in pixels]  # raw_int64
+
+
+def set_feature(feature, fmt: str, values: list) -> None:
+    feature.Clear()
+    if fmt == "raw_float":
+        feature.float_list.value.extend(values)
+    elif fmt == "raw_int64":
+        feature.int64_list.value.extend(values)
+    else:
+        feature.bytes_list.value.extend(values)

@@ -1,0 +1,189 @@
+"""Reading augmented (or any TFX-layout) TFRecords back as a `tf.data.Dataset`.
+
+    from tfx_image_augment.io.reader import read_images
+    dataset = read_images("out/")                    # the CLI's output folder
+    dataset = read_images(artifact_uri, split="train")       # ImageAugment's Examples artifact
+    dataset = read_images("tfx_output/.../Split-train/*")   # a glob, gzipped or not
+
+An image-augment output folder is read through its completion marker (see completion.py):
+exactly the files it lists, and a folder that image-augment wrote without one (a failed or
+stopped run) is refused with the reason. Globs are read as they match.
+
+Elements are `(image, label)`: uint8 [H, W, C] decoded from PNG/JPEG, and the label as int64.
+Only TensorFlow is needed, so any training job can use it.
+"""
+
+from __future__ import annotations
+
+import os
+
+import tensorflow as tf
+
+from tfx_image_augment.io.completion import (
+    MARKER_FILE,
+    IncompleteOutputError,
+    listed_files,
+    looks_like_output,
+    read_marker,
+)
+from tfx_image_augment.io.records import BOX_SIDES, DATA_PREFIX, compression_of
+
+SPLIT_PREFIX = "Split-"
+
+
+def _refuse_unmarked(folder: str) -> None:
+    if looks_like_output(folder):
+        raise IncompleteOutputError(
+            f"{folder} was written by image-augment but has no completion marker "
+            f"({MARKER_FILE}): the run that wrote it failed, was stopped or is still running "
+            "(or an older version wrote it). Run it again (the CLI with --overwrite)."
+        )
+
+
+def _marked_files(folder: str, split: str | None) -> list[str] | None:
+    """The files that the completion marker of `folder` (or, for a Split- folder, of the
+    artifact around it) lists; None when neither is an image-augment output."""
+    folder = folder.rstrip("/") or folder
+    marker = read_marker(folder)
+    if marker is not None:
+        return listed_files(folder, marker, split)
+    _refuse_unmarked(folder)
+    parent, name = os.path.split(folder)
+    if name.startswith(SPLIT_PREFIX) and split is None and parent:
+        parent_marker = read_marker(parent)
+        if parent_marker is not None:
+            return listed_files(parent, parent_marker, name[len(SPLIT_PREFIX) :])
+        _refuse_unmarked(parent)
+    return None
+
+
+def resolve_files(path_or_glob: str, split: str | None = None) -> list[str]:
+    """The TFRecord files to read from `path_or_glob`:
+
+    - an image-augment output folder (the CLI's, or ImageAugment's Examples artifact): the
+      files of `split` (None: its only split) that its completion marker lists, each checked
+      to be there unchanged; without a marker it is refused (IncompleteOutputError);
+    - a `Split-<name>` folder of such an artifact: the files the artifact's marker lists;
+    - any other folder: its data_tfrecord-* files, else `Split-<split>/*` or all its files;
+    - a glob: the files it matches.
+    """
+    if not tf.io.gfile.isdir(path_or_glob):
+        files = tf.io.gfile.glob(path_or_glob)
+    else:
+        files = _marked_files(path_or_glob, split)
+        if files is None:
+            base = path_or_glob
+            if split is not None:
+                base = os.path.join(base, f"{SPLIT_PREFIX}{split}")
+            pattern = os.path.join(base, f"{DATA_PREFIX}*")
+            files = tf.io.gfile.glob(pattern) or tf.io.gfile.glob(os.path.join(base, "*"))
+    files = sorted(f for f in files if not tf.io.gfile.isdir(f))
+    if not files:
+        raise FileNotFoundError(
+            f"No TFRecord files at {path_or_glob!r}"
+            + (f" (split {split!r})" if split else "")
+            + "."
+        )
+    return files
+
+
+def _records(files: list[str]) -> tf.data.Dataset:
+    """The serialized records of `files`, gzipped or not: one TFRecordDataset per compression
+    (a TFRecordDataset reads all its files with one)."""
+    by_compression: dict[str, list[str]] = {}
+    for path in files:
+        by_compression.setdefault(compression_of(path), []).append(path)
+    parts = [
+        tf.data.TFRecordDataset(group, compression_type=kind, num_parallel_reads=tf.data.AUTOTUNE)
+        for kind, group in by_compression.items()
+    ]
+    records = parts[0]
+    for part in parts[1:]:
+        records = records.concatenate(part)
+    return records
+
+
+def read_images(
+    path_or_glob: str,
+    image_feature: str = "image",
+    label_feature: str = "label",
+    channels: int = 3,
+    split: str | None = None,
+    batch_size: int | None = None,
+    shuffle_buffer: int = 0,
+    seed: int | None = None,
+) -> tf.data.Dataset:
+    """A dataset of (decoded uint8 image, int64 label) from TFRecords of tf.Examples."""
+    records = _records(resolve_files(path_or_glob, split))
+    if shuffle_buffer:
+        records = records.shuffle(shuffle_buffer, seed=seed)
+    spec = {
+        image_feature: tf.io.FixedLenFeature([], tf.string),
+        label_feature: tf.io.FixedLenFeature([], tf.int64),
+    }
+
+    def decode(record):
+        parsed = tf.io.parse_single_example(record, spec)
+        image = tf.io.decode_image(
+            parsed[image_feature], channels=channels, expand_animations=False
+        )
+        return image, parsed[label_feature]
+
+    dataset = records.map(decode, num_parallel_calls=tf.data.AUTOTUNE)
+    if batch_size:
+        dataset = dataset.batch(batch_size)
+    return dataset.prefetch(tf.data.AUTOTUNE)
+
+
+def read_detection(
+    path_or_glob: str,
+    image_feature: str = "image/encoded",
+    label_feature: str = "image/object/class/label",
+    box_feature_prefix: str = "image/object/bbox/",
+    keypoint_feature_prefix: str | None = None,
+    channels: int = 3,
+    split: str | None = None,
+) -> tf.data.Dataset:
+    """Object Detection API records as dicts: "image" uint8 [H, W, C], "boxes" float [N, 4]
+    (ymin, xmin, ymax, xmax, as stored), "labels" int64 [N], and with `keypoint_feature_prefix`
+    (e.g. "image/object/keypoint/") "keypoints" [N, K, 2] (y, x) and "keypoint_visibility"
+    int64 [N, K]. N differs per image: batch with `dataset.ragged_batch(n)`."""
+    records = _records(resolve_files(path_or_glob, split))
+    sides = BOX_SIDES
+    spec = {
+        image_feature: tf.io.FixedLenFeature([], tf.string),
+        label_feature: tf.io.VarLenFeature(tf.int64),
+        **{box_feature_prefix + s: tf.io.VarLenFeature(tf.float32) for s in sides},
+    }
+    if keypoint_feature_prefix:
+        spec.update(
+            {
+                keypoint_feature_prefix + "y": tf.io.VarLenFeature(tf.float32),
+                keypoint_feature_prefix + "x": tf.io.VarLenFeature(tf.float32),
+                keypoint_feature_prefix + "visibility": tf.io.VarLenFeature(tf.int64),
+            }
+        )
+
+    def decode(record):
+        parsed = tf.io.parse_single_example(record, spec)
+        dense = {k: tf.sparse.to_dense(v) for k, v in parsed.items() if k != image_feature}
+        boxes = tf.stack([dense[box_feature_prefix + s] for s in sides], axis=-1)
+        out = {
+            "image": tf.io.decode_image(
+                parsed[image_feature], channels=channels, expand_animations=False
+            ),
+            "boxes": boxes,
+            "labels": dense[label_feature],
+        }
+        if keypoint_feature_prefix:
+            count = tf.shape(boxes)[0]
+            points = tf.stack(
+                [dense[keypoint_feature_prefix + "y"], dense[keypoint_feature_prefix + "x"]], -1
+            )
+            out["keypoints"] = tf.reshape(points, [count, -1, 2])
+            out["keypoint_visibility"] = tf.reshape(
+                dense[keypoint_feature_prefix + "visibility"], [count, -1]
+            )
+        return out
+
+    return records.map(decode, num_parallel_calls=tf.data.AUTOTUNE)

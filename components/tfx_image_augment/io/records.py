@@ -1,0 +1,87 @@
+"""The records the offline expansion reads and writes: stable keys, provenance, quarantine.
+
+Also the one rule for telling a gzipped TFRecord file from a plain one. Needs TensorFlow only
+(no Beam), so the reader, the preview and the runners share it with the Beam door.
+"""
+
+from __future__ import annotations
+
+from tfx_image_augment.core.seeds import content_key
+from tfx_image_augment.io.codec import has_values
+from tfx_image_augment.io.quarantine import KEY_MISSING, Quarantined
+
+# Provenance of every written record (copy 0 is the original).
+COPY_INDEX_FEATURE = "aug_copy_index"
+SOURCE_KEY_FEATURE = "aug_source_key"
+SEED_FEATURE = "aug_seed"
+# A quarantined record: why, in a word and in a sentence, and the input record whole.
+QUARANTINE_REASON_FEATURE = "quarantine_reason"
+QUARANTINE_DETAIL_FEATURE = "quarantine_detail"
+QUARANTINE_RECORD_FEATURE = "quarantine_record"
+
+DATA_PREFIX = "data_tfrecord"
+QUARANTINE_PREFIX = "quarantine_tfrecord"
+GZIP_SUFFIX = ".gz"
+
+
+def compression_of(path: str) -> str:
+    """The `compression_type` TensorFlow needs to read the TFRecord file at `path`: "GZIP" for
+    a `.gz` file (what the expansion writes), "" for a plain one."""
+    return "GZIP" if path.endswith(GZIP_SUFFIX) else ""
+
+
+# The TFX/TFDS image feature, the default of `image_feature`.
+IMAGE_FEATURE = "image"
+# Where the Object Detection API keeps the image: used when `image_feature` is left at its
+# default and the record has no feature of that name.
+DETECTION_IMAGE_FEATURE = "image/encoded"
+# The Object Detection API's per-object layout (the defaults of the detection settings).
+OBJECT_FEATURE_PREFIX = "image/object/"
+BOX_FEATURE_PREFIX = "image/object/bbox/"
+KEYPOINT_FEATURE_PREFIX = "image/object/keypoint/"
+BOX_SIDES = ("ymin", "xmin", "ymax", "xmax")
+
+
+def image_feature_of(features, image_feature: str) -> str | None:
+    """The name of the feature holding the image, or None when the record has none."""
+    if image_feature in features:
+        return image_feature
+    if image_feature == IMAGE_FEATURE and DETECTION_IMAGE_FEATURE in features:
+        return DETECTION_IMAGE_FEATURE
+    return None
+
+
+def stable_key(example, key_feature: str | None) -> bytes:
+    """The example's key for its seeds: `key_feature`'s first value, or its content hash."""
+    if key_feature:
+        feature = example.features.feature.get(key_feature)
+        if feature is None or not has_values(feature):
+            raise Quarantined(KEY_MISSING, f"{key_feature}: absent or empty")
+        kind = feature.WhichOneof("kind")
+        values = getattr(feature, kind).value
+        return values[0] if kind == "bytes_list" else str(values[0]).encode()
+    return content_key(example.SerializeToString(deterministic=True))
+
+
+def add_provenance(example, key: bytes, copy_index: int, seed: tuple[int, int]) -> None:
+    features = example.features.feature
+    features[COPY_INDEX_FEATURE].int64_list.value[:] = [copy_index]
+    features[SOURCE_KEY_FEATURE].bytes_list.value[:] = [key]
+    features[SEED_FEATURE].int64_list.value[:] = list(seed)
+
+
+def as_original(example, key: bytes) -> bytes:
+    """An unaugmented record (augmented split's original, or pass-through): copy 0, seed 0 0."""
+    add_provenance(example, key, 0, (0, 0))
+    return example.SerializeToString(deterministic=True)
+
+
+def quarantine_record(record: bytes, reason: str, detail: str) -> bytes:
+    import tensorflow as tf
+
+    example = tf.train.Example()
+    features = example.features.feature
+    features[QUARANTINE_REASON_FEATURE].bytes_list.value.append(reason.encode())
+    features[QUARANTINE_DETAIL_FEATURE].bytes_list.value.append(detail.encode()[:1000])
+    features[QUARANTINE_RECORD_FEATURE].bytes_list.value.append(record)
+    return example.SerializeToString(deterministic=True)

@@ -1,0 +1,1 @@
+"""The Beam expansion (`[beam]` extra): transforms, the run, runner checks."""

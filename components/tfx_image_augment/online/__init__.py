@@ -1,0 +1,1 @@
+"""The online door: the Keras layer and the portable SavedModel export (base install)."""

@@ -1,0 +1,125 @@
+"""The portable artifact: `policy.json` and a SavedModel any TensorFlow job can load.
+
+The SavedModel holds only TensorFlow ops (no Python of this project), so
+`tf.saved_model.load(path).signatures["augment"]` works where this package is not installed.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from typing import Any
+
+import tensorflow as tf
+
+from tfx_image_augment.core import augment as core
+from tfx_image_augment.core.policy import Policy, load_policy
+from tfx_image_augment.core.seeds import SEED_RULE_VERSION
+
+POLICY_FILE = "policy.json"
+SAVED_MODEL_DIR = "saved_model"
+AUGMENT_SIGNATURE = "augment"
+AUGMENT_WITH_MASKS_SIGNATURE = "augment_with_masks"
+AUGMENT_WITH_BOXES_SIGNATURE = "augment_with_boxes"
+
+
+class _AugmentModule(tf.Module):
+    def __init__(
+        self, policy: Policy, channels: int, min_box_visibility: float, keypoint_flip_permutation
+    ):
+        super().__init__(name="image_augmentation")
+        plan = core.compile_policy(policy)
+        images = tf.TensorSpec([None, None, None, channels], tf.uint8, name="images")
+        seeds = tf.TensorSpec([None, 2], tf.int64, name="seeds")
+        masks = tf.TensorSpec([None, None, None, 1], tf.uint8, name="masks")
+
+        @tf.function(input_signature=[images, seeds])
+        def augment(images, seeds):
+            return {"images": core.augment(images, seeds, plan)}
+
+        @tf.function(input_signature=[images, masks, seeds])
+        def augment_with_masks(images, masks, seeds):
+            out_images, out_masks = core.augment(images, seeds, plan, masks=masks)
+            return {"images": out_images, "masks": out_masks}
+
+        @tf.function(
+            input_signature=[
+                images,
+                seeds,
+                tf.TensorSpec([None, None, 4], tf.float32, name="boxes"),
+                tf.TensorSpec([None, None], tf.bool, name="box_valid"),
+                tf.TensorSpec([None, None, None, 2], tf.float32, name="keypoints"),
+                tf.TensorSpec([None, None, None], tf.bool, name="keypoint_visible"),
+            ]
+        )
+        def augment_with_boxes(images, seeds, boxes, box_valid, keypoints, keypoint_visible):
+            return core.augment_targets(
+                images,
+                seeds,
+                plan,
+                boxes=boxes,
+                box_valid=box_valid,
+                keypoints=keypoints,
+                keypoint_visible=keypoint_visible,
+                min_box_visibility=min_box_visibility,
+                keypoint_flip_permutation=keypoint_flip_permutation,
+            )
+
+        self.augment = augment
+        self.augment_with_masks = augment_with_masks
+        self.augment_with_boxes = augment_with_boxes
+
+
+def export_augmentation_model(
+    policy: Any,
+    seed: int,
+    output_dir: str,
+    channels: int = 3,
+    min_box_visibility: float = 0.0,
+    keypoint_flip_permutation=None,
+) -> str:
+    """Writes `output_dir/policy.json` and `output_dir/saved_model/`; returns `output_dir`.
+
+    Signatures: `augment(images uint8 [B,H,W,C], seeds int64 [B,2]) -> {"images"}`,
+    `augment_with_masks(images, masks uint8 [B,H,W,1], seeds) -> {"images", "masks"}` and
+    `augment_with_boxes(images, seeds, boxes float [B,N,4] normalized ymin/xmin/ymax/xmax,
+    box_valid bool [B,N], keypoints float [B,N,K,2] normalized y/x (K may be 0),
+    keypoint_visible bool [B,N,K]) -> {"images", "boxes", "box_valid", "keypoints",
+    "keypoint_visible"}`.
+    `seed` is the pipeline seed, recorded in policy.json; the signatures take per-image seeds.
+    """
+    policy = load_policy(policy)
+    if channels not in core.SUPPORTED_CHANNELS:
+        raise ValueError(f"channels must be 1, 3 or 4; got {channels}.")
+    tf.io.gfile.makedirs(output_dir)
+    permutation = None if keypoint_flip_permutation is None else list(keypoint_flip_permutation)
+    module = _AugmentModule(policy, channels, float(min_box_visibility), permutation)
+    tf.saved_model.save(
+        module,
+        os.path.join(output_dir, SAVED_MODEL_DIR),
+        signatures={
+            AUGMENT_SIGNATURE: module.augment,
+            AUGMENT_WITH_MASKS_SIGNATURE: module.augment_with_masks,
+            AUGMENT_WITH_BOXES_SIGNATURE: module.augment_with_boxes,
+        },
+    )
+    record = {
+        "policy": policy.to_dict(),
+        "fingerprint": policy.fingerprint,
+        "seed": int(seed),
+        "channels": channels,
+        "min_box_visibility": float(min_box_visibility),
+        "keypoint_flip_permutation": permutation,
+        "preset": policy.name,
+        "seed_rule_version": SEED_RULE_VERSION,
+    }
+    with tf.io.gfile.GFile(os.path.join(output_dir, POLICY_FILE), "w") as handle:
+        handle.write(json.dumps(record, indent=2, sort_keys=True))
+    return output_dir
+
+
+def load_exported_policy(model_dir: str) -> tuple[Policy, int]:
+    """The policy and seed an exported augmentation model records."""
+    with tf.io.gfile.GFile(os.path.join(model_dir, POLICY_FILE)) as handle:
+        record = json.load(handle)
+    return load_policy(record["policy"]), int(record["seed"])

@@ -1,0 +1,321 @@
+"""`ImageAugmentation`: the online door into the augmentation core, as a Keras layer.
+
+Works with whichever Keras `tf.keras` is (Keras 3 on the TensorFlow backend, or tf_keras when
+`TF_USE_LEGACY_KERAS=1`). Randomness never comes from a stateful RNG: the n-th training call
+gives image i of its batch the seed `batch_seeds(seed, n, i, replica)`, so two runs with the same
+seed see the same augmentations. A model containing the layer saves with
+`tf.saved_model.save` and `model.export`; at inference the layer is an exact identity.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+import tensorflow as tf
+
+from tfx_image_augment.core import augment as core
+from tfx_image_augment.core.policy import Policy, load_policy
+from tfx_image_augment.core.seeds import batch_seeds
+
+BOX_FORMATS = ("rel_yxyx", "rel_xyxy", "yxyx", "xyxy")
+
+
+def _order_and_scale(fmt: str, size: tf.Tensor):
+    """(whether coordinates come x first, the divisor to normalized units [y, x])."""
+    x_first = fmt.endswith("xyxy")
+    scale = tf.ones([2]) if fmt.startswith("rel_") else size
+    return x_first, scale
+
+
+def _boxes_to_normalized(boxes, fmt: str, size) -> tf.Tensor:
+    boxes = tf.cast(boxes, tf.float32)
+    x_first, scale = _order_and_scale(fmt, size)
+    if x_first:
+        boxes = tf.gather(boxes, [1, 0, 3, 2], axis=-1)
+    return boxes / tf.tile(scale, [2])
+
+
+def _boxes_from_normalized(boxes, fmt: str, size) -> tf.Tensor:
+    x_first, scale = _order_and_scale(fmt, size)
+    boxes = boxes * tf.tile(scale, [2])
+    return tf.gather(boxes, [1, 0, 3, 2], axis=-1) if x_first else boxes
+
+
+def _as_dtype(values: tf.Tensor, dtype: tf.DType) -> tf.Tensor:
+    """Moved coordinates back in the caller's dtype (integer pixels rounded)."""
+    if dtype.is_integer:
+        values = tf.round(values)
+    return tf.cast(values, dtype)
+
+
+def _points_to_normalized(points, fmt: str, size) -> tf.Tensor:
+    points = tf.cast(points, tf.float32)
+    x_first, scale = _order_and_scale(fmt, size)
+    if x_first:
+        points = tf.reverse(points, axis=[-1])
+    return points / scale
+
+
+def _points_from_normalized(points, fmt: str, size) -> tf.Tensor:
+    x_first, scale = _order_and_scale(fmt, size)
+    points = points * scale
+    return tf.reverse(points, axis=[-1]) if x_first else points
+
+
+def _replica_id() -> tf.Tensor | int:
+    context = tf.distribute.get_replica_context()
+    return context.replica_id_in_sync_group if context is not None else 0
+
+
+@tf.keras.utils.register_keras_serializable(package="tfx_image_augment")
+class ImageAugmentation(tf.keras.layers.Layer):
+    """Applies an augmentation policy to image batches when training; identity otherwise.
+
+    Call it on images [B, H, W, C], or on {"images": ..., "seeds": int64 [B, 2]} to pick the
+    seeds yourself (that is what the offline copies record as `aug_seed`).
+
+    Args:
+      policy: the augmentation policy: a preset name (e.g. "standard", "no-flip"), a JSON
+        string, a dict, the path of a JSON file or a `Policy`; validated here.
+      seed: the integer (int64) all randomness derives from: training call n gives image i of
+        its batch the seeds `batch_seeds(seed, n, i, replica)`, so two runs with the same seed
+        see the same augmentations.
+      value_range: (low, high) of floating-point inputs; default (0, 1). uint8 inputs ignore
+        it.
+      bounding_box_format: how `bounding_boxes["boxes"]` and `keypoints` are given:
+        "rel_yxyx" (normalized ymin, xmin, ymax, xmax; the default and the offline records'
+        convention), "rel_xyxy", "yxyx" or "xyxy" (pixels).
+      min_box_visibility: a box whose visible fraction after the geometric ops falls below
+        this is marked gone (label -1); one with no area left always is.
+      keypoint_flip_permutation: for keypoints with a handedness: in a mirrored image, slot j
+        takes keypoint `permutation[j]` (e.g. [1, 0] swaps a left and a right point).
+      **kwargs: standard Keras layer arguments, such as `name` or `dtype`.
+
+    Call arguments:
+      inputs: images [B, H, W, C] (C is 1, 3 or 4; uint8, or floating point in
+        `value_range`), or a dict in Keras 3's convention: "images", optional "seeds",
+        "segmentation_masks" [B, H, W, 1], "bounding_boxes" {"boxes": [B, N, 4] dense or
+        ragged, "labels": [B, N]}, "keypoints" [B, N, K, 2] and "keypoint_visibility"
+        [B, N, K]. Everything in it moves with the pixels, by the same draws.
+      training: True augments; False or None returns the inputs unchanged; a boolean tensor
+        decides at run time.
+
+    Returns:
+      The images (for an images-only input), or the dict with every entry moved: a box that
+      leaves the image keeps its place with label -1, a keypoint with visibility 0.
+
+    Raises:
+      PolicyError: the policy is invalid (a ValueError naming the op, field and rule).
+    """
+
+    def __init__(
+        self,
+        policy: Any = "standard",
+        seed: int = 0,
+        value_range: Sequence[float] | None = None,
+        bounding_box_format: str = "rel_yxyx",
+        min_box_visibility: float = 0.0,
+        keypoint_flip_permutation: Sequence[int] | None = None,
+        **kwargs,
+    ):
+        super().__init__(**kwargs)
+        if bounding_box_format not in BOX_FORMATS:
+            raise ValueError(
+                f"bounding_box_format must be one of {', '.join(BOX_FORMATS)}; "
+                f"got {bounding_box_format!r}."
+            )
+        self.bounding_box_format = bounding_box_format
+        self.min_box_visibility = float(min_box_visibility)
+        self.keypoint_flip_permutation = (
+            None if keypoint_flip_permutation is None else tuple(keypoint_flip_permutation)
+        )
+        self._policy: Policy = load_policy(policy)
+        self._plan = core.compile_policy(self._policy)
+        self.seed = int(seed)
+        self.value_range = tuple(float(v) for v in value_range) if value_range else None
+        # Created here, not in build(), so the layer can be used inside tf.data functions, where
+        # variables cannot be created. ONLY_FIRST_REPLICA keeps replicas in step; each replica
+        # still gets its own seeds through its replica id.
+        self._step = tf.Variable(
+            0,
+            dtype=tf.int64,
+            trainable=False,
+            name="augment_step",
+            aggregation=tf.VariableAggregation.ONLY_FIRST_REPLICA,
+        )
+
+    @property
+    def policy(self) -> Policy:
+        return self._policy
+
+    def augment(self, images: tf.Tensor, seeds: tf.Tensor) -> tf.Tensor:
+        """The pure core: the same (images, seeds) give the same pixels, always."""
+        return core.augment(images, seeds, self._plan, value_range=self.value_range)
+
+    def call(self, inputs, training=True):
+        if not isinstance(inputs, Mapping):
+            return self._call_structure({"images": inputs}, training)["images"]
+        inputs = dict(inputs)
+        if not set(inputs) - {"images", "seeds"}:  # images only: give back a tensor, as above
+            return self._call_structure(inputs, training)["images"]
+        return self._call_structure(inputs, training)
+
+    def _call_structure(self, inputs: dict, training) -> dict:
+        seeds = inputs.pop("seeds", None)
+        if training is False or training is None:
+            return inputs
+        images = inputs["images"]
+
+        def augmented():
+            # The step advances only when a call augments: inference calls in between (a
+            # `training` tensor that is False) leave the training seeds where they were.
+            chosen = seeds
+            if chosen is None:
+                step = self._step.assign_add(1, read_value=True) - 1
+                chosen = batch_seeds(self.seed, step, tf.shape(images)[0], _replica_id())
+            return self._augment_structure(inputs, chosen)
+
+        if training is True:
+            return augmented()
+        return tf.cond(
+            tf.cast(training, tf.bool),
+            augmented,
+            lambda: tf.nest.map_structure(tf.identity, inputs),
+        )
+
+    def _augment_structure(self, inputs: dict, seeds) -> dict:
+        """Keras 3's dict convention: `images`, `segmentation_masks`, `bounding_boxes` (`boxes`
+        in `bounding_box_format`, dense or ragged, and `labels`; a box that leaves the image
+        gets label -1, the KerasCV padding value) and `keypoints` [B, N, K, 2] in the box
+        format's order and units (with optional `keypoint_visibility`, 0 once outside)."""
+        images = inputs["images"]
+        shape = tf.shape(images)
+        rank3 = images.shape.rank == 3
+        size = tf.cast(shape[-3:-1], tf.float32)  # (height, width)
+        kwargs: dict[str, Any] = {}
+        boxes_in = inputs.get("bounding_boxes")
+        lengths = None
+        if boxes_in is not None:
+            boxes = boxes_in["boxes"]
+            if isinstance(boxes, tf.RaggedTensor):
+                lengths = boxes.row_lengths()
+                boxes = boxes.to_tensor()
+            kwargs["boxes"] = _boxes_to_normalized(boxes, self.bounding_box_format, size)
+            if lengths is not None:
+                kwargs["box_valid"] = tf.sequence_mask(lengths, tf.shape(boxes)[1])
+        if "keypoints" in inputs:
+            kwargs["keypoints"] = _points_to_normalized(
+                inputs["keypoints"], self.bounding_box_format, size
+            )
+            if "keypoint_visibility" in inputs:
+                kwargs["keypoint_visible"] = tf.cast(inputs["keypoint_visibility"], tf.bool)
+        out = core.augment_targets(
+            images,
+            seeds[0] if rank3 else seeds,
+            self._plan,
+            value_range=self.value_range,
+            masks=inputs.get("segmentation_masks"),
+            min_box_visibility=self.min_box_visibility,
+            keypoint_flip_permutation=self.keypoint_flip_permutation,
+            **kwargs,
+        )
+        result = dict(inputs)
+        result["images"] = out["images"]
+        if "segmentation_masks" in inputs:
+            result["segmentation_masks"] = out["masks"]
+        if boxes_in is not None:
+            boxes = _boxes_from_normalized(out["boxes"], self.bounding_box_format, size)
+            boxes = _as_dtype(boxes, boxes_in["boxes"].dtype)
+            labels = boxes_in.get("labels")
+            moved = dict(boxes_in, boxes=boxes)
+            if labels is not None:
+                dense_labels = labels.to_tensor() if isinstance(labels, tf.RaggedTensor) else labels
+                moved["labels"] = tf.where(
+                    out["box_valid"], dense_labels, tf.cast(-1, dense_labels.dtype)
+                )
+            if lengths is not None:
+                splits_dtype = boxes_in["boxes"].row_splits.dtype
+                moved = {
+                    k: tf.RaggedTensor.from_tensor(
+                        v, lengths=lengths, row_splits_dtype=splits_dtype
+                    )
+                    if k in ("boxes", "labels")
+                    else v
+                    for k, v in moved.items()
+                }
+            result["bounding_boxes"] = moved
+        if "keypoints" in inputs:
+            result["keypoints"] = _as_dtype(
+                _points_from_normalized(out["keypoints"], self.bounding_box_format, size),
+                inputs["keypoints"].dtype,
+            )
+            if "keypoint_visibility" in inputs:
+                result["keypoint_visibility"] = tf.cast(
+                    out["keypoint_visible"], inputs["keypoint_visibility"].dtype
+                )
+        return result
+
+    def compute_output_shape(self, input_shape):
+        if isinstance(input_shape, Mapping):
+            if not set(input_shape) - {"images", "seeds"}:
+                return input_shape["images"]
+            return {k: v for k, v in input_shape.items() if k != "seeds"}
+        return input_shape
+
+    def get_config(self) -> dict[str, Any]:
+        config = super().get_config()
+        config.update(
+            {
+                "policy": self._policy.to_dict(),
+                "seed": self.seed,
+                "value_range": list(self.value_range) if self.value_range else None,
+                "bounding_box_format": self.bounding_box_format,
+                "min_box_visibility": self.min_box_visibility,
+                "keypoint_flip_permutation": (
+                    None
+                    if self.keypoint_flip_permutation is None
+                    else list(self.keypoint_flip_permutation)
+                ),
+            }
+        )
+        return config
+
+    def map_dataset(
+        self,
+        dataset: tf.data.Dataset,
+        feature: str | int = 0,
+        num_parallel_calls=tf.data.AUTOTUNE,
+        deterministic: bool = True,
+    ):
+        """`dataset` with its images augmented, reproducibly even with parallel calls.
+
+        The n-th element gets the seeds of training call n (`batch_seeds(seed, n, i)`), taken
+        from its position in the dataset, not from a counter that parallel calls would race
+        on. Elements are image batches [B, H, W, C] (or single images), or tuples/dicts whose
+        `feature` (an index or a key) holds them. Put `repeat()` before this for new
+        augmentations in every epoch.
+        """
+
+        def apply(index, element):
+            if isinstance(element, Mapping):
+                element = dict(element)
+                element[feature] = self._augment_element(index, element[feature])
+                return element
+            if isinstance(element, tuple):
+                items = list(element)
+                items[feature] = self._augment_element(index, items[feature])
+                return tuple(items)
+            return self._augment_element(index, element)
+
+        if num_parallel_calls is None:
+            return dataset.enumerate().map(apply)
+        return dataset.enumerate().map(
+            apply, num_parallel_calls=num_parallel_calls, deterministic=deterministic
+        )
+
+    def _augment_element(self, index: tf.Tensor, images: tf.Tensor) -> tf.Tensor:
+        if images.shape.rank == 3:
+            seeds = batch_seeds(self.seed, index, 1)
+            return self.augment(images[None], seeds)[0]
+        return self.augment(images, batch_seeds(self.seed, index, tf.shape(images)[0]))

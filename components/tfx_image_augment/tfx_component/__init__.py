@@ -1,0 +1,1 @@
+"""The TFX component (`[tfx]` extra): spec, component and executor."""

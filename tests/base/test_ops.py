@@ -1,0 +1,67 @@
+"""The op registry: one entry per op, and every entry consistent with its implementation."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import tensorflow as tf
+from tfx_image_augment.core.ops import OPS, randaugment_specs
+from tfx_image_augment.core.ops.base import GEOMETRIC, PHOTOMETRIC
+from tfx_image_augment.core.ops.photometric import PixelContext
+from tfx_image_augment.core.policy import catalogue_table, example_policies, load_policy
+
+from tests import images as real
+from tests.conftest import PROJECT_ROOT
+
+
+def _op(name: str):
+    return load_policy(example_policies()[name]).ops[0]
+
+
+@pytest.mark.parametrize("name", list(OPS))
+def test_each_entry_has_the_implementation_its_kind_needs_and_a_valid_example(name):
+    definition = OPS[name]
+    assert definition.kind in (GEOMETRIC, PHOTOMETRIC)
+    if definition.kind == GEOMETRIC:
+        assert definition.matrix is not None and definition.pixels is None
+    else:
+        assert definition.pixels is not None and definition.matrix is None
+    _op(name)  # the example passes validation
+    if definition.ordered:
+        assert set(definition.ordered) <= set(definition.fields)
+
+
+def _run(name: str, u: np.ndarray) -> np.ndarray:
+    definition, op = OPS[name], _op(name)
+    u = tf.constant(u, tf.float32)
+    if definition.kind == GEOMETRIC:
+        return definition.matrix(op, u, tf.constant(32.0), tf.constant(48.0)).numpy()
+    x = tf.constant(real.photo_crops(32, len(u), seed=5), tf.float32) / 255.0
+    seeds = tf.constant([[1, i] for i in range(len(u))], tf.int64)
+    return definition.pixels(op, x, u, PixelContext(seeds, 10_000)).numpy()
+
+
+@pytest.mark.parametrize("name", [n for n, d in OPS.items() if d.num_draws(_op(n)) > 0])
+def test_an_op_reads_exactly_the_draws_it_declares(name):
+    # The draw table gives each op `num_draws` columns; an op that read fewer would waste
+    # randomness, one that read more would take its neighbour's draws.
+    count = OPS[name].num_draws(_op(name))
+    base = np.full([2, count], 0.3, np.float32)
+    reference = _run(name, base)
+    for column in range(count):
+        moved = base.copy()
+        moved[:, column] = 0.9
+        assert not np.array_equal(_run(name, moved), reference), f"{name} ignores draw {column}"
+
+
+def test_randaugment_slots_are_a_complete_ordered_list():
+    positions = sorted(slot.position for op in OPS.values() for slot in op.randaugment)
+    assert positions == list(range(len(positions)))
+    names = [spec["op"] for spec in randaugment_specs(0.5)]
+    assert names[:3] == ["autocontrast", "equalize", "rotate"]  # torchvision's order
+    assert names.count("shear") == 2 and names.count("translate") == 2
+
+
+def test_readme_op_table_is_the_registrys():
+    readme = (PROJECT_ROOT / "README.md").read_text()
+    assert catalogue_table() in readme, "regenerate it: python -m tfx_image_augment.core.policy"
