@@ -196,3 +196,80 @@ def test_exported_model_matches_the_keras_layer_given_the_same_seeds(tmp_path):
         model.signatures["augment"](images=tf.constant(images), seeds=seeds)["images"].numpy(),
         layer({"images": images, "seeds": seeds}).numpy(),
     )
+
+
+def test_a_float_image_of_uint8_data_is_not_wiped_by_the_default_range():
+    # The README's Sequential behind a default float keras.Input: images in [0, 255] as float32.
+    photos = real.photo_crops(32, 16)
+    layer = ImageAugmentation("standard", seed=42)
+    seeds = batch_seeds(42, 0, len(photos))
+    as_float = layer({"images": photos.astype(np.float32), "seeds": seeds}).numpy()
+    as_uint8 = layer({"images": photos, "seeds": seeds}).numpy().astype(np.float32)
+    assert as_float.max() > 200 and as_float.min() >= 0.0  # kept in [0, 255], not clipped to 1
+    assert np.abs(as_float - as_uint8).mean() < 2.0  # the same augmentation, up to rounding
+    model = tf.keras.Sequential([tf.keras.Input((32, 32, 3)), ImageAugmentation("standard", 42)])
+    out = model(photos.astype(np.float32), training=True).numpy()
+    assert (out >= 254.5).mean() < 0.2  # 0.3's (0, 1) default made every pixel white
+
+
+def test_map_dataset_moves_boxes_keypoints_and_masks_like_the_layer():
+    images, boxes, labels, keypoints = _detection_batch()
+    masks = (images[..., :1] > 100).astype(np.uint8)
+    element = {
+        "images": images,
+        "bounding_boxes": {"boxes": boxes, "labels": labels},
+        "keypoints": keypoints,
+        "segmentation_masks": masks,
+    }
+    dataset = tf.data.Dataset.from_tensors(element).repeat(3)
+    layer = ImageAugmentation("standard", seed=3)
+    mapped = list(layer.map_dataset(dataset).as_numpy_iterator())
+    for n, out in enumerate(mapped):
+        expected = layer({**element, "seeds": batch_seeds(3, n, len(images))})
+        np.testing.assert_array_equal(out["images"], expected["images"].numpy())
+        np.testing.assert_array_equal(
+            out["bounding_boxes"]["boxes"], expected["bounding_boxes"]["boxes"].numpy()
+        )
+        np.testing.assert_array_equal(out["keypoints"], expected["keypoints"].numpy())
+        np.testing.assert_array_equal(
+            out["segmentation_masks"], expected["segmentation_masks"].numpy()
+        )
+        assert out["keypoint_visibility"].shape == keypoints.shape[:-1]  # given out when absent
+    assert not np.array_equal(mapped[0]["bounding_boxes"]["boxes"], boxes)
+    with pytest.raises(KeyError, match="needs an 'images' key"):
+        layer.map_dataset(tf.data.Dataset.from_tensors({"pixels": images}))
+    with pytest.raises(KeyError, match="feature 'photo' is not in"):
+        layer.map_dataset(tf.data.Dataset.from_tensors({"pixels": images}), feature="photo")
+
+
+def test_map_dataset_makes_new_copies_each_epoch_and_the_same_first_epoch():
+    images = real.photo_crops(32, 8)
+    dataset = tf.data.Dataset.from_tensor_slices(images).batch(4)
+    layer = ImageAugmentation("standard", seed=7)
+    mapped = layer.map_dataset(dataset)
+    first, second = ([b for b in mapped.as_numpy_iterator()] for _ in range(2))
+    assert not np.array_equal(first[0], second[0])
+    again = list(ImageAugmentation("standard", seed=7).map_dataset(dataset).as_numpy_iterator())
+    np.testing.assert_array_equal(first[0], again[0])
+    np.testing.assert_array_equal(first[1], again[1])
+    fixed = layer.map_dataset(dataset, new_copies_each_epoch=False)
+    np.testing.assert_array_equal(next(iter(fixed)).numpy(), next(iter(fixed)).numpy())
+
+
+def test_one_image_takes_seeds_of_shape_2():
+    image = real.photo_crops(32, 1)[0]
+    layer = ImageAugmentation("standard", seed=1)
+    seeds = tf.constant([5, 9], tf.int64)
+    alone = layer({"images": image, "seeds": seeds, "keypoints": tf.zeros([1, 1, 2])})
+    batch = layer(
+        {"images": image[None], "seeds": seeds[None], "keypoints": tf.zeros([1, 1, 1, 2])}
+    )
+    np.testing.assert_array_equal(alone["images"].numpy(), batch["images"].numpy()[0])
+
+
+def _detection_batch():
+    photos = real.photo_crops(48, 4, seed=2)
+    boxes = np.tile(np.array([[[0.1, 0.2, 0.5, 0.6], [0.3, 0.3, 0.9, 0.8]]], np.float32), (4, 1, 1))
+    labels = np.tile(np.array([[1, 2]], np.int64), (4, 1))
+    keypoints = boxes.reshape(4, 2, 2, 2)  # each box's corners as two keypoints
+    return photos, boxes, labels, keypoints

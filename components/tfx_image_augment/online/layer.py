@@ -19,6 +19,9 @@ from tfx_image_augment.core.policy import Policy, load_policy
 from tfx_image_augment.core.seeds import batch_seeds
 
 BOX_FORMATS = ("rel_yxyx", "rel_xyxy", "yxyx", "xyxy")
+_EPOCH_SHIFT = 40  # map_dataset folds the epoch into the seed's high word above this bit
+# What Keras's own preprocessing layers take float images to span unless told otherwise.
+KERAS_VALUE_RANGE = (0.0, 255.0)
 
 
 def _order_and_scale(fmt: str, size: tf.Tensor):
@@ -81,8 +84,9 @@ class ImageAugmentation(tf.keras.layers.Layer):
       seed: the integer (int64) all randomness derives from: training call n gives image i of
         its batch the seeds `batch_seeds(seed, n, i, replica)`, so two runs with the same seed
         see the same augmentations.
-      value_range: (low, high) of floating-point inputs; default (0, 1). uint8 inputs ignore
-        it.
+      value_range: (low, high) of floating-point inputs; default (0, 255), as Keras's own
+        preprocessing layers assume (so a float image of uint8 data is never wiped to white).
+        Give (0, 1) for images scaled to [0, 1]. uint8 inputs ignore it.
       bounding_box_format: how `bounding_boxes["boxes"]` and `keypoints` are given:
         "rel_yxyx" (normalized ymin, xmin, ymax, xmax; the default and the offline records'
         convention), "rel_xyxy", "yxyx" or "xyxy" (pixels).
@@ -149,9 +153,14 @@ class ImageAugmentation(tf.keras.layers.Layer):
     def policy(self) -> Policy:
         return self._policy
 
+    @property
+    def float_range(self) -> tuple[float, float]:
+        """The range float images are taken to be in: `value_range`, or Keras's (0, 255)."""
+        return self.value_range or KERAS_VALUE_RANGE
+
     def augment(self, images: tf.Tensor, seeds: tf.Tensor) -> tf.Tensor:
         """The pure core: the same (images, seeds) give the same pixels, always."""
-        return core.augment(images, seeds, self._plan, value_range=self.value_range)
+        return core.augment(images, seeds, self._plan, value_range=self.float_range)
 
     def call(self, inputs, training=True):
         if not isinstance(inputs, Mapping):
@@ -210,11 +219,13 @@ class ImageAugmentation(tf.keras.layers.Layer):
             )
             if "keypoint_visibility" in inputs:
                 kwargs["keypoint_visible"] = tf.cast(inputs["keypoint_visibility"], tf.bool)
+        if rank3 and seeds.shape.rank == 2:  # one image: seeds [1, 2] or [2]
+            seeds = seeds[0]
         out = core.augment_targets(
             images,
-            seeds[0] if rank3 else seeds,
+            seeds,
             self._plan,
-            value_range=self.value_range,
+            value_range=self.float_range,
             masks=inputs.get("segmentation_masks"),
             min_box_visibility=self.min_box_visibility,
             keypoint_flip_permutation=self.keypoint_flip_permutation,
@@ -250,10 +261,10 @@ class ImageAugmentation(tf.keras.layers.Layer):
                 _points_from_normalized(out["keypoints"], self.bounding_box_format, size),
                 inputs["keypoints"].dtype,
             )
-            if "keypoint_visibility" in inputs:
-                result["keypoint_visibility"] = tf.cast(
-                    out["keypoint_visible"], inputs["keypoint_visibility"].dtype
-                )
+            given = inputs.get("keypoint_visibility")
+            result["keypoint_visibility"] = tf.cast(
+                out["keypoint_visible"], tf.int32 if given is None else given.dtype
+            )
         return result
 
     def compute_output_shape(self, input_shape):
@@ -284,38 +295,73 @@ class ImageAugmentation(tf.keras.layers.Layer):
     def map_dataset(
         self,
         dataset: tf.data.Dataset,
-        feature: str | int = 0,
+        feature: str | int | None = None,
         num_parallel_calls=tf.data.AUTOTUNE,
         deterministic: bool = True,
+        new_copies_each_epoch: bool = True,
     ):
         """`dataset` with its images augmented, reproducibly even with parallel calls.
 
-        The n-th element gets the seeds of training call n (`batch_seeds(seed, n, i)`), taken
-        from its position in the dataset, not from a counter that parallel calls would race
-        on. Elements are image batches [B, H, W, C] (or single images), or tuples/dicts whose
-        `feature` (an index or a key) holds them. Put `repeat()` before this for new
-        augmentations in every epoch.
+        Elements may be image batches [B, H, W, C] (or single images [H, W, C]); dicts in
+        Keras 3's convention ("images" with "bounding_boxes", "keypoints",
+        "segmentation_masks", ...: everything moves with the pixels, as in `call`); tuples
+        whose first item (or `feature`) holds the images; or dicts whose key `feature` holds
+        them. The n-th element of epoch e gets the seeds of training call n
+        (`batch_seeds(seed, n, i)`), from its position in the dataset rather than from a counter
+        that parallel calls would race on, with the epoch folded into the seed's high word
+        (`seed ^ e << 40`) so that every pass over the returned dataset makes new copies; its
+        first pass is always the same. `new_copies_each_epoch=False` gives every epoch the
+        copies of epoch 0.
         """
 
-        def apply(index, element):
-            if isinstance(element, Mapping):
+        def apply(epoch, index, element):
+            seed = tf.bitwise.bitwise_xor(
+                tf.constant(self.seed, tf.int64), tf.bitwise.left_shift(epoch, _EPOCH_SHIFT)
+            )
+            if isinstance(element, Mapping) and feature is None:
+                if "images" not in element:
+                    raise KeyError(
+                        "map_dataset: a dict element needs an 'images' key (Keras 3's "
+                        f"convention) or map_dataset(feature=KEY); its keys are {sorted(element)}"
+                    )
                 element = dict(element)
-                element[feature] = self._augment_element(index, element[feature])
+                images = element["images"]
+                return self._augment_structure(element, self._element_seeds(seed, index, images))
+            if isinstance(element, Mapping):
+                if feature not in element:
+                    raise KeyError(f"map_dataset: feature {feature!r} is not in {sorted(element)}")
+                element = dict(element)
+                element[feature] = self._augment_element(seed, index, element[feature])
                 return element
             if isinstance(element, tuple):
                 items = list(element)
-                items[feature] = self._augment_element(index, items[feature])
+                position = 0 if feature is None else feature
+                items[position] = self._augment_element(seed, index, items[position])
                 return tuple(items)
-            return self._augment_element(index, element)
+            return self._augment_element(seed, index, element)
 
-        if num_parallel_calls is None:
-            return dataset.enumerate().map(apply)
-        return dataset.enumerate().map(
-            apply, num_parallel_calls=num_parallel_calls, deterministic=deterministic
-        )
+        def one_epoch(epoch):
+            return dataset.enumerate().map(
+                lambda index, element: apply(epoch, index, element),
+                num_parallel_calls=num_parallel_calls,
+                deterministic=None if num_parallel_calls is None else deterministic,
+            )
 
-    def _augment_element(self, index: tf.Tensor, images: tf.Tensor) -> tf.Tensor:
+        if not new_copies_each_epoch:
+            return one_epoch(tf.constant(0, tf.int64))
+        # This dataset's own count of passes (so two datasets made from one layer agree), read
+        # and advanced once each time the dataset is iterated.
+        passes = tf.Variable(0, dtype=tf.int64, trainable=False, name="augment_epoch")
+        epochs = tf.data.Dataset.range(1).map(lambda _: passes.assign_add(1) - 1)
+        return epochs.flat_map(one_epoch)
+
+    @staticmethod
+    def _element_seeds(seed: tf.Tensor, index: tf.Tensor, images: tf.Tensor) -> tf.Tensor:
+        count = 1 if images.shape.rank == 3 else tf.shape(images)[0]
+        return batch_seeds(seed, index, count)
+
+    def _augment_element(self, seed: tf.Tensor, index: tf.Tensor, images: tf.Tensor) -> tf.Tensor:
+        seeds = self._element_seeds(seed, index, images)
         if images.shape.rank == 3:
-            seeds = batch_seeds(self.seed, index, 1)
             return self.augment(images[None], seeds)[0]
-        return self.augment(images, batch_seeds(self.seed, index, tf.shape(images)[0]))
+        return self.augment(images, seeds)
