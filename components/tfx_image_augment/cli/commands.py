@@ -23,6 +23,7 @@ import traceback
 from tfx_image_augment import __version__, environment
 from tfx_image_augment.cli.interrupts import InterruptGuard
 from tfx_image_augment.io.completion import SUMMARY_FILE
+from tfx_image_augment.io.folders import ID_FEATURE, LABELS_FILE, ImageFolder, scan_folder
 from tfx_image_augment.offline.beam import runner_checks
 from tfx_image_augment.offline.config import AugmentConfig
 from tfx_image_augment.offline.params import PARAMS, RUN, Param
@@ -118,7 +119,12 @@ def _parser() -> argparse.ArgumentParser:
     run = commands.add_parser("run", help="write the augmented dataset")
     preview = commands.add_parser("preview", help="draw a contact sheet, write no dataset")
     for sub in (run, preview):
-        sub.add_argument("--input", required=True, help="glob of TFRecord files (gzipped or not)")
+        sub.add_argument(
+            "--input",
+            required=True,
+            help="a glob of TFRecord files (gzipped or not), or a folder of images: "
+            "FOLDER/<class>/<image> (labels from the sorted folder names) or FOLDER/<image>",
+        )
     run.add_argument(
         "--output",
         required=True,
@@ -147,12 +153,27 @@ def _parser() -> argparse.ArgumentParser:
     return parser
 
 
-def _config(args):
-    """The validated AugmentConfig of the parsed arguments: the CLI's input is one split."""
+def _config(args, source=None):
+    """The validated AugmentConfig of the parsed arguments: the CLI's input is one split. Images
+    read from a folder are keyed by their relative path (`id`)."""
     settings = {
         param.name: getattr(args, param.name) for param in PARAMS if args.command in param.commands
     }
+    if isinstance(source, ImageFolder) and settings.get("key_feature") is None:
+        settings["key_feature"] = ID_FEATURE
     return AugmentConfig.from_user(splits_to_augment=(SPLIT,), **settings)
+
+
+def _source(args):
+    """The run's input: an `ImageFolder` when --input is a folder, else the TFRecord glob."""
+    pattern = args.input
+    if "://" in pattern:
+        import tensorflow as tf
+
+        is_folder = tf.io.gfile.isdir(pattern)
+    else:
+        is_folder = os.path.isdir(pattern)
+    return scan_folder(pattern) if is_folder else pattern
 
 
 def _input_files(pattern: str) -> list[str]:
@@ -235,7 +256,9 @@ def _check_features(path: str, records: list[bytes], config) -> None:
             )
 
 
-def _checked_input(args, config) -> list[str]:
+def _checked_input(args, config, source) -> list[str]:
+    if isinstance(source, ImageFolder):
+        return list(source.files)
     files = _input_files(args.input)
     path, records = _first_records(args.input, files)
     _check_features(path, records, config)
@@ -250,8 +273,9 @@ def _run(args, beam_args: list[str], log, guard: InterruptGuard, phase: _Phase) 
     target = StagedOutput(args.output, args.overwrite, DATA_PREFIX)
     target.check()
     runner_checks.check_beam_args(beam_args)
-    config = _config(args)
-    files = _checked_input(args, config)
+    source = _source(args)
+    config = _config(args, source)
+    files = _checked_input(args, config, source)
 
     import tensorflow as tf
     from apache_beam.options.pipeline_options import PipelineOptions
@@ -295,11 +319,15 @@ def _run(args, beam_args: list[str], log, guard: InterruptGuard, phase: _Phase) 
             }
         with tf.io.gfile.GFile(os.path.join(target.staging, SUMMARY_FILE), "w") as handle:
             handle.write(json.dumps(summary, indent=2, sort_keys=True) + "\n")
+        if isinstance(source, ImageFolder) and source.class_names:
+            with tf.io.gfile.GFile(os.path.join(target.staging, LABELS_FILE), "w") as handle:
+                handle.write("".join(f"{name}\n" for name in source.class_names))
 
     try:
         log.info(
-            "reading %d file(s); %d copies each with policy %s (%s), seed %d",
+            "reading %d %s; %d copies each with policy %s (%s), seed %d",
             len(files),
+            "image(s)" if isinstance(source, ImageFolder) else "file(s)",
             config.num_copies,
             policy.name or "custom",
             policy.fingerprint[:12],
@@ -309,7 +337,7 @@ def _run(args, beam_args: list[str], log, guard: InterruptGuard, phase: _Phase) 
 
         counts = run_offline(
             beam.Pipeline(options=options),
-            {SPLIT: args.input},
+            {SPLIT: source},
             config,
             Destination(
                 staging=target.staging,
@@ -333,6 +361,7 @@ def _run(args, beam_args: list[str], log, guard: InterruptGuard, phase: _Phase) 
         f"  quarantined : {bad} {counts['quarantined'] or ''}\n"
         f"  policy      : {summary['policy']} ({policy.fingerprint[:12]}), seed {config.seed}\n"
         + (f"  classes     : {_class_line(summary['classes'])}\n" if "classes" in summary else "")
+        + _folder_lines(source, out)
         + f"  data        : {os.path.join(out, 'data_tfrecord-*.gz')}\n"
         f"  quarantine  : {os.path.join(out, QUARANTINE_DIR)}\n"
         f"  model       : {os.path.join(out, MODEL_DIR)} (policy.json, saved_model/, "
@@ -341,6 +370,16 @@ def _run(args, beam_args: list[str], log, guard: InterruptGuard, phase: _Phase) 
         f"  complete    : {os.path.join(out, MARKER_FILE)} (lists every shard; readers trust it)"
     )
     return 0
+
+
+def _folder_lines(source, out: str) -> str:
+    if not isinstance(source, ImageFolder):
+        return ""
+    skipped = f" ({source.skipped} files without an image suffix skipped)" if source.skipped else ""
+    lines = f"  images      : {len(source.files)} read from {source.root}{skipped}\n"
+    if source.class_names:
+        lines += f"  labels      : {os.path.join(out, LABELS_FILE)} (label = line number - 1)\n"
+    return lines
 
 
 def _class_line(classes: dict) -> str:
@@ -359,11 +398,12 @@ def _preview(args, log, guard: InterruptGuard, phase: _Phase) -> int:
         raise ValueError("--output is empty: name the PNG file to write, e.g. sheet.png")
     if tf.io.gfile.isdir(output):
         raise ValueError(f"--output {output} is a folder: name the PNG file to write in it.")
-    config = _config(args)
-    _checked_input(args, config)
+    source = _source(args)
+    config = _config(args, source)
+    _checked_input(args, config, source)
     guard.message = "image-augment: interrupted; no preview was written"
     phase.started = True
-    sheet, _ = preview_from_pattern(args.input, config, rows=args.rows)
+    sheet, _ = preview_from_pattern(source, config, rows=args.rows)
     if sheet is None:
         raise FileNotFoundError(
             f"--input {args.input!r}: no decodable image in feature {args.image_feature!r}."

@@ -146,6 +146,8 @@ class StagedOutput:
         self.local = is_local(self.output)
         self._data_prefix = data_prefix
         self.parent, self.name = os.path.split(self.output)
+        if self.local and not self.parent:
+            self.parent = os.curdir  # `--output out/`: a folder of the working directory
         if (
             not self.name
             or self.name in (".", "..")

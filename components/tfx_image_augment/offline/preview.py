@@ -131,19 +131,28 @@ def _for_display(images: np.ndarray, value_range) -> np.ndarray:
     return np.clip((images - low) / (high - low) * 255, 0, 255).astype(np.uint8)
 
 
-def _choose(pattern: str, config, rows: int):
-    """The first `rows` decodable records: (pixels, key, objects, label) each."""
+def _choose(pattern, config, rows: int):
+    """The first `rows` decodable records of a TFRecord glob or an `ImageFolder`: (pixels,
+    key, objects, label) each."""
     import tensorflow as tf
 
+    from tfx_image_augment.io.folders import ImageFolder, folder_records
     from tfx_image_augment.io.quarantine import Quarantined
     from tfx_image_augment.io.records import compression_of
     from tfx_image_augment.offline.decode import decode_example
 
+    if isinstance(pattern, ImageFolder):
+        sources = [folder_records(pattern, limit=rows * 4)]
+    else:
+        sources = (
+            (r.numpy() for r in tf.data.TFRecordDataset(path, compression_of(path)).take(rows * 4))
+            for path in sorted(tf.io.gfile.glob(pattern))
+        )
     chosen = []
-    for path in sorted(tf.io.gfile.glob(pattern)):
-        for record in tf.data.TFRecordDataset(path, compression_of(path)).take(rows * 4):
+    for records in sources:
+        for record in records:
             try:
-                decoded = decode_example(record.numpy(), config)
+                decoded = decode_example(record, config)
             except Quarantined:  # a preview skips what it cannot show
                 continue
             chosen.append((decoded.pixels, decoded.key, decoded.objects, decoded.label))

@@ -184,7 +184,8 @@ def run_expansion(
         if not is_read_error(err):
             raise
         text = _error_text(err)
-        damaged, read, matched = find_corrupt_files((p for p, _ in splits.values()), text)
+        patterns = (p for p, _ in splits.values() if isinstance(p, str))  # not image folders
+        damaged, read, matched = find_corrupt_files(patterns, text)
         if damaged:
             raise CorruptInputError(
                 "Input TFRecord file(s) are damaged and cannot be read: " + "; ".join(damaged)

@@ -30,6 +30,7 @@ from tfx_image_augment.io.codec import (
     output_format,
     set_feature,
 )
+from tfx_image_augment.io.folders import ImageFolder, image_record, read_file
 from tfx_image_augment.io.killpoints import killpoint
 from tfx_image_augment.io.quarantine import Quarantined
 from tfx_image_augment.io.records import (
@@ -310,13 +311,40 @@ def _write(pcoll, prefix: str, label: str, num_shards: int = 0):
     )
 
 
+class ReadImageFolder(beam.PTransform):
+    """The images of a folder (`io.folders`) as serialized tf.Examples, one file per element:
+    the file names come from the launcher, the bytes are read by the workers."""
+
+    def __init__(self, folder: ImageFolder):
+        super().__init__()
+        self._folder = folder
+
+    def expand(self, pipeline):
+        return (
+            pipeline
+            | "Files" >> beam.Create(list(self._folder.files))
+            | "ReadImages" >> beam.Map(_folder_record, self._folder)
+        )
+
+
+def _folder_record(relative_path: str, folder: ImageFolder) -> bytes:
+    return image_record(folder, relative_path, read_file(folder.root, relative_path))
+
+
+def read_input(source: str | ImageFolder) -> beam.PTransform:
+    """The records of a split's input: a glob of TFRecord files, or a folder of images."""
+    if isinstance(source, ImageFolder):
+        return ReadImageFolder(source)
+    return beam.io.ReadFromTFRecord(source, coder=beam.coders.BytesCoder(), validate=False)
+
+
 class AugmentSplit(beam.PTransform):
-    """Reads one split's TFRecords and writes the originals and K augmented copies."""
+    """Reads one split's records and writes the originals and K augmented copies."""
 
     def __init__(
         self,
         split: str,
-        input_pattern: str,
+        input_pattern: str | ImageFolder,
         output_prefix: str,
         quarantine_prefix: str,
         config: AugmentConfig,
@@ -327,9 +355,7 @@ class AugmentSplit(beam.PTransform):
 
     def expand(self, pipeline):
         split, config_json = self._split, self._config.to_json()
-        records = pipeline | f"Read[{split}]" >> beam.io.ReadFromTFRecord(
-            self._input, coder=beam.coders.BytesCoder(), validate=False
-        )
+        records = pipeline | f"Read[{split}]" >> read_input(self._input)
         # Fusion is broken on the encoded records, before anything is decoded or fanned out:
         # the shuffle moves 1/K of the bytes it would move after the fan-out, never decoded
         # pixels, and everything downstream (decode, K copies, batches) stays one fused,
