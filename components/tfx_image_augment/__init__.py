@@ -17,6 +17,7 @@ logs call `tfx_image_augment.environment.configure()` before TensorFlow loads.
 from __future__ import annotations
 
 import importlib
+import sys
 
 __version__ = "0.3.0"
 
@@ -47,6 +48,19 @@ _SUBMODULES = frozenset(
     {"environment", "core", "online", "io", "offline", "cli", "tfx_component"}
     | {"reader", "spec", "policy", "layer", "export", "component"}
 )
+
+
+def _register_with_a_loaded_keras() -> None:
+    """Keras finds a saved layer's class only in its registry, which importing the layer's
+    module fills. Where Keras is loaded already, that import loads nothing new and changes
+    nothing else, so it happens here: `keras.saving.load_model("m.keras")` then works after
+    `import tfx_image_augment`. Where Keras is not loaded, importing this package loads nothing
+    (then `from tfx_image_augment import ImageAugmentation` before loading)."""
+    if "keras" in sys.modules or "tf_keras" in sys.modules:
+        importlib.import_module(f"{__name__}.online.layer")
+
+
+_register_with_a_loaded_keras()
 
 
 def __getattr__(name: str):

@@ -21,7 +21,7 @@ from tfx_image_augment import (
 )
 
 from tests import images as real
-from tests.conftest import PROJECT_ROOT
+from tests.conftest import PROJECT_ROOT, run_python
 
 HAS_TF_KERAS = importlib.util.find_spec("tf_keras") is not None
 
@@ -273,3 +273,24 @@ def _detection_batch():
     labels = np.tile(np.array([[1, 2]], np.int64), (4, 1))
     keypoints = boxes.reshape(4, 2, 2, 2)  # each box's corners as two keypoints
     return photos, boxes, labels, keypoints
+
+
+def test_a_keras_file_loads_after_import_tfx_image_augment(tmp_path):
+    path = str(tmp_path / "m.keras")
+    save = (
+        "import keras\n"
+        "from tfx_image_augment import ImageAugmentation\n"
+        "layer = ImageAugmentation('standard', seed=1)\n"
+        "model = keras.Sequential([keras.Input((8, 8, 3)), layer])\n"
+        f"model.save({path!r})\n"
+    )
+    load = (
+        "import keras\n"
+        "import tfx_image_augment  # registers the layer with the Keras already loaded\n"
+        f"model = keras.saving.load_model({path!r})\n"
+        "print('LOADED', type(model.layers[0]).__module__)\n"
+    )
+    for code in (save, load):
+        result = run_python(code, TF_USE_LEGACY_KERAS="0")
+        assert result.returncode == 0, result.stderr[-2000:]
+    assert "LOADED tfx_image_augment.online.layer" in result.stdout
