@@ -138,3 +138,22 @@ def test_another_tools_success_file_is_not_a_marker(tmp_path):
     (tmp_path / "spark/_SUCCESS").write_text("")  # Spark's and Hadoop's: empty
     pairs = list(read_images(str(tmp_path / "spark"), channels=1).as_numpy_iterator())
     assert _by_label(pairs) == _by_label(zip(digits[:5], labels[:5], strict=True))
+
+
+def test_images_keep_their_channels_and_records_come_shuffled_unless_asked_not_to(tmp_path):
+    digits, labels = real.digits(32)  # 1-channel PNGs
+    photos = real.photo_crops(32, 4)  # 3-channel PNGs
+    _write(tmp_path / "gray.tfrecord", digits[:40], labels[:40], gzip=False)
+    _write(tmp_path / "colour.tfrecord", photos, [0, 1, 2, 3], gzip=False)
+    gray = next(iter(read_images(str(tmp_path / "gray.tfrecord"))))[0]
+    colour = next(iter(read_images(str(tmp_path / "colour.tfrecord"))))[0]
+    assert gray.shape == (32, 32, 1) and colour.shape == (32, 32, 3)  # as written
+
+    def order(**kwargs):
+        pairs = read_images(str(tmp_path / "gray.tfrecord"), **kwargs).as_numpy_iterator()
+        return [image.tobytes() for image, _ in pairs]
+
+    in_file_order = order(shuffle_buffer=0)
+    assert in_file_order == [d.tobytes() for d in digits[:40]]
+    assert order(seed=1) == order(seed=1) != in_file_order  # shuffled, reproducibly by seed
+    assert sorted(order()) == sorted(in_file_order)

@@ -29,6 +29,8 @@ from tfx_image_augment.io.completion import (
 from tfx_image_augment.io.records import BOX_SIDES, DATA_PREFIX, compression_of
 
 SPLIT_PREFIX = "Split-"
+# Records held for shuffling by default: far more than the copies of one image (K + 1).
+SHUFFLE_BUFFER = 10_000
 
 
 def _refuse_unmarked(folder: str) -> None:
@@ -107,13 +109,19 @@ def read_images(
     path_or_glob: str,
     image_feature: str = "image",
     label_feature: str = "label",
-    channels: int = 3,
+    channels: int = 0,
     split: str | None = None,
     batch_size: int | None = None,
-    shuffle_buffer: int = 0,
+    shuffle_buffer: int = SHUFFLE_BUFFER,
     seed: int | None = None,
 ) -> tf.data.Dataset:
-    """A dataset of (decoded uint8 image, int64 label) from TFRecords of tf.Examples."""
+    """A dataset of (decoded uint8 image, int64 label) from TFRecords of tf.Examples.
+
+    Images keep the channels they were written with (`channels=0`); give 1 or 3 to convert.
+    The records are shuffled through a buffer of `shuffle_buffer` (a written dataset holds the
+    copies of one image side by side; a buffer larger than K + 1 spreads them apart), in an
+    order fixed by `seed` when given; `shuffle_buffer=0` reads them in file order.
+    """
     records = _records(resolve_files(path_or_glob, split))
     if shuffle_buffer:
         records = records.shuffle(shuffle_buffer, seed=seed)
