@@ -188,6 +188,15 @@ def crop_forward(boxes: tf.Tensor, height, width) -> tf.Tensor:
     safe_y = tf.where(scale_y > 0.0, scale_y, 1.0)
     safe_x = tf.where(scale_x > 0.0, scale_x, 1.0)
     zeros = tf.zeros_like(y0)
-    row0 = tf.stack([1.0 / safe_x, zeros, -x0 * span_x / safe_x], axis=-1)
-    row1 = tf.stack([zeros, 1.0 / safe_y, -y0 * span_y / safe_y], axis=-1)
+    # The quotients in float64: TensorFlow rewrites a float32 1 / x into a reciprocal whose
+    # vectorised CPU path is an approximation (an image's boxes would depend on its batch).
+    row0 = tf.stack([_over(1.0, safe_x), zeros, _over(-x0 * span_x, safe_x)], axis=-1)
+    row1 = tf.stack([zeros, _over(1.0, safe_y), _over(-y0 * span_y, safe_y)], axis=-1)
     return tf.stack([row0, row1], axis=1)
+
+
+def _over(numerator, denominator: tf.Tensor) -> tf.Tensor:
+    """float32 numerator / denominator, divided in float64 and rounded once (the same value
+    as a correctly rounded float32 division)."""
+    quotient = tf.cast(numerator, tf.float64) / tf.cast(denominator, tf.float64)
+    return tf.cast(quotient, tf.float32)
