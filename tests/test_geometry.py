@@ -279,6 +279,84 @@ def test_integer_pixel_boxes_keep_their_dtype_and_eval_calls_leave_the_seeds_alo
     assert int(layer._step.numpy()) == 1
 
 
+def test_visibility_values_follow_the_permutation_and_unlabelled_keypoints_stay_as_given(
+    tmp_path,
+):
+    import tensorflow as tf
+    from tfx_image_augment import ImageAugmentation, export_augmentation_model
+
+    images, boxes, _ = scene(16, seed=4)
+    middle = (boxes[..., 0] + boxes[..., 2]) / 2
+    left = np.stack([middle, boxes[..., 1]], axis=-1)
+    right = np.stack([middle, boxes[..., 3]], axis=-1)
+    keypoints = np.stack([left, right], axis=2)  # slot 0 left, slot 1 right
+    # COCO's values: 2 visible, 1 labelled but hidden, 0 not labelled (NaN, or anything).
+    visibility = np.array([[[2, 1], [2, 0]], [[0, 2], [1, 0]]] * 8, np.int64)
+    unlabelled = visibility == 0
+    unlabelled[::2] = False
+    keypoints[unlabelled] = np.nan  # odd images: NaN
+    keypoints[(visibility == 0) & ~unlabelled] = [-3.0, 0.25]  # even images: off the image
+    config = {
+        "version": 1,
+        "fill_mode": "constant",
+        "ops": [{"op": "flip_left_right", "p": 0.5}, {"op": "rotate", "max_degrees": 5}],
+    }
+    seeds = _seeds(16)
+    core = augment_targets(
+        images,
+        seeds,
+        load_policy(config),
+        boxes=boxes,
+        keypoints=keypoints,
+        keypoint_visible=visibility,
+        keypoint_flip_permutation=[1, 0],
+    )
+    points, values = core["keypoints"].numpy(), core["keypoint_visible"].numpy()
+    assert values.dtype == np.int64
+    unpermuted = augment_targets(
+        images, seeds, load_policy(config), keypoints=keypoints, keypoint_visible=visibility
+    )["keypoints"].numpy()
+    mirrored = np.array(
+        [not np.array_equal(points[i], unpermuted[i], equal_nan=True) for i in range(16)]
+    )
+    assert 0 < mirrored.sum() < 16
+    # Small moves keep every point inside: a mirrored image swaps the two slots, values and
+    # all (2 stays 2), and an unlabelled keypoint comes out exactly as given, NaN staying NaN.
+    swapped = np.where(mirrored[:, None, None], visibility[..., ::-1], visibility)
+    np.testing.assert_array_equal(values, swapped)
+    given = np.where(mirrored[:, None, None, None], keypoints[:, :, ::-1], keypoints)
+    np.testing.assert_array_equal(points[swapped == 0], given[swapped == 0])
+    assert np.isnan(points).any()
+
+    # The Keras layer keeps integer values too; the SavedModel takes bool visibility.
+    layer = ImageAugmentation(config, seed=0, keypoint_flip_permutation=[1, 0])
+    out = layer(
+        {
+            "images": images,
+            "seeds": seeds,
+            "keypoints": keypoints,
+            "keypoint_visibility": visibility,
+        },
+        training=True,
+    )
+    np.testing.assert_array_equal(out["keypoints"].numpy(), points)
+    np.testing.assert_array_equal(out["keypoint_visibility"].numpy(), values)
+    model_dir = export_augmentation_model(
+        config, 0, str(tmp_path / "aug"), channels=1, keypoint_flip_permutation=[1, 0]
+    )
+    signature = tf.saved_model.load(f"{model_dir}/saved_model").signatures["augment_with_boxes"]
+    served = signature(
+        images=tf.constant(images),
+        seeds=tf.constant(seeds),
+        boxes=tf.constant(boxes),
+        box_valid=tf.ones(boxes.shape[:2], tf.bool),
+        keypoints=tf.constant(keypoints),
+        keypoint_visible=tf.constant(visibility > 0),
+    )
+    np.testing.assert_array_equal(served["keypoints"].numpy(), points)
+    np.testing.assert_array_equal(served["keypoint_visible"].numpy(), values > 0)
+
+
 @pytest.mark.parametrize("stage", ["flip", "warp"])
 def test_a_flip_permutation_keeps_left_keypoints_on_the_left(stage):
     images, boxes, _ = scene(16, seed=2)

@@ -109,7 +109,8 @@ class ImageAugment(base_beam_component.BaseBeamComponent):
             image is dropped from all of them, so they stay aligned.
           keypoint_feature_prefix: `<prefix>{y,x}` (K per object, object-major) and optional
             `<prefix>visibility`; keypoints that leave the image keep their place with
-            visibility 0.
+            visibility 0, the others keep their visibility value; one given with visibility
+            0 (not labelled) is written as given.
           box_coordinates: "normalized" ([0, 1]) or "pixels", for boxes and keypoints.
           min_box_visibility: drop an object whose visible fraction of its moved box falls
             below this (0-1); one with nothing left is always dropped.
