@@ -188,11 +188,12 @@ def test_mirrored_copies_write_keypoints_and_visibility_values_as_the_core_permu
     if stage == "warp":  # the flip joins a rotation in one warp; mirroring shows in the matrix
         ops.append({"op": "rotate", "max_degrees": 5})
     policy = {"version": 1, "fill_mode": "constant", "ops": ops}
-    _run(
+    summary = _run(
         tmp_path,
         records,
         extra=["--policy", json.dumps(policy), "--keypoint-flip-permutation", "1,0"],
     )
+    assert summary["quarantined"] == {}  # unlabelled keypoints may hold NaN or lie outside
     originals = {}
     for record in records:
         example = tf.train.Example.FromString(record)
@@ -254,6 +255,10 @@ def test_mirrored_copies_write_keypoints_and_visibility_values_as_the_core_permu
         (lambda f: f["image/object/class/label"].int64_list.value.append(3), "objects_misaligned"),
         (lambda f: f["image/object/keypoint/x"].float_list.value.append(0.5), "keypoints_invalid"),
         (
+            lambda f: f["image/object/keypoint/y"].float_list.value.__setitem__(1, 1.5),
+            "keypoints_invalid",
+        ),
+        (
             lambda f: f["image/object/mask"].bytes_list.value.extend([b"png", b"png"]),
             "instance_masks_unsupported",
         ),
@@ -278,6 +283,7 @@ def test_mirrored_copies_write_keypoints_and_visibility_values_as_the_core_permu
         "lists_differ",
         "labels_differ",
         "keypoints",
+        "visible_keypoint_outside",
         "instance_masks",
         "bytes_boxes",
         "bytes_visibility",

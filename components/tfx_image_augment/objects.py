@@ -169,6 +169,12 @@ def _read_keypoints(features, config: AugmentConfig, count: int, height: int, wi
     # (the core leaves a keypoint with visibility 0 as it is, NaN included).
     if not np.all(np.isfinite(points[visible > 0])):
         raise Quarantined(KEYPOINTS_INVALID, "a visible keypoint's coordinate is NaN or infinite")
+    # A labelled keypoint lies in the image, as a box does (an unlabelled one may be anywhere).
+    scale = np.ones(2) if config.box_coordinates == "normalized" else np.array([height, width])
+    labelled = points[visible > 0]
+    if np.any(labelled < 0) or np.any(labelled > scale):
+        unit = "[0, 1]" if config.box_coordinates == "normalized" else "the image"
+        raise Quarantined(KEYPOINTS_INVALID, f"a visible keypoint is outside {unit}")
     if config.box_coordinates == "pixels":
         points = points / np.array([height, width], np.float64)
     return (
