@@ -123,6 +123,19 @@ def test_objects_moved_out_of_the_frame_are_invalid_and_their_keypoints_invisibl
     np.testing.assert_array_equal(out["keypoint_visible"].numpy(), in_frame)
 
 
+@pytest.mark.parametrize("name", ["flip_left_right", "rotate", "zoom", "brightness"])
+def test_a_zero_area_box_is_invalid_whatever_the_op(name):
+    # The README: an object whose box has zero area is dropped (a rotation would otherwise
+    # turn a degenerate line into a box with area, and a colour op would keep it).
+    images, boxes, _ = scene(8, seed=7)
+    boxes[:, 1, 2] = boxes[:, 1, 0]  # object 1: ymax = ymin, a line across the digit
+    boxes[::2, 1, 3] = boxes[::2, 1, 1]  # and a point in every other image
+    policy = load_policy(dict(example_policies()[name], fill_mode="constant"))
+    out = augment_targets(images, _seeds(8), policy, boxes=boxes)
+    valid = out["box_valid"].numpy()
+    assert valid[:, 0].all() and not valid[:, 1].any()
+
+
 def test_min_box_visibility_drops_mostly_hidden_boxes():
     images, boxes, _ = scene(32, seed=5)
     policy = load_policy({"version": 1, "ops": [{"op": "translate", "max_dx": 0.5, "max_dy": 0.5}]})

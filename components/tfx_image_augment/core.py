@@ -220,7 +220,8 @@ def augment_targets(
     Args:
       images, seeds, policy, value_range, masks: as in `augment`.
       boxes: float [B, N, 4] normalized (ymin, xmin, ymax, xmax), padded to N per image.
-      box_valid: bool [B, N], which rows of `boxes` are objects (default: all).
+      box_valid: bool [B, N], which rows of `boxes` are objects (default: all; a box with
+        zero area is never valid).
       keypoints: float [B, N, K, 2] normalized (y, x), K per object.
       keypoint_visible: bool [B, N, K] (default: all), or integer visibility values (COCO's
         2 visible, 1 labelled but hidden, 0 not labelled), given back in their dtype: a value

@@ -12,7 +12,9 @@ at integers, as the warp kernels sample); boxes and keypoints go through its inv
 - After each stage a box is clipped to the image. Its visibility (the product over stages of
   clipped area / moved area) is kept; a box whose visibility falls below `min_box_visibility`,
   or whose clipped area is zero, is no longer valid (the offline door drops it together with
-  every per-object feature at the same index; the online door returns a valid mask).
+  every per-object feature at the same index; the online door returns a valid mask). A box
+  given with zero area is invalid from the start, whatever the ops (a rotation would give a
+  degenerate line an area).
 - A keypoint that leaves the image keeps its place with visibility 0. Visibility may be bool
   or the record's integer values (COCO's 2 visible, 1 labelled but hidden): a value is kept
   while the keypoint stays in the image. A keypoint given with visibility 0 (not labelled; it
@@ -59,6 +61,7 @@ class Targets:
             boxes = tf.convert_to_tensor(boxes, tf.float32)
             if box_valid is None:
                 box_valid = tf.ones(tf.shape(boxes)[:2], tf.bool)
+            box_valid = box_valid & (_area(boxes) > 0.0)
             box_visibility = tf.ones(tf.shape(boxes)[:2], tf.float32)
         else:
             box_visibility = None
@@ -166,16 +169,11 @@ class Targets:
         clipped = tf.clip_by_value(moved, 0.0, 1.0)
         moved_area = _area(moved)
         clipped_area = _area(clipped)
-        # A degenerate (zero-area) box keeps visibility while it stays inside the image.
-        inside = tf.reduce_all(tf.equal(moved, clipped), axis=-1)
         fraction = tf.where(
-            moved_area > 0.0,
-            clipped_area / tf.where(moved_area > 0.0, moved_area, 1.0),
-            tf.cast(inside, tf.float32),
+            moved_area > 0.0, clipped_area / tf.where(moved_area > 0.0, moved_area, 1.0), 0.0
         )
         visibility = self.box_visibility * fraction
-        has_extent = (clipped_area > 0.0) | ((moved_area <= 0.0) & inside)
-        valid = self.box_valid & has_extent & (visibility >= min_box_visibility)
+        valid = self.box_valid & (clipped_area > 0.0) & (visibility >= min_box_visibility)
         return dataclasses.replace(self, boxes=clipped, box_valid=valid, box_visibility=visibility)
 
 
