@@ -422,3 +422,19 @@ def test_keypoint_side_features_stay_aligned_when_objects_leave(tmp_path):
         )
         assert len(_ints(copy, "image/object/keypoint/visibility")) == 2 * count
     assert dropped > 0  # shifts of up to 60% push objects out
+
+
+def test_re_encoded_copies_say_their_format_in_image_format(tmp_path):
+    records = _records(4, seed=5)  # PNG images, `image/format` "png"
+    _run(tmp_path, records, extra=["--output-format", "jpeg"])
+    formats = {}
+    for record in read_records(str(tmp_path / "out/data_tfrecord-*")):
+        copy = tf.train.Example.FromString(record)
+        features = copy.features.feature
+        written = features["image/encoded"].bytes_list.value[0]
+        kind = "jpeg" if written.startswith(b"\xff\xd8") else "png"
+        formats[(_ints(copy, "aug_copy_index")[0] > 0, kind)] = list(
+            features["image/format"].bytes_list.value
+        )
+    # Originals stay PNG and say so; copies are written as JPEG and now say so too.
+    assert formats == {(False, "png"): [b"png"], (True, "jpeg"): [b"jpeg"]}

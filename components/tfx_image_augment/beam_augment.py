@@ -46,6 +46,7 @@ from tfx_image_augment.records import (
     as_original,
     image_feature_of,
     quarantine_record,
+    set_image_format,
     stable_key,
 )
 
@@ -267,6 +268,8 @@ class AugmentBatchFn(beam.DoFn):
             example = tf.train.Example.FromString(decoded.record)
             features = example.features.feature
             set_feature(features[decoded.image_feature], image_fmt, image_values[i])
+            if image_fmt in ("png", "jpeg"):
+                set_image_format(features, image_fmt)
             if decoded.objects is not None:
                 write_objects(
                     example,
