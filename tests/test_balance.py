@@ -137,3 +137,26 @@ def test_a_fraction_of_copies_is_that_fraction_on_average():
 def test_balancing_never_gives_the_largest_class_fewer_than_num_copies():
     with pytest.raises(ValueError, match="'max_copies' must be at least num_copies"):
         AugmentConfig(num_copies=20, label_feature="label", balance="equal").validate()
+
+
+def test_a_class_is_its_label_text_so_int64_1_and_bytes_1_are_one_class():
+    # The documented rule (README, "Imbalanced data"): an example's class is the text of its
+    # label's first value; int64 labels as their decimal, bytes as UTF-8.
+    from tfx_image_augment.balance import copies_wanted, label_of_record
+
+    config = AugmentConfig(label_feature="label", balance="equal", num_copies=2).validate()
+
+    def record(value) -> bytes:
+        example = tf.train.Example()
+        label = example.features.feature["label"]
+        if isinstance(value, bytes):
+            label.bytes_list.value.append(value)
+        else:
+            label.int64_list.value.append(value)
+        return example.SerializeToString()
+
+    labels = [label_of_record(record(v), config) for v in (1, b"1", 1, b"01", b"7")]
+    assert labels == [["1"], ["1"], ["1"], ["01"], ["7"]]
+    counts = {"1": 3, "01": 1, "7": 1}  # what the pipeline counts: int64 1 and b"1" together
+    assert copies_wanted(config, "1", counts) == 2.0
+    assert copies_wanted(config, "01", counts) == 3 * 3 / 1 - 1

@@ -14,7 +14,7 @@ from tfx_image_augment.io.reader import read_images
 from pipelines.data import image_example
 from tests import images as real
 from tests.conftest import PROJECT_ROOT
-from tests.records import write_records
+from tests.records import read_records, write_records
 
 
 def _digit_records(tmp_path, count: int) -> str:
@@ -268,3 +268,55 @@ def test_an_unknown_beam_flag_is_the_only_line_on_stderr(tmp_path):
         "image-augment: error: unknown Beam option(s) after `--`: --frobnicate=3 (Beam would "
         "ignore them)"
     ]
+
+
+def _app_segments(jpeg: bytes) -> list[bytes]:
+    """The payloads of a JPEG's APPn segments (up to the first scan)."""
+    segments, offset = [], 2
+    while jpeg[offset] == 0xFF and jpeg[offset + 1] != 0xDA:
+        length = int.from_bytes(jpeg[offset + 2 : offset + 4], "big")
+        if 0xE0 <= jpeg[offset + 1] <= 0xEF:
+            segments.append(jpeg[offset + 4 : offset + 2 + length])
+        offset += 2 + length
+    return segments
+
+
+def _with_exif_orientation(jpeg: bytes, orientation: int) -> bytes:
+    """`jpeg` with an APP1 Exif segment (after its APP0) holding only an Orientation tag."""
+    tiff = b"MM\x00\x2a\x00\x00\x00\x08\x00\x01"  # big-endian header, one IFD entry
+    tiff += (0x0112).to_bytes(2, "big") + (3).to_bytes(2, "big") + (1).to_bytes(4, "big")
+    tiff += orientation.to_bytes(2, "big") + b"\x00\x00" + b"\x00\x00\x00\x00"
+    payload = b"Exif\x00\x00" + tiff
+    app1 = b"\xff\xe1" + (len(payload) + 2).to_bytes(2, "big") + payload
+    after_app0 = 4 + int.from_bytes(jpeg[4:6], "big")
+    return jpeg[:after_app0] + app1 + jpeg[after_app0:]
+
+
+def test_pixels_are_augmented_as_stored_and_copies_carry_no_exif(tmp_path):
+    # The README ("Determinism"): EXIF orientation is ignored, as TensorFlow's decoders ignore
+    # it in training; copy 0 is the original record (its EXIF kept), copies have none.
+    from tfx_image_augment import augment, load_policy
+
+    photo = real.photo_crops(48, 1)[0][:, :40]  # 48 rows x 40 columns as stored
+    tagged = _with_exif_orientation(tf.io.encode_jpeg(photo, quality=95).numpy(), 6)
+    assert any(s.startswith(b"Exif\x00\x00") for s in _app_segments(tagged))
+    write_records(tmp_path / "in/data.tfrecord", [image_example(tagged, 0, "turned")])
+    out = tmp_path / "out"
+    args = ["run", "--input", str(tmp_path / "in/*"), "--output", str(out), "--policy"]
+    args += ["standard", "--copies", "2", "--seed", "4", "--key-feature", "id"]
+    assert main([*args, "--", "--direct_num_workers=1"]) == 0
+    stored = tf.io.decode_jpeg(tagged).numpy()  # TensorFlow does not turn it
+    copies = 0
+    for record in read_records(str(out / "data_tfrecord-*")):
+        features = tf.train.Example.FromString(record).features.feature
+        data = features["image"].bytes_list.value[0]
+        if features["aug_copy_index"].int64_list.value[0] == 0:
+            assert data == tagged  # the original, untouched
+            continue
+        copies += 1
+        assert not any(s.startswith(b"Exif") for s in _app_segments(data))
+        seeds = np.array([features["aug_seed"].int64_list.value], np.int64)
+        expected = augment(stored[None], seeds, load_policy("standard"))[0]
+        assert expected.shape == (48, 40, 3)
+        assert data == tf.io.encode_jpeg(expected, quality=95).numpy()
+    assert copies == 2

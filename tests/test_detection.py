@@ -132,6 +132,114 @@ def test_copies_carry_moved_boxes_and_keypoints_exactly_as_the_saved_model_moves
     assert moved >= 30  # `standard` moves nearly every copy's boxes
 
 
+# Visibility as COCO writes it: 2 visible, 1 labelled but hidden, 0 not labelled.
+_VISIBILITY_PATTERNS = ([2, 1], [2, 0], [1, 2], [0, 2], [1, 1], [0, 0], [2, 2], [1, 0])
+
+
+def _left_right_records(count: int, seed: int) -> list[bytes]:
+    """Two keypoints per object, slot 0 on its left edge and slot 1 on its right, visibility
+    values 2/1/0 mixed; an unlabelled keypoint holds NaN, or a point outside the image."""
+    images, boxes, _, labels = scene(count, seed)
+    middle = (boxes[..., 0] + boxes[..., 2]) / 2
+    left = np.stack([middle, boxes[..., 1]], axis=-1)
+    right = np.stack([middle, boxes[..., 3]], axis=-1)
+    keypoints = np.stack([left, right], axis=2)
+    records = []
+    for i in range(count):
+        visibility = [
+            _VISIBILITY_PATTERNS[(2 * i + k) % len(_VISIBILITY_PATTERNS)] for k in range(2)
+        ]
+        points = keypoints[i].copy()
+        unlabelled = np.array(visibility) == 0
+        points[unlabelled] = np.nan if i % 2 else -0.25
+        example = tf.train.Example.FromString(
+            detection_example(images[i], boxes[i], labels[i], f"lr-{i}", points)
+        )
+        f = example.features.feature
+        f["image/object/keypoint/visibility"].int64_list.value[:] = np.ravel(visibility).tolist()
+        records.append(example.SerializeToString())
+    return records
+
+
+def _objects_of(example):
+    boxes = np.stack(
+        [_floats(example, f"image/object/bbox/{s}") for s in ("ymin", "xmin", "ymax", "xmax")],
+        axis=-1,
+    )
+    points = np.stack(
+        [_floats(example, "image/object/keypoint/y"), _floats(example, "image/object/keypoint/x")],
+        axis=-1,
+    ).reshape(len(boxes), KEYPOINTS_PER_OBJECT, 2)
+    visibility = np.array(_ints(example, "image/object/keypoint/visibility")).reshape(
+        len(boxes), KEYPOINTS_PER_OBJECT
+    )
+    return boxes, points, visibility
+
+
+@pytest.mark.parametrize("stage", ["flip", "warp"])
+def test_mirrored_copies_write_keypoints_and_visibility_values_as_the_core_permutes_them(
+    tmp_path, stage
+):
+    from tfx_image_augment import load_policy
+    from tfx_image_augment.core import augment_targets
+
+    records = _left_right_records(16, seed=13)
+    ops = [{"op": "flip_left_right", "p": 0.5}]
+    if stage == "warp":  # the flip joins a rotation in one warp; mirroring shows in the matrix
+        ops.append({"op": "rotate", "max_degrees": 5})
+    policy = {"version": 1, "fill_mode": "constant", "ops": ops}
+    summary = _run(
+        tmp_path,
+        records,
+        extra=["--policy", json.dumps(policy), "--keypoint-flip-permutation", "1,0"],
+    )
+    assert summary["quarantined"] == {}  # unlabelled keypoints may hold NaN or lie outside
+    originals = {}
+    for record in records:
+        example = tf.train.Example.FromString(record)
+        originals[example.features.feature["image/source_id"].bytes_list.value[0]] = example
+    mirrored = unlabelled = 0
+    for record in read_records(str(tmp_path / "out/data_tfrecord-*")):
+        copy = tf.train.Example.FromString(record)
+        if _ints(copy, "aug_copy_index")[0] == 0:
+            continue
+        source = originals[copy.features.feature["aug_source_key"].bytes_list.value[0]]
+        image = tf.io.decode_png(source.features.feature["image/encoded"].bytes_list.value[0])
+        boxes, points, visibility = _objects_of(source)
+        core = augment_targets(
+            image[None],
+            np.array([_ints(copy, "aug_seed")], np.int64),
+            load_policy(policy),
+            boxes=boxes[None],
+            keypoints=points[None],
+            keypoint_visible=visibility[None],
+            keypoint_flip_permutation=[1, 0],
+        )
+        keep = core["box_valid"].numpy()[0]
+        assert keep.all()  # small moves: every object and keypoint stays in the image
+        _, copy_points, copy_visibility = _objects_of(copy)
+        # The core's keypoints and visibility values, in the core's slot order.
+        np.testing.assert_array_equal(copy_points, core["keypoints"].numpy()[0])
+        np.testing.assert_array_equal(copy_visibility, core["keypoint_visible"].numpy()[0])
+        # Spelled out: a mirrored copy's left slot holds the right point, with its value (2
+        # stays 2, 1 stays 1); an unlabelled point (0) comes out as given, NaN staying NaN.
+        unpermuted = augment_targets(
+            image[None],
+            np.array([_ints(copy, "aug_seed")], np.int64),
+            load_policy(policy),
+            keypoints=points[None],
+            keypoint_visible=visibility[None],
+        )["keypoints"].numpy()[0]
+        is_mirrored = not np.array_equal(unpermuted, copy_points, equal_nan=True)
+        order = [1, 0] if is_mirrored else [0, 1]
+        np.testing.assert_array_equal(copy_visibility, visibility[:, order])
+        absent = copy_visibility == 0
+        np.testing.assert_array_equal(copy_points[absent], points[:, order][absent])
+        mirrored += is_mirrored
+        unlabelled += int(np.isnan(copy_points).any())
+    assert 0 < mirrored < 48 and unlabelled > 0
+
+
 @pytest.mark.parametrize(
     "break_record, reason",
     [
@@ -146,6 +254,10 @@ def test_copies_carry_moved_boxes_and_keypoints_exactly_as_the_saved_model_moves
         (lambda f: f["image/object/bbox/ymin"].float_list.value.append(0.1), "boxes_misaligned"),
         (lambda f: f["image/object/class/label"].int64_list.value.append(3), "objects_misaligned"),
         (lambda f: f["image/object/keypoint/x"].float_list.value.append(0.5), "keypoints_invalid"),
+        (
+            lambda f: f["image/object/keypoint/y"].float_list.value.__setitem__(1, 1.5),
+            "keypoints_invalid",
+        ),
         (
             lambda f: f["image/object/mask"].bytes_list.value.extend([b"png", b"png"]),
             "instance_masks_unsupported",
@@ -171,6 +283,7 @@ def test_copies_carry_moved_boxes_and_keypoints_exactly_as_the_saved_model_moves
         "lists_differ",
         "labels_differ",
         "keypoints",
+        "visible_keypoint_outside",
         "instance_masks",
         "bytes_boxes",
         "bytes_visibility",
@@ -309,3 +422,19 @@ def test_keypoint_side_features_stay_aligned_when_objects_leave(tmp_path):
         )
         assert len(_ints(copy, "image/object/keypoint/visibility")) == 2 * count
     assert dropped > 0  # shifts of up to 60% push objects out
+
+
+def test_re_encoded_copies_say_their_format_in_image_format(tmp_path):
+    records = _records(4, seed=5)  # PNG images, `image/format` "png"
+    _run(tmp_path, records, extra=["--output-format", "jpeg"])
+    formats = {}
+    for record in read_records(str(tmp_path / "out/data_tfrecord-*")):
+        copy = tf.train.Example.FromString(record)
+        features = copy.features.feature
+        written = features["image/encoded"].bytes_list.value[0]
+        kind = "jpeg" if written.startswith(b"\xff\xd8") else "png"
+        formats[(_ints(copy, "aug_copy_index")[0] > 0, kind)] = list(
+            features["image/format"].bytes_list.value
+        )
+    # Originals stay PNG and say so; copies are written as JPEG and now say so too.
+    assert formats == {(False, "png"): [b"png"], (True, "jpeg"): [b"jpeg"]}

@@ -123,6 +123,19 @@ def test_objects_moved_out_of_the_frame_are_invalid_and_their_keypoints_invisibl
     np.testing.assert_array_equal(out["keypoint_visible"].numpy(), in_frame)
 
 
+@pytest.mark.parametrize("name", ["flip_left_right", "rotate", "zoom", "brightness"])
+def test_a_zero_area_box_is_invalid_whatever_the_op(name):
+    # The README: an object whose box has zero area is dropped (a rotation would otherwise
+    # turn a degenerate line into a box with area, and a colour op would keep it).
+    images, boxes, _ = scene(8, seed=7)
+    boxes[:, 1, 2] = boxes[:, 1, 0]  # object 1: ymax = ymin, a line across the digit
+    boxes[::2, 1, 3] = boxes[::2, 1, 1]  # and a point in every other image
+    policy = load_policy(dict(example_policies()[name], fill_mode="constant"))
+    out = augment_targets(images, _seeds(8), policy, boxes=boxes)
+    valid = out["box_valid"].numpy()
+    assert valid[:, 0].all() and not valid[:, 1].any()
+
+
 def test_min_box_visibility_drops_mostly_hidden_boxes():
     images, boxes, _ = scene(32, seed=5)
     policy = load_policy({"version": 1, "ops": [{"op": "translate", "max_dx": 0.5, "max_dy": 0.5}]})
@@ -170,6 +183,26 @@ def test_boxes_are_the_same_alone_or_in_a_batch(config, data_seed):
         )
         for key in ("boxes", "box_valid", "keypoints", "keypoint_visible", "images"):
             np.testing.assert_array_equal(batch[key].numpy()[i], alone[key].numpy())
+
+
+@pytest.mark.parametrize("name", GEOMETRIC_OPS)
+def test_each_geometric_op_moves_targets_alike_alone_or_in_a_batch_of_64(name):
+    # TensorFlow vectorises some float32 kernels (a reciprocal among them) approximately on a
+    # CPU, so a sum or quotient can round differently for an image inside a large batch than
+    # for the same image alone. Pixels are batch-proof; boxes and keypoints must be too.
+    images, boxes, _ = scene(64, seed=12)
+    centres = (boxes[..., :2] + boxes[..., 2:]) / 2
+    keypoints = np.stack([boxes[..., :2], boxes[..., 2:], centres], axis=2)
+    policy = load_policy(example_policies()[name])
+    seeds = _seeds(64, 100)
+    batch = augment_targets(images, seeds, policy, boxes=boxes, keypoints=keypoints)
+    batch = {key: value.numpy() for key, value in batch.items()}
+    for i in range(64):
+        alone = augment_targets(images[i], seeds[i], policy, boxes=boxes[i], keypoints=keypoints[i])
+        for key in ("boxes", "box_valid", "keypoints", "keypoint_visible"):
+            np.testing.assert_array_equal(
+                batch[key][i], alone[key].numpy(), err_msg=f"{name}: image {i}, {key}"
+            )
 
 
 def test_the_keras_layer_and_the_saved_model_move_boxes_like_the_core(tmp_path):
@@ -257,6 +290,84 @@ def test_integer_pixel_boxes_keep_their_dtype_and_eval_calls_leave_the_seeds_alo
         assert out.dtype == tf.int32
     # One augmenting call advanced the step; the inference call did not.
     assert int(layer._step.numpy()) == 1
+
+
+def test_visibility_values_follow_the_permutation_and_unlabelled_keypoints_stay_as_given(
+    tmp_path,
+):
+    import tensorflow as tf
+    from tfx_image_augment import ImageAugmentation, export_augmentation_model
+
+    images, boxes, _ = scene(16, seed=4)
+    middle = (boxes[..., 0] + boxes[..., 2]) / 2
+    left = np.stack([middle, boxes[..., 1]], axis=-1)
+    right = np.stack([middle, boxes[..., 3]], axis=-1)
+    keypoints = np.stack([left, right], axis=2)  # slot 0 left, slot 1 right
+    # COCO's values: 2 visible, 1 labelled but hidden, 0 not labelled (NaN, or anything).
+    visibility = np.array([[[2, 1], [2, 0]], [[0, 2], [1, 0]]] * 8, np.int64)
+    unlabelled = visibility == 0
+    unlabelled[::2] = False
+    keypoints[unlabelled] = np.nan  # odd images: NaN
+    keypoints[(visibility == 0) & ~unlabelled] = [-3.0, 0.25]  # even images: off the image
+    config = {
+        "version": 1,
+        "fill_mode": "constant",
+        "ops": [{"op": "flip_left_right", "p": 0.5}, {"op": "rotate", "max_degrees": 5}],
+    }
+    seeds = _seeds(16)
+    core = augment_targets(
+        images,
+        seeds,
+        load_policy(config),
+        boxes=boxes,
+        keypoints=keypoints,
+        keypoint_visible=visibility,
+        keypoint_flip_permutation=[1, 0],
+    )
+    points, values = core["keypoints"].numpy(), core["keypoint_visible"].numpy()
+    assert values.dtype == np.int64
+    unpermuted = augment_targets(
+        images, seeds, load_policy(config), keypoints=keypoints, keypoint_visible=visibility
+    )["keypoints"].numpy()
+    mirrored = np.array(
+        [not np.array_equal(points[i], unpermuted[i], equal_nan=True) for i in range(16)]
+    )
+    assert 0 < mirrored.sum() < 16
+    # Small moves keep every point inside: a mirrored image swaps the two slots, values and
+    # all (2 stays 2), and an unlabelled keypoint comes out exactly as given, NaN staying NaN.
+    swapped = np.where(mirrored[:, None, None], visibility[..., ::-1], visibility)
+    np.testing.assert_array_equal(values, swapped)
+    given = np.where(mirrored[:, None, None, None], keypoints[:, :, ::-1], keypoints)
+    np.testing.assert_array_equal(points[swapped == 0], given[swapped == 0])
+    assert np.isnan(points).any()
+
+    # The Keras layer keeps integer values too; the SavedModel takes bool visibility.
+    layer = ImageAugmentation(config, seed=0, keypoint_flip_permutation=[1, 0])
+    out = layer(
+        {
+            "images": images,
+            "seeds": seeds,
+            "keypoints": keypoints,
+            "keypoint_visibility": visibility,
+        },
+        training=True,
+    )
+    np.testing.assert_array_equal(out["keypoints"].numpy(), points)
+    np.testing.assert_array_equal(out["keypoint_visibility"].numpy(), values)
+    model_dir = export_augmentation_model(
+        config, 0, str(tmp_path / "aug"), channels=1, keypoint_flip_permutation=[1, 0]
+    )
+    signature = tf.saved_model.load(f"{model_dir}/saved_model").signatures["augment_with_boxes"]
+    served = signature(
+        images=tf.constant(images),
+        seeds=tf.constant(seeds),
+        boxes=tf.constant(boxes),
+        box_valid=tf.ones(boxes.shape[:2], tf.bool),
+        keypoints=tf.constant(keypoints),
+        keypoint_visible=tf.constant(visibility > 0),
+    )
+    np.testing.assert_array_equal(served["keypoints"].numpy(), points)
+    np.testing.assert_array_equal(served["keypoint_visible"].numpy(), values > 0)
 
 
 @pytest.mark.parametrize("stage", ["flip", "warp"])

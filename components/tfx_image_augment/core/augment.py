@@ -220,9 +220,14 @@ def augment_targets(
     Args:
       images, seeds, policy, value_range, masks: as in `augment`.
       boxes: float [B, N, 4] normalized (ymin, xmin, ymax, xmax), padded to N per image.
-      box_valid: bool [B, N], which rows of `boxes` are objects (default: all).
+      box_valid: bool [B, N], which rows of `boxes` are objects (default: all; a box with
+        zero area is never valid).
       keypoints: float [B, N, K, 2] normalized (y, x), K per object.
-      keypoint_visible: bool [B, N, K] (default: all).
+      keypoint_visible: bool [B, N, K] (default: all), or integer visibility values (COCO's
+        2 visible, 1 labelled but hidden, 0 not labelled), given back in their dtype: a value
+        is kept while its keypoint stays in the image, 0 once it leaves. A keypoint given
+        with visibility 0 (False) is not moved: it comes out as given, NaN included (in its
+        slot after a flip permutation).
       min_box_visibility: a box whose visible fraction (clipped area over moved area) falls
         below this becomes invalid; one with no area left always does.
       keypoint_flip_permutation: for keypoints with a handedness (left eye, right eye): slot j
@@ -250,7 +255,7 @@ def augment_targets(
         given["boxes"], given["box_valid"] = _coordinates_and_flags(boxes, box_valid)
     if keypoints is not None:
         given["keypoints"], given["keypoint_visible"] = _coordinates_and_flags(
-            keypoints, keypoint_visible
+            keypoints, keypoint_visible, keep_integers=True
         )
     single = images.shape.rank == 3
     if single:
@@ -292,12 +297,16 @@ def augment_targets(
     return result
 
 
-def _coordinates_and_flags(values, flags):
-    """float32 coordinates [..., D] and their bool flags [...] (all True when not given)."""
+def _coordinates_and_flags(values, flags, keep_integers: bool = False):
+    """float32 coordinates [..., D] and their bool flags [...] (all True when not given;
+    integer flags kept as they are with `keep_integers`)."""
     values = tf.cast(tf.convert_to_tensor(values), tf.float32)
     if flags is None:
         return values, tf.ones(tf.shape(values)[:-1], tf.bool)
-    return values, tf.cast(tf.convert_to_tensor(flags), tf.bool)
+    flags = tf.convert_to_tensor(flags)
+    if keep_integers and flags.dtype.is_integer:
+        return values, flags
+    return values, tf.cast(flags, tf.bool)
 
 
 _GRAPHS: dict = {}

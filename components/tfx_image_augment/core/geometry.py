@@ -12,8 +12,13 @@ at integers, as the warp kernels sample); boxes and keypoints go through its inv
 - After each stage a box is clipped to the image. Its visibility (the product over stages of
   clipped area / moved area) is kept; a box whose visibility falls below `min_box_visibility`,
   or whose clipped area is zero, is no longer valid (the offline door drops it together with
-  every per-object feature at the same index; the online door returns a valid mask).
-- A keypoint that leaves the image keeps its place with visibility 0.
+  every per-object feature at the same index; the online door returns a valid mask). A box
+  given with zero area is invalid from the start, whatever the ops (a rotation would give a
+  degenerate line an area).
+- A keypoint that leaves the image keeps its place with visibility 0. Visibility may be bool
+  or the record's integer values (COCO's 2 visible, 1 labelled but hidden): a value is kept
+  while the keypoint stays in the image. A keypoint given with visibility 0 (not labelled; it
+  may hold NaN) is not moved: it comes out as given (in its slot after a permutation).
 - A mirrored image (a flip, or a warp whose map has a negative determinant) swaps left and right:
   with a `keypoint_flip_permutation` (as the Object Detection API's flip takes), keypoint slot j
   of a mirrored object takes the moved keypoint `permutation[j]`, so "left eye" stays the left
@@ -32,7 +37,8 @@ import tensorflow as tf
 @dataclasses.dataclass(frozen=True)
 class Targets:
     """Boxes [B, N, 4] with validity [B, N] and visibility [B, N]; keypoints [B, N, K, 2] with
-    visibility [B, N, K] (bool). Either may be None."""
+    visibility [B, N, K] (bool, or integer values) and whether each was labelled on the way
+    in (visibility > 0; bool [B, N, K]). Either may be None."""
 
     boxes: tf.Tensor | None = None
     box_valid: tf.Tensor | None = None
@@ -40,6 +46,7 @@ class Targets:
     keypoints: tf.Tensor | None = None
     keypoint_visible: tf.Tensor | None = None
     flip_permutation: tuple[int, ...] | None = None
+    keypoint_labelled: tf.Tensor | None = None
 
     @classmethod
     def create(
@@ -54,14 +61,25 @@ class Targets:
             boxes = tf.convert_to_tensor(boxes, tf.float32)
             if box_valid is None:
                 box_valid = tf.ones(tf.shape(boxes)[:2], tf.bool)
+            box_valid = box_valid & (_area(boxes) > 0.0)
             box_visibility = tf.ones(tf.shape(boxes)[:2], tf.float32)
         else:
             box_visibility = None
+        labelled = None
         if keypoints is not None:
             keypoints = tf.convert_to_tensor(keypoints, tf.float32)
             if keypoint_visible is None:
                 keypoint_visible = tf.ones(tf.shape(keypoints)[:3], tf.bool)
-        return cls(boxes, box_valid, box_visibility, keypoints, keypoint_visible, flip_permutation)
+            labelled = _is_visible(keypoint_visible)
+        return cls(
+            boxes,
+            box_valid,
+            box_visibility,
+            keypoints,
+            keypoint_visible,
+            flip_permutation,
+            labelled,
+        )
 
     @property
     def empty(self) -> bool:
@@ -86,7 +104,7 @@ class Targets:
             y, x = tf.unstack(keypoints, axis=-1)
             y = tf.where(flip_y[:, None, None], 1.0 - y, y)
             x = tf.where(flip_x[:, None, None], 1.0 - x, x)
-            keypoints = tf.stack([y, x], axis=-1)
+            keypoints = self._labelled_only(tf.stack([y, x], axis=-1))
         moved = dataclasses.replace(self, boxes=boxes, keypoints=keypoints)
         return moved.mirrored(tf.math.logical_xor(flip_x, flip_y))
 
@@ -98,12 +116,16 @@ class Targets:
         keypoints = tf.where(
             mirror[:, None, None, None], tf.gather(self.keypoints, order, axis=2), self.keypoints
         )
-        visible = tf.where(
-            mirror[:, None, None],
-            tf.gather(self.keypoint_visible, order, axis=2),
-            self.keypoint_visible,
+
+        def permuted(flags):
+            return tf.where(mirror[:, None, None], tf.gather(flags, order, axis=2), flags)
+
+        return dataclasses.replace(
+            self,
+            keypoints=keypoints,
+            keypoint_visible=permuted(self.keypoint_visible),
+            keypoint_labelled=permuted(self.keypoint_labelled),
         )
-        return dataclasses.replace(self, keypoints=keypoints, keypoint_visible=visible)
 
     def mapped(self, forward: tf.Tensor, height, width, min_box_visibility: float) -> Targets:
         """Moves through `forward` [B, 2, 3]: input pixel index (x, y, 1) -> output (x, y)."""
@@ -115,12 +137,17 @@ class Targets:
             x, y = _apply(forward[:, None, None], x * width - 0.5, y * height - 0.5)
             x, y = (x + 0.5) / width, (y + 0.5) / height
             inside = (x >= 0.0) & (x <= 1.0) & (y >= 0.0) & (y <= 1.0)
+            visible = self.keypoint_visible
             out = dataclasses.replace(
                 out,
-                keypoints=tf.stack([y, x], axis=-1),
-                keypoint_visible=self.keypoint_visible & inside,
+                keypoints=self._labelled_only(tf.stack([y, x], axis=-1)),
+                keypoint_visible=tf.where(inside, visible, tf.zeros_like(visible)),
             )
         return out
+
+    def _labelled_only(self, moved: tf.Tensor) -> tf.Tensor:
+        """`moved` keypoints where they were labelled; the others as they are (not moved)."""
+        return tf.where(self.keypoint_labelled[..., None], moved, self.keypoints)
 
     def _boxes_mapped(self, forward, height, width, min_box_visibility) -> Targets:
         ymin, xmin, ymax, xmax = tf.unstack(self.boxes, axis=-1)
@@ -142,17 +169,19 @@ class Targets:
         clipped = tf.clip_by_value(moved, 0.0, 1.0)
         moved_area = _area(moved)
         clipped_area = _area(clipped)
-        # A degenerate (zero-area) box keeps visibility while it stays inside the image.
-        inside = tf.reduce_all(tf.equal(moved, clipped), axis=-1)
         fraction = tf.where(
-            moved_area > 0.0,
-            clipped_area / tf.where(moved_area > 0.0, moved_area, 1.0),
-            tf.cast(inside, tf.float32),
+            moved_area > 0.0, clipped_area / tf.where(moved_area > 0.0, moved_area, 1.0), 0.0
         )
         visibility = self.box_visibility * fraction
-        has_extent = (clipped_area > 0.0) | ((moved_area <= 0.0) & inside)
-        valid = self.box_valid & has_extent & (visibility >= min_box_visibility)
+        valid = self.box_valid & (clipped_area > 0.0) & (visibility >= min_box_visibility)
         return dataclasses.replace(self, boxes=clipped, box_valid=valid, box_visibility=visibility)
+
+
+def _is_visible(visibility: tf.Tensor) -> tf.Tensor:
+    """bool of bool or integer visibility values (> 0)."""
+    if visibility.dtype == tf.bool:
+        return visibility
+    return visibility > tf.zeros([], visibility.dtype)
 
 
 def _area(boxes: tf.Tensor) -> tf.Tensor:
@@ -188,6 +217,15 @@ def crop_forward(boxes: tf.Tensor, height, width) -> tf.Tensor:
     safe_y = tf.where(scale_y > 0.0, scale_y, 1.0)
     safe_x = tf.where(scale_x > 0.0, scale_x, 1.0)
     zeros = tf.zeros_like(y0)
-    row0 = tf.stack([1.0 / safe_x, zeros, -x0 * span_x / safe_x], axis=-1)
-    row1 = tf.stack([zeros, 1.0 / safe_y, -y0 * span_y / safe_y], axis=-1)
+    # The quotients in float64: TensorFlow rewrites a float32 1 / x into a reciprocal whose
+    # vectorised CPU path is an approximation (an image's boxes would depend on its batch).
+    row0 = tf.stack([_over(1.0, safe_x), zeros, _over(-x0 * span_x, safe_x)], axis=-1)
+    row1 = tf.stack([zeros, _over(1.0, safe_y), _over(-y0 * span_y, safe_y)], axis=-1)
     return tf.stack([row0, row1], axis=1)
+
+
+def _over(numerator, denominator: tf.Tensor) -> tf.Tensor:
+    """float32 numerator / denominator, divided in float64 and rounded once (the same value
+    as a correctly rounded float32 division)."""
+    quotient = tf.cast(numerator, tf.float64) / tf.cast(denominator, tf.float64)
+    return tf.cast(quotient, tf.float32)

@@ -42,6 +42,18 @@ KEYPOINT_FEATURE_PREFIX = "image/object/keypoint/"
 BOX_SIDES = ("ymin", "xmin", "ymax", "xmax")
 
 
+# Where the Object Detection API names the image's format ("jpeg", "png"): a copy re-encoded in
+# another format says so there (when the record has that feature).
+IMAGE_FORMAT_FEATURE = "image/format"
+
+
+def set_image_format(features, fmt: str) -> None:
+    """Writes `fmt` (png or jpeg) into the record's `image/format`, when it has a bytes one."""
+    feature = features.get(IMAGE_FORMAT_FEATURE)
+    if feature is not None and feature.WhichOneof("kind") == "bytes_list":
+        feature.bytes_list.value[:] = [fmt.encode()]
+
+
 def image_feature_of(features, image_feature: str) -> str | None:
     """The name of the feature holding the image, or None when the record has none."""
     if image_feature in features:

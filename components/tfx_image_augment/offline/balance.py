@@ -1,5 +1,8 @@
 """How many copies each example gets: the same K for all, K per class, or classes balanced.
 
+A class is the text of the label feature's first value (int64 as its decimal, bytes as UTF-8):
+an int64 1 and a bytes b"1" are the same class "1".
+
 - Default: `num_copies` for every example.
 - `copies_per_class`: label -> copies (a class not listed gets `num_copies`).
 - `balance="equal"`: every class ends with as many records as the largest class: the largest

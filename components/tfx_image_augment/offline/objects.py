@@ -8,8 +8,11 @@ configurable; coordinates are normalized to [0, 1] or in pixels (`box_coordinate
 
 After augmentation an object whose box is no longer valid (see `geometry.py`) is dropped
 together with every per-object feature at its index, so all per-object lists stay aligned;
-keypoints that leave the image keep their place with visibility 0. Per-object values other than
-boxes and keypoints (`area` included) are carried as they are, not recomputed.
+keypoints that leave the image keep their place with visibility 0. Visibility values go through
+the core as they are (COCO's 2 stays 2 while the keypoint stays in the image) and follow the
+keypoint flip permutation with their keypoints; a keypoint with visibility 0 (not labelled)
+comes out as given, NaN included. Per-object values other than boxes and keypoints (`area`
+included) are carried as they are, not recomputed.
 
 Needs TensorFlow and numpy only (no Beam).
 """
@@ -161,10 +164,16 @@ def _read_keypoints(features, config: AugmentConfig, count: int, height: int, wi
         )
     points = np.stack([np.asarray(ys, np.float64), np.asarray(xs, np.float64)], axis=-1)
     visible = np.ones(len(ys), np.int64) if visibility is None else np.asarray(visibility, np.int64)
-    # Some datasets mark unlabelled keypoints with NaN and visibility 0: allowed there only.
+    # Some datasets mark unlabelled keypoints with NaN and visibility 0: allowed there only
+    # (the core leaves a keypoint with visibility 0 as it is, NaN included).
     if not np.all(np.isfinite(points[visible > 0])):
         raise Quarantined(KEYPOINTS_INVALID, "a visible keypoint's coordinate is NaN or infinite")
-    points = np.where(np.isfinite(points), points, 0.0)
+    # A labelled keypoint lies in the image, as a box does (an unlabelled one may be anywhere).
+    scale = np.ones(2) if config.box_coordinates == "normalized" else np.array([height, width])
+    labelled = points[visible > 0]
+    if np.any(labelled < 0) or np.any(labelled > scale):
+        unit = "[0, 1]" if config.box_coordinates == "normalized" else "the image"
+        raise Quarantined(KEYPOINTS_INVALID, f"a visible keypoint is outside {unit}")
     if config.box_coordinates == "pixels":
         points = points / np.array([height, width], np.float64)
     return (
@@ -185,8 +194,8 @@ def write_objects(
     width: int,
 ) -> int:
     """Rewrites `example`'s objects from the moved geometry (first `objects.count` rows of the
-    core's padded outputs); drops invalid objects from every per-object feature. Returns how
-    many objects were kept."""
+    core's padded outputs, keypoint visibility as the values `padded` gave it); drops invalid
+    objects from every per-object feature. Returns how many objects were kept."""
     features = example.features.feature
     count = objects.count
     keep = np.flatnonzero(box_valid[:count])
@@ -225,7 +234,7 @@ def write_objects(
         points = keypoints[keep]
         if config.box_coordinates == "pixels":
             points = points * np.array([height, width], np.float32)
-        visible = np.where(keypoint_visible[keep], objects.keypoint_visibility[keep], 0)
+        visible = keypoint_visible[keep]  # the record's values, as the core moved them
         features[prefix + "y"].float_list.value[:] = points[..., 0].ravel().tolist()
         features[prefix + "x"].float_list.value[:] = points[..., 1].ravel().tolist()
         features[prefix + "visibility"].int64_list.value[:] = visible.ravel().tolist()
@@ -234,7 +243,8 @@ def write_objects(
 
 def padded(objects_list: list[Objects]):
     """The core's padded inputs for a group of records with the same keypoint count:
-    boxes [B, N, 4], box_valid [B, N], keypoints [B, N, K, 2] and visible [B, N, K] (or None)."""
+    boxes [B, N, 4], box_valid [B, N], keypoints [B, N, K, 2] and their int64 visibility
+    values [B, N, K] (or None)."""
     most = max(o.count for o in objects_list)
     batch = len(objects_list)
     boxes = np.zeros((batch, most, 4), np.float32)
@@ -243,11 +253,11 @@ def padded(objects_list: list[Objects]):
     keypoints = visible = None
     if per_object is not None:
         keypoints = np.zeros((batch, most, per_object, 2), np.float32)
-        visible = np.zeros((batch, most, per_object), bool)
+        visible = np.zeros((batch, most, per_object), np.int64)
     for i, objects in enumerate(objects_list):
         boxes[i, : objects.count] = objects.boxes
         valid[i, : objects.count] = True
         if per_object is not None:
             keypoints[i, : objects.count] = objects.keypoints
-            visible[i, : objects.count] = objects.keypoint_visibility > 0
+            visible[i, : objects.count] = objects.keypoint_visibility
     return boxes, valid, keypoints, visible

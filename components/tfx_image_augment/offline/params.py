@@ -275,7 +275,8 @@ PARAMS: tuple[Param, ...] = (
         "output_format",
         "choice",
         "same",
-        "same: each copy in its input's format (raw stays raw); or png, jpeg",
+        "same: each copy in its input's format (raw stays raw); or png, jpeg (a copy's "
+        "image/format, when the record has one, names the format it is written in)",
         choices=OUTPUT_FORMATS,
         flag="--output-format",
     ),

@@ -237,5 +237,5 @@ def _moved_cell(image: np.ndarray, out: dict, k: int) -> PreviewCell:
     if "boxes" not in out:
         return PreviewCell(image)
     boxes = out["boxes"][k][out["box_valid"][k]]
-    points = out["keypoints"][k][out["keypoint_visible"][k]] if "keypoints" in out else None
+    points = out["keypoints"][k][out["keypoint_visible"][k] > 0] if "keypoints" in out else None
     return PreviewCell(image, boxes, points)

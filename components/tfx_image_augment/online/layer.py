@@ -101,7 +101,9 @@ class ImageAugmentation(tf.keras.layers.Layer):
         `value_range`), or a dict in Keras 3's convention: "images", optional "seeds",
         "segmentation_masks" [B, H, W, 1], "bounding_boxes" {"boxes": [B, N, 4] dense or
         ragged, "labels": [B, N]}, "keypoints" [B, N, K, 2] and "keypoint_visibility"
-        [B, N, K]. Everything in it moves with the pixels, by the same draws.
+        [B, N, K] (integer values are kept, and follow `keypoint_flip_permutation` with their
+        keypoints; a keypoint given with visibility 0 is not moved, NaN included). Everything
+        in it moves with the pixels, by the same draws.
       training: True augments; False or None returns the inputs unchanged; a boolean tensor
         decides at run time.
 
@@ -218,7 +220,8 @@ class ImageAugmentation(tf.keras.layers.Layer):
                 inputs["keypoints"], self.bounding_box_format, size
             )
             if "keypoint_visibility" in inputs:
-                kwargs["keypoint_visible"] = tf.cast(inputs["keypoint_visibility"], tf.bool)
+                # Integer values (COCO's 2/1/0) go through the core as they are; others as bool.
+                kwargs["keypoint_visible"] = inputs["keypoint_visibility"]
         if rank3 and seeds.shape.rank == 2:  # one image: seeds [1, 2] or [2]
             seeds = seeds[0]
         out = core.augment_targets(

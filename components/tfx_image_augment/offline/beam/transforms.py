@@ -38,6 +38,7 @@ from tfx_image_augment.io.records import (
     add_provenance,
     as_original,
     quarantine_record,
+    set_image_format,
     stable_key,
 )
 from tfx_image_augment.offline.balance import copies_for, label_of_record, uses_class_counts
@@ -223,6 +224,8 @@ class AugmentBatchFn(beam.DoFn):
             example = tf.train.Example.FromString(decoded.record)
             features = example.features.feature
             set_feature(features[decoded.image_feature], image_fmt, image_values[i])
+            if image_fmt in ("png", "jpeg"):
+                set_image_format(features, image_fmt)
             if decoded.objects is not None:
                 write_objects(
                     example,
