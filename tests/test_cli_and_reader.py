@@ -267,3 +267,15 @@ def test_an_unknown_beam_flag_is_the_only_line_on_stderr(tmp_path):
         "image-augment: error: unknown Beam option(s) after `--`: --frobnicate=3 (Beam would "
         "ignore them)"
     ]
+
+
+def test_a_relative_glob_without_a_folder_reads_from_the_working_folder(
+    tmp_path, monkeypatch, capsys
+):
+    _digit_records(tmp_path, 6)
+    monkeypatch.chdir(tmp_path / "in")
+    argv = ["run", "--input", "part-*.tfrecord.gz", "--output", "../out", "--copies", "1"]
+    assert main(argv + ["--policy", "no-flip", "--", "--direct_num_workers=1"]) == 0
+    summary = json.loads((tmp_path / "out/augment_summary.json").read_text())
+    assert summary["examples_in"] == 6 and summary["examples_out"] == 12
+    assert sum(1 for _ in read_images(str(tmp_path / "out"), channels=1)) == 12

@@ -38,6 +38,7 @@ from tfx_image_augment.codec import (
     set_feature,
 )
 from tfx_image_augment.config import AugmentConfig, copy_seed
+from tfx_image_augment.input_files import read_tfrecords
 from tfx_image_augment.killpoints import killpoint
 from tfx_image_augment.objects import Objects, padded, read_objects, write_objects
 from tfx_image_augment.records import (
@@ -372,9 +373,7 @@ class AugmentSplit(beam.PTransform):
 
     def expand(self, pipeline):
         split, config_json = self._split, self._config.to_json()
-        records = pipeline | f"Read[{split}]" >> beam.io.ReadFromTFRecord(
-            self._input, coder=beam.coders.BytesCoder(), validate=False
-        )
+        records = read_tfrecords(pipeline, f"Read[{split}]", self._input)
         # Fusion is broken on the encoded records, before anything is decoded or fanned out:
         # the shuffle moves 1/K of the bytes it would move after the fan-out, never decoded
         # pixels, and everything downstream (decode, K copies, batches) stays one fused,
@@ -430,9 +429,7 @@ class PassThroughSplit(beam.PTransform):
 
     def expand(self, pipeline):
         split = self._split
-        records = pipeline | f"Read[{split}]" >> beam.io.ReadFromTFRecord(
-            self._input, coder=beam.coders.BytesCoder(), validate=False
-        )
+        records = read_tfrecords(pipeline, f"Read[{split}]", self._input)
         passed = records | f"PassThrough[{split}]" >> beam.ParDo(
             AddProvenanceFn(self._config.to_json(), split)
         )

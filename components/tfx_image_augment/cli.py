@@ -18,7 +18,7 @@ import os
 import sys
 import time
 
-from tfx_image_augment import environment, runner_checks
+from tfx_image_augment import environment, input_files, runner_checks
 from tfx_image_augment.interrupts import InterruptGuard
 
 EXIT_USAGE, EXIT_FAILED = 2, 1
@@ -235,6 +235,7 @@ def _input_files(pattern: str) -> list[str]:
                 f"--input {pattern!r} matches the folder {path}: give a glob of its TFRecord "
                 f"files, e.g. '{os.path.join(path, '*')}'."
             )
+        input_files.refuse_special_file(path)  # a FIFO would block the open below
         if "://" not in path:
             try:
                 open(path, "rb").close()
@@ -490,6 +491,7 @@ def main(argv: list[str] | None = None) -> int:
         cut = argv.index("--")
         argv, beam_args = argv[:cut], argv[cut + 1 :]
     args = _parser().parse_args(argv)
+    args.input = input_files.absolute_pattern(args.input)  # once, before anything reads it
     environment.configure()  # an entry point: Keras flavour and quiet logs, before TensorFlow
     log = environment.progress_logger("image-augment")
     # Before TensorFlow and Beam start threads: every thread must inherit the guard's mask.

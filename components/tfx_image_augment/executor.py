@@ -17,7 +17,7 @@ from tfx.components.util import examples_utils
 from tfx.dsl.components.base import base_beam_executor
 from tfx.types import artifact_utils
 
-from tfx_image_augment import environment
+from tfx_image_augment import environment, input_files
 from tfx_image_augment.completion import QUARANTINE_DIR, describe_output, write_marker
 from tfx_image_augment.expansion import QuarantineLimitExceeded, run_expansion
 from tfx_image_augment.killpoints import killpoint
@@ -79,6 +79,9 @@ class Executor(base_beam_executor.BaseBeamExecutor):
                 f"splits_to_augment names {unknown}, which the input Examples do "
                 f"not have; its splits are {split_names}."
             )
+        for name in split_names:  # before anything is written: reading a FIFO would hang
+            split_glob = os.path.join(artifact_utils.get_split_uri([examples], name), "*")
+            input_files.refuse_special_files(split_glob, f"the input split {name!r}")
         # Anything here is an earlier attempt's: cleared before this one writes.
         clear_folder(augmented.uri)
         clear_folder(model.uri)
