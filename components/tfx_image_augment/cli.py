@@ -350,6 +350,7 @@ def _run(args, beam_args: list[str], log, guard: InterruptGuard) -> int:
         num_shards=args.num_shards,
     )
     files = _checked_input(args, config)
+    target.check_input(args.input, files)  # the run must not read what it writes
     options = PipelineOptions(beam_args)
     policy = config.loaded_policy
     guard.message = lambda: (

@@ -6,6 +6,9 @@
 - `refuse_special_file`: a FIFO, socket or device matched by the input glob is refused with one
   sentence (reading a FIFO blocks until someone writes to it: the run hung before printing
   anything).
+- `could_match`: whether a glob may match a path or anything under it, by TensorFlow's rules
+  (`*`, `?` and `[...]` within one path component), so an output that the input glob would read
+  is refused before the run.
 - `read_tfrecords`: Beam's read of a glob, each file with the compression its first bytes name
   (records.compression_of), not its suffix.
 
@@ -14,9 +17,12 @@ Needs TensorFlow only, except `read_tfrecords`, which imports Beam when called.
 
 from __future__ import annotations
 
+import fnmatch
 import os
 import stat
 from concurrent.futures import ThreadPoolExecutor
+
+GLOB_CHARACTERS = "*?["
 
 
 def is_remote(path: str) -> bool:
@@ -67,6 +73,43 @@ def refuse_special_files(pattern: str, what: str) -> None:
         return
     for path in sorted(tf.io.gfile.glob(pattern)):
         refuse_special_file(path, what)
+
+
+def _components(path: str) -> list[str]:
+    scheme, sep, rest = path.partition("://")
+    if not sep:
+        scheme, rest = "", path
+    parts = [part for part in rest.split("/") if part not in ("", ".")]
+    return ([scheme + "://"] if sep else ["/"] if path.startswith("/") else []) + parts
+
+
+def could_match(pattern: str, path: str) -> bool:
+    """Whether the glob `pattern` matches `path` or something under it (both absolute, or both
+    with the same scheme). Component by component, as TensorFlow and Beam match: `*` and `?`
+    never cross a `/`, and match a leading dot too."""
+    wanted, have = _components(pattern), _components(path)
+    if len(wanted) < len(have):
+        return False
+    return all(fnmatch.fnmatchcase(part, glob) for part, glob in zip(have, wanted, strict=False))
+
+
+def glob_prefix(pattern: str) -> str:
+    """The folder part of `pattern` before its first glob character (a path to resolve)."""
+    cut = min((pattern.find(c) for c in GLOB_CHARACTERS if c in pattern), default=len(pattern))
+    head = pattern[:cut]
+    return head if head.endswith("/") or cut == len(pattern) else os.path.dirname(head)
+
+
+def real_pattern(pattern: str) -> str:
+    """A local `pattern` with the symbolic links of its folder part resolved, so it compares
+    with resolved paths; a remote one unchanged."""
+    if is_remote(pattern):
+        return pattern
+    local = pattern.removeprefix("file://")
+    prefix = glob_prefix(local).rstrip("/")
+    if not prefix:
+        return local
+    return os.path.realpath(prefix) + local[len(prefix) :]
 
 
 def compressions(files: list[str]) -> dict[str, str]:
