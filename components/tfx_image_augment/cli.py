@@ -7,7 +7,8 @@
 `run` writes into a staging folder beside --output and publishes it whole, with its completion
 marker, only when everything is written and every check passed (see publish.py). Exit codes:
 0 published; 1 the run failed (nothing published); 2 bad arguments, input or output (nothing
-ran); 130 interrupted (Ctrl-C; nothing published unless the message says so).
+ran); 130 interrupted (Ctrl-C; nothing published unless the message says so); 143 the same
+after SIGTERM.
 """
 
 from __future__ import annotations
