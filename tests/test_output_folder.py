@@ -4,6 +4,7 @@ published is exactly what the completion marker lists."""
 
 from __future__ import annotations
 
+import errno
 import json
 import os
 import pathlib
@@ -12,9 +13,12 @@ import signal
 import subprocess
 import sys
 import time
+import traceback
 
+import apache_beam as beam
 import pytest
 import tensorflow as tf
+from apache_beam.options.pipeline_options import PipelineOptions
 from tfx_image_augment import codec
 from tfx_image_augment.cli import main
 from tfx_image_augment.reader import read_images
@@ -343,3 +347,76 @@ def _a_gone_pid() -> int:
     process = subprocess.Popen(["true"])
     process.wait()
     return process.pid
+
+
+# A 1 MB filesystem fills up during the Beam run (real photo crops: ~1.3 MB of input).
+@pytest.fixture
+def small_disk(tmp_path):
+    mount = tmp_path / "small"
+    mount.mkdir()
+    made = subprocess.run(
+        ["mount", "-t", "tmpfs", "-o", "size=1m", "tmpfs", str(mount)], capture_output=True
+    )
+    if made.returncode:
+        pytest.skip(f"cannot mount a 1 MB tmpfs here (needs root): {made.stderr.strip()!r}")
+    try:
+        yield mount
+    finally:
+        subprocess.run(["umount", str(mount)], check=True)
+
+
+@pytest.mark.parametrize("beam_args", [IN_MEMORY, MULTI])
+def test_a_full_disk_fails_the_run_with_one_line_and_publishes_nothing(
+    tmp_path, small_disk, beam_args
+):
+    from tests.stopped_runs import cli, run_stopped
+
+    photos = real.photo_crops(64, 200, seed=1)
+    records = [
+        image_example(tf.io.encode_png(p).numpy(), i % 3, f"p{i}") for i, p in enumerate(photos)
+    ]
+    write_records(tmp_path / "in/photos.tfrecord.gz", records, gzip=True)
+    out = small_disk / "out"
+    finished = run_stopped(
+        cli("run", "--input", str(tmp_path / "in/*"), "--output", str(out))
+        + ["--policy", "no-flip", "--copies", "2", "--", *beam_args],
+        None,
+        tmp_path,
+    )
+    assert finished.returncode == 1, finished.stderr[-3000:]
+    line = f"image-augment: failed: disk full writing {out}"
+    if beam_args == IN_MEMORY:
+        assert finished.other_stderr_lines == [line]
+    else:  # worker processes may still print how they ended; the launcher's verdict is last
+        assert finished.other_stderr_lines[-1] == line
+    assert list(small_disk.iterdir()) == []  # no output, no staging, no lock
+    assert finished.left_alive == []
+
+
+class _FullDisk(beam.DoFn):
+    def process(self, element):
+        raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC), f"/mnt/full/{element}")
+
+
+def test_a_full_disk_is_found_however_beam_wraps_it():
+    from tfx_image_augment import failures
+
+    with pytest.raises(Exception) as raised:
+        with beam.Pipeline(options=PipelineOptions(["--direct_num_workers=1"])) as pipeline:
+            _ = pipeline | beam.Create(["shard-0"]) | beam.ParDo(_FullDisk())
+    wrapped = raised.value
+    assert not isinstance(wrapped, OSError)  # Beam's RuntimeError, the OSError behind it
+    assert failures.disk_full(wrapped) == "/mnt/full/shard-0"
+    # From a worker process only Beam's text crosses: the error is read back from it.
+    text = RuntimeError(traceback.format_exception_only(type(wrapped), wrapped)[-1])
+    assert text.__cause__ is None and text.__context__ is None
+    assert failures.os_error_in(text).errno == errno.ENOSPC
+    assert failures.disk_full(text) == "/mnt/full/shard-0"
+    # What Beam 2.59 said on a full tmpfs (no file name): the output being written is named.
+    measured = RuntimeError(
+        "OSError: [Errno 28] No space left on device [while running "
+        "'Augment[data]/WriteCopies[data]/Write/WriteImpl/WriteBundles']"
+    )
+    failures.note_writing("/data/.out.staging-1", "/data/out")
+    assert failures.disk_full(measured) == "/data/out"
+    assert failures.disk_full(RuntimeError("OSError: [Errno 13] Permission denied")) is None

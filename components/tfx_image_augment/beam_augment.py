@@ -22,6 +22,7 @@ from collections import defaultdict
 import apache_beam as beam
 import numpy as np
 
+from tfx_image_augment import failures
 from tfx_image_augment.balance import copies_for, label_of, label_of_record, uses_class_counts
 from tfx_image_augment.codec import (
     IMAGE_MISSING,
@@ -88,6 +89,7 @@ class DecodeFn(beam.DoFn):
         self._config_json, self._split = config_json, split
 
     def setup(self):
+        failures.quiet_worker_disk_full()  # one line for a full disk, not tracebacks
         self._config = AugmentConfig.from_json(self._config_json)
         self._read = _counter(self._split, "examples_read")
 
@@ -181,6 +183,7 @@ class AugmentBatchFn(beam.DoFn):
         self._config_json, self._split = config_json, split
 
     def setup(self):
+        failures.quiet_worker_disk_full()  # one line for a full disk, not tracebacks
         from tfx_image_augment.core import compile_policy
 
         self._config = AugmentConfig.from_json(self._config_json)
@@ -320,6 +323,7 @@ class AddProvenanceFn(beam.DoFn):
         self._config_json, self._split = config_json, split
 
     def setup(self):
+        failures.quiet_worker_disk_full()  # one line for a full disk, not tracebacks
         self._config = AugmentConfig.from_json(self._config_json)
         self._read = _counter(self._split, "examples_read")
         self._passed = _counter(self._split, "passed_through")

@@ -19,7 +19,7 @@ import os
 import sys
 import time
 
-from tfx_image_augment import environment, input_files, runner_checks
+from tfx_image_augment import environment, failures, input_files, runner_checks
 from tfx_image_augment.interrupts import InterruptGuard
 
 EXIT_USAGE, EXIT_FAILED = 2, 1
@@ -520,6 +520,10 @@ def _failure(err: BaseException) -> int:
     (a bug should show its traceback)."""
     from tfx_image_augment.expansion import CorruptInputError, QuarantineLimitExceeded
 
+    full = failures.disk_full(err)  # however Beam wrapped it
+    if full is not None:
+        print(f"image-augment: failed: disk full writing {full}", file=sys.stderr)
+        return EXIT_FAILED
     if isinstance(err, (ValueError, FileNotFoundError)):  # arguments, input, output, policy
         print(f"image-augment: error: {err}", file=sys.stderr)
         return EXIT_USAGE

@@ -3,7 +3,8 @@
 Shared by the TFX executor and the `image-augment` CLI. A damaged input file fails the run with
 CorruptInputError naming it; too many bad examples fail it with QuarantineLimitExceeded; an
 augmented split of which the run read no example fails it with EmptyInputError (0 examples in is
-a failure, never a published success).
+a failure, never a published success); a full disk, however Beam wrapped it, is
+failures.DiskFull naming where.
 """
 
 from __future__ import annotations
@@ -13,7 +14,7 @@ from collections.abc import Iterable
 
 import apache_beam as beam
 
-from tfx_image_augment import runner_checks
+from tfx_image_augment import failures, runner_checks
 from tfx_image_augment.beam_augment import (
     CLASS_IN,
     CLASS_OUT,
@@ -144,6 +145,10 @@ def run_expansion(
         result = pipeline.run()
         result.wait_until_finish()
     except Exception as err:
+        full = failures.os_error_in(err)
+        if full is not None and full.errno in failures.DISK_FULL_ERRNOS:
+            where = full.filename if isinstance(full.filename, str) else None
+            raise failures.DiskFull(where or next(iter(splits.values()))[1]) from err
         damaged = find_corrupt_files(pattern for pattern, _ in splits.values())
         if damaged:
             raise CorruptInputError(

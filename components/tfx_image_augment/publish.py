@@ -48,6 +48,7 @@ import socket
 
 import tensorflow as tf
 
+from tfx_image_augment import failures
 from tfx_image_augment.completion import (
     BEAM_TEMP_PREFIX,
     CONTENTS_KEY,
@@ -312,6 +313,7 @@ class StagedOutput:
         """Checks the output folder, takes its lock (local) and creates the staging folder
         beside it; on failure, nothing is held."""
         self.check()
+        failures.note_writing(self.staging, self.output)
         try:
             self._prepare()
         except BaseException:
