@@ -195,7 +195,8 @@ def _parser() -> argparse.ArgumentParser:
 
     preview = commands.add_parser("preview", help="draw a contact sheet, write no dataset")
     common(preview)
-    preview.add_argument("--output", required=True, help="PNG file to write")
+    preview.add_argument("--output", required=True, help="image file to write: .png, .jpg")
+    preview.add_argument("--overwrite", action="store_true", help="replace --output if it exists")
     preview.add_argument("--rows", type=int, default=6)
     return parser
 
@@ -450,7 +451,8 @@ def _class_line(classes: dict) -> str:
 def _preview(args, log, guard: InterruptGuard) -> int:
     import tensorflow as tf
 
-    from tfx_image_augment.preview import preview_from_pattern, write_png
+    from tfx_image_augment.preview import preview_from_pattern
+    from tfx_image_augment.publish import check_sheet_output, write_sheet
 
     output = args.output.strip()
     if not output:
@@ -458,7 +460,7 @@ def _preview(args, log, guard: InterruptGuard) -> int:
     if tf.io.gfile.isdir(output):
         raise ValueError(f"--output {output} is a folder: name the PNG file to write in it.")
     config = _config(args)
-    _checked_input(args, config)
+    image_format = check_sheet_output(output, args.overwrite, _checked_input(args, config))
     guard.message = "image-augment: interrupted; no preview was written"
     sheet, _ = preview_from_pattern(args.input, config, rows=args.rows)
     if sheet is None:
@@ -466,7 +468,7 @@ def _preview(args, log, guard: InterruptGuard) -> int:
             f"--input {args.input!r}: no decodable image in feature {args.image_feature!r}."
         )
     try:
-        write_png(output, sheet)
+        write_sheet(output, sheet, image_format)
     except (OSError, tf.errors.OpError) as err:
         reason = err.strerror if isinstance(err, OSError) else err.message.splitlines()[0]
         raise ValueError(f"cannot write --output {output}: {reason}.") from None

@@ -485,3 +485,56 @@ def move_children(staging: str, folder: str, only: list[str] | None = None) -> N
         if only is None or entry in only:
             _rename(os.path.join(staging, entry), os.path.join(folder, entry))
     remove_tree(staging)
+
+
+# -- the preview's contact sheet ---------------------------------------------------------------
+
+SHEET_FORMATS = {".png": "png", ".jpg": "jpeg", ".jpeg": "jpeg"}
+
+
+def check_sheet_output(path: str, overwrite: bool, input_files: list[str]) -> str:
+    """The image format ("png" or "jpeg") that the suffix of `path` names; OutputFolderError
+    (one sentence) for another suffix, for an existing file without `overwrite`, and for an
+    input file of the run (never overwritten)."""
+    suffix = os.path.splitext(path)[1].lower()
+    if suffix not in SHEET_FORMATS:
+        raise OutputFolderError(
+            f"--output {path}: name a .png, .jpg or .jpeg file (its suffix decides the format)."
+        )
+    if not _exists(path):
+        return SHEET_FORMATS[suffix]
+    resolved = os.path.realpath(path) if is_local(path) else path
+    for input_file in input_files:
+        if (os.path.realpath(input_file) if is_local(input_file) else input_file) == resolved:
+            raise OutputFolderError(f"--output {path} is an input file of this preview.")
+    if not overwrite:
+        raise OutputFolderError(
+            f"--output {path} already exists; pass --overwrite to replace it, or choose "
+            "another file."
+        )
+    return SHEET_FORMATS[suffix]
+
+
+def write_sheet(path: str, sheet, image_format: str) -> None:
+    """Writes the uint8 RGB `sheet` to `path` as `image_format` ("png" or "jpeg"), whole: into
+    a temporary file beside it, then renamed over it (locally; elsewhere written in place)."""
+    if image_format == "jpeg":
+        data = tf.io.encode_jpeg(sheet, quality=95).numpy()
+    else:
+        data = tf.io.encode_png(sheet).numpy()
+    folder = os.path.dirname(path)
+    if folder:
+        tf.io.gfile.makedirs(folder)
+    if not is_local(path):
+        with tf.io.gfile.GFile(path, "wb") as handle:
+            handle.write(data)
+        return
+    local = path.removeprefix("file://")
+    temporary = os.path.join(os.path.dirname(local), f".{os.path.basename(local)}.{os.getpid()}")
+    try:
+        with open(temporary, "wb") as handle:
+            handle.write(data)
+        os.replace(temporary, local)
+    finally:
+        with contextlib.suppress(OSError):
+            os.remove(temporary)
