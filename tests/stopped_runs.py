@@ -12,6 +12,7 @@ import re
 import signal
 import subprocess
 import sys
+import threading
 import time
 
 import tensorflow as tf
@@ -52,11 +53,18 @@ def live_group_members(group: int) -> list[int]:
 
 
 def run_stopped(
-    command: list[str], killpoint: str | None, tmp_path: pathlib.Path, timeout=RUN_TIMEOUT
+    command: list[str],
+    killpoint: str | None,
+    tmp_path: pathlib.Path,
+    timeout=RUN_TIMEOUT,
+    then_signal: int | None = None,
 ) -> Finished:
     """Runs `command` (argv after the interpreter) with the kill point `killpoint`
     ("<point>:<SIGNAL>", or None for a run left alone), in a session of its own; waits for it,
-    then for its process group to empty (10 s at most), and kills whatever of it is left."""
+    then for its process group to empty (10 s at most), and kills whatever of it is left.
+
+    With `then_signal`, once the point has fired, the test sends that signal to the run's
+    process alone (as `timeout`, `kill` or a container stop do), not to its group."""
     fired_file = tmp_path / f"fired-{time.monotonic_ns()}"
     env = dict(os.environ)
     env.pop(KILLPOINT_ENV, None)
@@ -72,6 +80,17 @@ def run_stopped(
         text=True,
         start_new_session=True,  # the kill point signals this group: the run and its workers
     )
+
+    def signal_when_fired():
+        deadline = time.monotonic() + timeout
+        while not fired_file.exists() and process.poll() is None and time.monotonic() < deadline:
+            time.sleep(0.05)
+        if process.poll() is None:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(process.pid, then_signal)
+
+    if then_signal is not None:
+        threading.Thread(target=signal_when_fired, daemon=True).start()
     try:
         stdout, stderr = process.communicate(timeout=timeout)
         ended_at = time.time()

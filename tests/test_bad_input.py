@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import functools
 import io
+import json
 import struct
 import zlib
 
@@ -286,16 +287,72 @@ def test_a_truncated_tfrecord_file_fails_the_run_naming_the_file(tmp_path):
         run_executor(examples, tmp_path, AugmentConfig(policy="light", num_copies=1))
 
 
-@pytest.mark.parametrize(
-    "path, compression",
-    [
-        ("out/data_tfrecord-00000-of-00002.gz", "GZIP"),
-        ("gs://bucket/train/data.tfrecord", ""),
-        ("in/part.gz.tfrecord", ""),
-    ],
-)
-def test_gzip_is_told_by_the_file_name(path, compression):
-    assert compression_of(path) == compression
+def test_gzip_is_told_by_the_first_bytes_not_the_name(tmp_path):
+    records = _good_records(3)
+    write_records(tmp_path / "plain.gz", records)  # a plain file with a .gz name
+    write_records(tmp_path / "gzipped.tfrecord", records, gzip=True)  # and the reverse
+    write_records(tmp_path / "named-right.gz", records, gzip=True)
+    write_records(tmp_path / "empty.gz", [])
+    # A plain file whose first record is 35,615 bytes long starts with 1f 8b, as gzip does:
+    # its record header (length and CRC) tells it plain.
+    write_records(tmp_path / "looks-gzipped", [b"x" * 0x8B1F])
+    assert (tmp_path / "looks-gzipped").read_bytes()[:2] == b"\x1f\x8b"
+    assert {p.name: compression_of(str(p)) for p in sorted(tmp_path.iterdir())} == {
+        "empty.gz": "",
+        "gzipped.tfrecord": "GZIP",
+        "looks-gzipped": "",
+        "named-right.gz": "GZIP",
+        "plain.gz": "",
+    }
+    # What cannot be read is judged by its name (reading it then fails with its reason).
+    assert compression_of(str(tmp_path / "missing/data_tfrecord-00000-of-00002.gz")) == "GZIP"
+    assert compression_of(str(tmp_path / "missing/part.gz.tfrecord")) == ""
+    assert len(read_records(str(tmp_path / "*"))) == 3 * 3 + 1
+
+
+def test_misnamed_gzip_and_plain_files_are_read_not_called_damaged(tmp_path, capsys):
+    from tfx_image_augment.cli import main
+
+    records = _good_records(8)
+    write_records(tmp_path / "in/plain.gz", records[:4])
+    write_records(tmp_path / "in/gzipped.tfrecord", records[4:], gzip=True)
+    out = tmp_path / "out"
+    argv = ["run", "--input", str(tmp_path / "in/*"), "--output", str(out), "--copies", "1"]
+    assert main(argv + ["--policy", "light", "--", "--direct_num_workers=1"]) == 0
+    assert json.loads((out / "augment_summary.json").read_text())["examples_in"] == 8
+    assert len(read_records(str(out / "data_tfrecord-*"))) == 16
+    # Each kind alone is read through one Beam read with that compression.
+    only_plain = tmp_path / "out-plain"
+    argv = ["run", "--input", str(tmp_path / "in/*.gz"), "--output", str(only_plain)]
+    assert main(argv + ["--policy", "light", "--", "--direct_num_workers=1"]) == 0
+    assert json.loads((only_plain / "augment_summary.json").read_text())["examples_in"] == 4
+
+
+def test_a_fifo_matched_by_the_input_is_refused_at_once(tmp_path):
+    import os
+    import subprocess
+    import sys
+
+    from tests.conftest import PROJECT_ROOT
+
+    write_records(tmp_path / "in/part-0.tfrecord", _good_records(2))
+    os.mkfifo(tmp_path / "in/part-1.tfrecord")  # opening it would wait for a writer
+    for command in ("run", "preview"):
+        out = tmp_path / ("out" if command == "run" else "sheet.png")
+        result = subprocess.run(
+            [sys.executable, "-m", "tfx_image_augment.cli", command]
+            + ["--input", str(tmp_path / "in/*"), "--output", str(out)],
+            cwd=PROJECT_ROOT,
+            capture_output=True,
+            text=True,
+            timeout=120,
+        )
+        assert result.returncode == 2, result.stderr[-3000:]
+        assert result.stderr.splitlines() == [
+            f"image-augment: error: --input matches {tmp_path / 'in/part-1.tfrecord'}, which is "
+            "a FIFO (named pipe): only regular files can be read as TFRecord files."
+        ]
+        assert not out.exists()
 
 
 def test_first_quarantine_reasons_reads_gzipped_and_plain_files(tmp_path):

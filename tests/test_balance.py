@@ -142,7 +142,7 @@ def test_balancing_never_gives_the_largest_class_fewer_than_num_copies():
 def test_a_class_is_its_label_text_so_int64_1_and_bytes_1_are_one_class():
     # The documented rule (README, "Imbalanced data"): an example's class is the text of its
     # label's first value; int64 labels as their decimal, bytes as UTF-8.
-    from tfx_image_augment.balance import copies_wanted, label_of_record
+    from tfx_image_augment.offline.balance import copies_wanted, label_of_record
 
     config = AugmentConfig(label_feature="label", balance="equal", num_copies=2).validate()
 

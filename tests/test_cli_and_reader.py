@@ -320,3 +320,63 @@ def test_pixels_are_augmented_as_stored_and_copies_carry_no_exif(tmp_path):
         assert expected.shape == (48, 40, 3)
         assert data == tf.io.encode_jpeg(expected, quality=95).numpy()
     assert copies == 2
+
+
+def test_a_relative_glob_without_a_folder_reads_from_the_working_folder(
+    tmp_path, monkeypatch, capsys
+):
+    _digit_records(tmp_path, 6)
+    monkeypatch.chdir(tmp_path / "in")
+    argv = ["run", "--input", "part-*.tfrecord.gz", "--output", "../out", "--copies", "1"]
+    assert main(argv + ["--policy", "no-flip", "--", "--direct_num_workers=1"]) == 0
+    summary = json.loads((tmp_path / "out/augment_summary.json").read_text())
+    assert summary["examples_in"] == 6 and summary["examples_out"] == 12
+    assert sum(1 for _ in read_images(str(tmp_path / "out"), channels=1)) == 12
+
+
+def test_preview_refuses_an_existing_file_and_writes_the_format_its_suffix_names(tmp_path, capsys):
+    _digit_records(tmp_path, 6)
+    pattern = str(tmp_path / "in/*")
+    input_file = sorted((tmp_path / "in").glob("*.gz"))[0]
+    before = input_file.read_bytes()
+
+    def preview(output, *extra):
+        argv = ["preview", "--input", pattern, "--output", str(output), "--rows", "2", *extra]
+        code = main(argv + ["--policy", "no-flip"])
+        return code, capsys.readouterr().err.strip().splitlines()
+
+    jpeg = tmp_path / "sheet.JPG"
+    assert preview(jpeg)[0] == 0
+    assert jpeg.read_bytes()[:3] == b"\xff\xd8\xff"  # JPEG, as the suffix says
+    written = jpeg.read_bytes()
+    assert preview(jpeg) == (
+        2,
+        [
+            f"image-augment: error: --output {jpeg} already exists; pass --overwrite to "
+            "replace it, or choose another file."
+        ],
+    )
+    assert jpeg.read_bytes() == written
+    png = tmp_path / "sheet.png"
+    png.write_bytes(b"old")
+    assert preview(png, "--overwrite")[0] == 0
+    assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert preview(input_file, "--overwrite") == (
+        2,
+        [
+            f"image-augment: error: --output "
+            f"{input_file}: name a .png, .jpg or .jpeg file (its suffix decides the format)."
+        ],
+    )
+    own_input = tmp_path / "in/records.png"  # an input file, whatever its name
+    own_input.write_bytes(before)
+    assert preview(own_input, "--overwrite") == (
+        2,
+        [f"image-augment: error: --output {own_input} is an input file of this preview."],
+    )
+    assert input_file.read_bytes() == before and own_input.read_bytes() == before
+    assert preview(tmp_path / "sheet.gif")[1] == [
+        f"image-augment: error: --output {tmp_path / 'sheet.gif'}: name a .png, .jpg or .jpeg "
+        "file (its suffix decides the format)."
+    ]
+    assert not (tmp_path / "sheet.gif").exists()

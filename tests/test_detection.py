@@ -181,7 +181,7 @@ def test_mirrored_copies_write_keypoints_and_visibility_values_as_the_core_permu
     tmp_path, stage
 ):
     from tfx_image_augment import load_policy
-    from tfx_image_augment.core import augment_targets
+    from tfx_image_augment.core.augment import augment_targets
 
     records = _left_right_records(16, seed=13)
     ops = [{"op": "flip_left_right", "p": 0.5}]

@@ -352,3 +352,22 @@ def test_an_example_with_more_copies_than_a_call_holds_is_split_over_calls():
         [tf.io.decode_png(c.features.feature["image"].bytes_list.value[0]) for c in copies]
     )
     np.testing.assert_array_equal(written, expected)
+
+
+def test_an_augmented_split_without_examples_fails_and_publishes_nothing(tmp_path):
+    from tfx_image_augment.offline.beam.expansion import EmptyInputError
+
+    examples = examples_artifact(tmp_path / "in", {"train": [], "eval": _digit_examples(4)})
+    with pytest.raises(EmptyInputError, match="read no example of split 'train'"):
+        run_executor(examples, tmp_path, AugmentConfig(policy="no-flip", num_copies=1))
+    assert not (tmp_path / "augmented/_SUCCESS").exists()  # 0 examples in is no success
+
+
+def test_a_fifo_in_an_input_split_is_refused_before_anything_is_written(tmp_path):
+    import os
+
+    examples = examples_artifact(tmp_path / "in", {"train": _digit_examples(4)})
+    os.mkfifo(tmp_path / "in/Split-train/pipe")  # Beam would wait on it forever
+    with pytest.raises(ValueError, match="which is a FIFO"):
+        run_executor(examples, tmp_path, AugmentConfig(policy="no-flip", num_copies=1))
+    assert not (tmp_path / "augmented").exists()

@@ -3,7 +3,8 @@
 SIGKILL anywhere leaves the output folder as the old complete output or the new complete one,
 never a mix, and leaves Beam's temporary files only in a staging folder that the next run
 deletes; that next run completes. Ctrl-C (SIGINT to the whole process group, as a terminal
-sends it) ends a run within seconds with one line and exit 130, and leaves no process behind.
+sends it) ends a run within seconds with one line and exit 130, and leaves no process behind;
+SIGTERM (to the group, or to the launcher alone) does the same with exit 143.
 The TFX executor never leaves a marker over a mix of two attempts, and a retry completes.
 """
 
@@ -12,6 +13,7 @@ from __future__ import annotations
 import json
 import pathlib
 import shutil
+import signal
 
 import pytest
 import tensorflow as tf
@@ -154,40 +156,72 @@ def old_output(tmp_path_factory):
 
 
 @pytest.mark.parametrize(
-    "point, beam_args",
+    "point, beam_args, signal_name",
     [
-        ("augment-batch", IN_MEMORY),
-        ("model-export", IN_MEMORY),
-        ("before-publish", IN_MEMORY),
-        ("augment-batch", MULTI),  # the SIGINT comes from a worker, as from a terminal
-        ("beam-finished", MULTI),  # after the job, while Beam stops its worker processes
-        ("after-publish", MULTI),
+        ("augment-batch", IN_MEMORY, "SIGINT"),
+        ("model-export", IN_MEMORY, "SIGINT"),
+        ("before-publish", IN_MEMORY, "SIGINT"),
+        ("augment-batch", MULTI, "SIGINT"),  # the SIGINT comes from a worker, as from a terminal
+        ("beam-finished", MULTI, "SIGINT"),  # after the job, while Beam stops its workers
+        ("after-publish", MULTI, "SIGINT"),
+        # SIGTERM (`kill`, `timeout`, a container stop) ends a run the way Ctrl-C does.
+        ("augment-batch", IN_MEMORY, "SIGTERM"),
+        ("before-publish", IN_MEMORY, "SIGTERM"),
+        ("augment-batch", MULTI, "SIGTERM"),
+        ("beam-finished", MULTI, "SIGTERM"),
+        ("after-publish", MULTI, "SIGTERM"),
     ],
 )
-def test_ctrl_c_ends_the_run_within_seconds_with_one_line(old_output, tmp_path, point, beam_args):
+def test_ctrl_c_and_sigterm_end_the_run_within_seconds_with_one_line(
+    old_output, tmp_path, point, beam_args, signal_name
+):
     pattern, template = old_output
     out = tmp_path / "X"
     shutil.copytree(template, out)
     old = snapshot(out)
     stopped = run_stopped(
-        cli(*_run_args(pattern, out, "--overwrite", "--", *beam_args)), f"{point}:SIGINT", tmp_path
+        cli(*_run_args(pattern, out, "--overwrite", "--", *beam_args)),
+        f"{point}:{signal_name}",
+        tmp_path,
     )
-    assert stopped.returncode == 130, stopped.stderr[-3000:]
+    _assert_stopped_cleanly(stopped, out, old, signal_name, after_publish=point == "after-publish")
+
+
+def _assert_stopped_cleanly(stopped, out, old, signal_name, after_publish=False) -> None:
+    """Exit 130 (SIGINT) or 143 (SIGTERM) within seconds, one line, no process left, no
+    staging or Beam temp left, and the folder the old output (or, after publishing, the new
+    one whole)."""
+    code, word = (130, "interrupted") if signal_name == "SIGINT" else (143, "terminated (SIGTERM)")
+    assert stopped.returncode == code, stopped.stderr[-3000:]
     assert stopped.fired_at is not None
     assert stopped.ended_at - stopped.fired_at < INTERRUPT_SECONDS
     assert "Traceback" not in stopped.stderr
     assert stopped.left_alive == []  # Beam's worker processes too
-    if point == "after-publish":
+    if after_publish:
         assert stopped.other_stderr_lines == [
-            f"image-augment: interrupted after publishing {out}, which is complete"
+            f"image-augment: {word} after publishing {out}, which is complete"
         ]
         _assert_complete(out)
     else:
-        assert stopped.other_stderr_lines == [
-            f"image-augment: interrupted; {out} was left as it was"
-        ]
+        assert stopped.other_stderr_lines == [f"image-augment: {word}; {out} was left as it was"]
         assert snapshot(out) == old
-    assert staging_beside(out) == [] and beam_temp_anywhere(tmp_path) == []
+    assert staging_beside(out) == [] and beam_temp_anywhere(out.parent) == []
+    assert not (out.parent / f".{out.name}.lock").exists()
+
+
+def test_sigterm_to_the_launcher_alone_ends_the_run_and_its_workers(old_output, tmp_path):
+    """What `timeout` and `kill PID` do: the signal reaches the launcher, not its workers."""
+    pattern, template = old_output
+    out = tmp_path / "X"
+    shutil.copytree(template, out)
+    old = snapshot(out)
+    stopped = run_stopped(  # the point only marks the moment: a worker is mid-batch
+        cli(*_run_args(pattern, out, "--overwrite", "--", *MULTI)),
+        "augment-batch:SIGCONT",
+        tmp_path,
+        then_signal=signal.SIGTERM,
+    )
+    _assert_stopped_cleanly(stopped, out, old, "SIGTERM")
 
 
 def _executor_complete(augmented: pathlib.Path, model: pathlib.Path) -> None:

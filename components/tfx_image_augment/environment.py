@@ -82,6 +82,9 @@ def configure() -> None:
         warnings.filterwarnings("ignore", message=r"Support for google-cloud-storage < 3\.0\.0")
     logging.getLogger("tensorflow").setLevel(level)
     logging.getLogger("apache_beam").setLevel(level)
+    from tfx_image_augment.io.failures import quiet_disk_full_logs
+
+    quiet_disk_full_logs()  # a full disk is one line, not Beam's tracebacks
     try:
         from absl import logging as absl_logging
 

@@ -7,7 +7,8 @@
 `run` writes into a staging folder beside --output and publishes it whole, with its completion
 marker, only when everything is written and every check passed (see publish.py). Exit codes:
 0 published; 1 the run failed (nothing published); 2 bad arguments, input or output (nothing
-ran); 130 interrupted (Ctrl-C; nothing published unless the message says so).
+ran); 130 interrupted (Ctrl-C; nothing published unless the message says so); 143 the same
+after SIGTERM.
 """
 
 from __future__ import annotations
@@ -22,6 +23,7 @@ import traceback
 
 from tfx_image_augment import __version__, environment
 from tfx_image_augment.cli.interrupts import InterruptGuard
+from tfx_image_augment.io import failures, inputs
 from tfx_image_augment.io.completion import SUMMARY_FILE
 from tfx_image_augment.io.folders import ID_FEATURE, LABELS_FILE, ImageFolder, scan_folder
 from tfx_image_augment.offline.beam import runner_checks
@@ -135,7 +137,8 @@ def _parser() -> argparse.ArgumentParser:
         action="store_true",
         help="replace an existing output folder whole (only one that image-augment wrote)",
     )
-    preview.add_argument("--output", required=True, help="PNG file to write")
+    preview.add_argument("--output", required=True, help="image file to write: .png, .jpg")
+    preview.add_argument("--overwrite", action="store_true", help="replace --output if it exists")
     for param in PARAMS:
         for name in param.commands:
             _add_setting(run if name == RUN else preview, param)
@@ -176,6 +179,15 @@ def _source(args):
     return scan_folder(pattern) if is_folder else pattern
 
 
+def _refuse_reading_the_output(target, source, files: list[str]) -> None:
+    if isinstance(source, ImageFolder):
+        paths = [f"{source.root}/{name}" for name in files]
+        for pattern in (f"{source.root}/*", f"{source.root}/*/*"):  # flat and class layouts
+            target.check_input(pattern, paths)
+    else:
+        target.check_input(source, files)
+
+
 def _input_files(pattern: str) -> list[str]:
     """The files `pattern` matches, each a readable file; ValueError or FileNotFoundError with
     one sentence otherwise."""
@@ -191,6 +203,7 @@ def _input_files(pattern: str) -> list[str]:
                 f"files, e.g. '{os.path.join(path, '*')}'."
             )
         if "://" not in path:
+            inputs.refuse_special_file(path)  # a FIFO would block the open below
             try:
                 open(path, "rb").close()
             except OSError as err:
@@ -276,6 +289,7 @@ def _run(args, beam_args: list[str], log, guard: InterruptGuard, phase: _Phase) 
     source = _source(args)
     config = _config(args, source)
     files = _checked_input(args, config, source)
+    _refuse_reading_the_output(target, source, files)  # the run must not read what it writes
 
     import tensorflow as tf
     from apache_beam.options.pipeline_options import PipelineOptions
@@ -391,7 +405,8 @@ def _class_line(classes: dict) -> str:
 def _preview(args, log, guard: InterruptGuard, phase: _Phase) -> int:
     import tensorflow as tf
 
-    from tfx_image_augment.offline.preview import preview_from_pattern, write_png
+    from tfx_image_augment.io.publish import OutputFolderError, check_sheet_output, write_sheet
+    from tfx_image_augment.offline.preview import preview_from_pattern
 
     output = args.output.strip()
     if not output:
@@ -400,19 +415,20 @@ def _preview(args, log, guard: InterruptGuard, phase: _Phase) -> int:
         raise ValueError(f"--output {output} is a folder: name the PNG file to write in it.")
     source = _source(args)
     config = _config(args, source)
-    _checked_input(args, config, source)
+    image_format = check_sheet_output(output, args.overwrite, _checked_input(args, config, source))
     guard.message = "image-augment: interrupted; no preview was written"
-    phase.started = True
+    # Drawing reads the input: what goes wrong there is the input's (exit 2), as below.
     sheet, _ = preview_from_pattern(source, config, rows=args.rows)
     if sheet is None:
         raise FileNotFoundError(
             f"--input {args.input!r}: no decodable image in feature {args.image_feature!r}."
         )
+    phase.started = True
     try:
-        write_png(output, sheet)
+        write_sheet(output, sheet, image_format)
     except (OSError, tf.errors.OpError) as err:
         reason = err.strerror if isinstance(err, OSError) else err.message.splitlines()[0]
-        raise ValueError(f"cannot write --output {output}: {reason}.") from None
+        raise OutputFolderError(f"cannot write --output {output}: {reason}.") from None
     print(
         f"image-augment: wrote {output} ({sheet.shape[1]}x{sheet.shape[0]}): each "
         f"original beside {min(args.num_copies, 6)} copies"
@@ -435,6 +451,7 @@ def main(argv: list[str] | None = None) -> int:
         cut = argv.index("--")
         argv, beam_args = argv[:cut], argv[cut + 1 :]
     args = _parser().parse_args(argv)
+    args.input = inputs.absolute_pattern(args.input)  # once, before anything reads it
     environment.configure()  # an entry point: Keras flavour and quiet logs, before TensorFlow
     log = environment.progress_logger("image-augment")
     phase = _Phase()
@@ -468,10 +485,20 @@ class _Phase:
 def _failure(err: BaseException, phase: _Phase) -> int:
     """Prints `err` as one line and returns the exit code; re-raises what is not ours to judge
     (a bug shows its traceback). IMAGE_AUGMENT_LOG_LEVEL=DEBUG prints the traceback too."""
-    from tfx_image_augment.offline.beam.expansion import CorruptInputError, QuarantineLimitExceeded
+    from tfx_image_augment.io.publish import OutputFolderError
+    from tfx_image_augment.offline.beam.expansion import (
+        CorruptInputError,
+        EmptyInputError,
+        QuarantineLimitExceeded,
+    )
 
     is_tf_error = type(err).__module__.startswith("tensorflow")
-    if isinstance(
+    full = failures.disk_full(err)  # however Beam wrapped it
+    if full is not None:
+        line, code = f"image-augment: failed: disk full writing {full}", EXIT_FAILED
+    elif isinstance(err, (OutputFolderError, EmptyInputError)):  # the output's or input's fault
+        line, code = f"image-augment: error: {_one_line(err)}", EXIT_USAGE
+    elif isinstance(
         err, (QuarantineLimitExceeded, CorruptInputError, runner_checks.WorkerPoolUnavailable)
     ):
         line, code = f"image-augment: failed: {err}", EXIT_FAILED

@@ -1,26 +1,32 @@
-"""Ctrl-C for the `image-augment` CLI: the run ends within seconds, with one line, exit 130.
+"""Ctrl-C and SIGTERM for the `image-augment` CLI: the run ends within seconds, with one line,
+exit 130 (Ctrl-C) or 143 (SIGTERM, what `timeout`, `kill` and container stops send).
 
 Without this (Beam 2.59, DirectRunner), Ctrl-C printed a traceback from the launcher and one
 from every worker process; with multi-processing, a SIGINT while Beam stopped its workers could
 leave the launcher waiting for a worker forever; and a KeyboardInterrupt that landed in one of
 Beam's threads, or in code that caught it, could be lost, so the run went on and exited 0.
 
-How `InterruptGuard` works (Linux): while it is active, SIGINT is ignored and blocked in every
-thread of the process. Ignored, so Beam's worker processes, started after it through /bin/sh
-(which keeps an ignored signal ignored), never see Ctrl-C and print nothing; blocked, so Linux
-keeps the signal pending for the process instead of discarding it, and the guard's watcher
-thread takes it with sigtimedwait. The watcher then records the interrupt (so it cannot be
-lost), silences stderr (dying workers make Beam's threads print), kills this process's
-descendants (the workers), and raises KeyboardInterrupt in the main thread by a signal to that
-thread alone, which also wakes it from a blocking wait. The main thread cleans up and calls
+Without it, SIGTERM killed the launcher with Python's default action: a traceback, exit 143, the
+staging folder left behind, and Beam's worker processes orphaned for seconds. Both signals are
+handled alike below (SIGINT and SIGTERM: "the signal").
+
+How `InterruptGuard` works (Linux): while it is active, the signal is ignored and blocked in
+every thread of the process. Ignored, so Beam's worker processes, started after it through
+/bin/sh (which keeps an ignored signal ignored), never see it and print nothing (Beam ends them
+by closing their channel or with SIGKILL, never with SIGTERM); blocked, so Linux keeps the
+signal pending for the process instead of discarding it, and the guard's watcher thread takes it
+with sigtimedwait. The watcher then records the interrupt (so it cannot be lost), silences
+stderr (dying workers make Beam's threads print), kills this process's descendants (the
+workers), and raises KeyboardInterrupt in the main thread by a signal to that thread alone,
+which also wakes it from a blocking wait. The main thread cleans up and calls
 `exit_interrupted`, which exits at once (Beam's threads may still wait for the killed workers,
-so a normal interpreter exit could hang). Should the main thread not get there within
-`deadline` seconds (stuck in C code), the watcher runs the registered cleanups and exits.
+so a normal interpreter exit could hang). Should the main thread not get there within `deadline`
+seconds (stuck in C code), the watcher runs the registered cleanups and exits.
 
 The guard must be entered before any other thread starts (a thread that does not block SIGINT
 would take the signal and, SIGINT being ignored, drop it): the CLI enters it before TensorFlow
 and Beam load. Elsewhere (another OS, or not the main thread) the guard does nothing but
-remember cleanups: Ctrl-C is Python's plain KeyboardInterrupt.
+remember cleanups: Ctrl-C is Python's plain KeyboardInterrupt, SIGTERM its default action.
 """
 
 from __future__ import annotations
@@ -34,6 +40,8 @@ import threading
 from collections.abc import Callable
 
 EXIT_INTERRUPTED = 130  # 128 + SIGINT, what shells report for a run ended by Ctrl-C
+EXIT_TERMINATED = 143  # 128 + SIGTERM
+SIGNALS = (signal.SIGINT, signal.SIGTERM)
 _POKE = signal.SIGUSR2  # sent to the main thread alone, to raise KeyboardInterrupt there
 
 
@@ -63,11 +71,14 @@ def kill_descendants() -> None:
 
 
 class InterruptGuard:
-    """Turns Ctrl-C into one line and exit 130, however the run is busy (see the module)."""
+    """Turns Ctrl-C into one line and exit 130, and SIGTERM into one line and exit 143, however
+    the run is busy (see the module). `message` is worded for Ctrl-C ("interrupted"); after a
+    SIGTERM its first "interrupted" reads "terminated (SIGTERM)"."""
 
     def __init__(self, deadline: float = 5.0):
         self.deadline = deadline
         self.interrupted = False
+        self.signum: int | None = None  # the signal that ended the run
         # The line printed on an interrupt, or a function that tells it then.
         self.message: str | Callable[[], str] = "image-augment: interrupted"
         self._cleanups: list[Callable[[], None]] = []
@@ -92,8 +103,8 @@ class InterruptGuard:
             return self
         self._active = True
         self._main = threading.main_thread().ident
-        self._previous_mask = signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT})
-        self._previous_int = signal.signal(signal.SIGINT, signal.SIG_IGN)
+        self._previous_mask = signal.pthread_sigmask(signal.SIG_BLOCK, set(SIGNALS))
+        self._previous_handlers = {s: signal.signal(s, signal.SIG_IGN) for s in SIGNALS}
         self._previous_poke = signal.signal(_POKE, self._raise_in_main)
         self._watcher = threading.Thread(target=self._watch, name="interrupt-watcher", daemon=True)
         self._watcher.start()
@@ -105,7 +116,8 @@ class InterruptGuard:
         self._stop.set()
         self._watcher.join()
         signal.signal(_POKE, self._previous_poke)
-        signal.signal(signal.SIGINT, self._previous_int)
+        for signum, handler in self._previous_handlers.items():
+            signal.signal(signum, handler)
         signal.pthread_sigmask(signal.SIG_SETMASK, self._previous_mask)
 
     def _raise_in_main(self, signum, frame) -> None:
@@ -113,10 +125,12 @@ class InterruptGuard:
 
     def _watch(self) -> None:
         while not self._stop.is_set():
-            if signal.sigtimedwait({signal.SIGINT}, 0.2) is None:
+            received = signal.sigtimedwait(set(SIGNALS), 0.2)
+            if received is None:
                 continue
-            if self.interrupted:  # a second Ctrl-C: the first is being handled
+            if self.interrupted:  # a second signal: the first is being handled
                 continue
+            self.signum = received.si_signo
             self.interrupted = True
             self._silence_stderr()
             kill_descendants()
@@ -135,7 +149,8 @@ class InterruptGuard:
 
     def exit_interrupted(self):
         """Kills the run's worker processes, runs the cleanups, prints `message` (one line) and
-        ends the process with exit 130. Called by the main thread after a KeyboardInterrupt."""
+        ends the process with exit 130 (143 after SIGTERM). Called by the main thread after a
+        KeyboardInterrupt."""
         self.interrupted = True
         kill_descendants()
         self._run_cleanups()
@@ -145,7 +160,10 @@ class InterruptGuard:
         with contextlib.suppress(Exception):
             sys.stdout.flush()
         message = self.message() if callable(self.message) else self.message
+        terminated = self.signum == signal.SIGTERM
+        if terminated:
+            message = message.replace("interrupted", "terminated (SIGTERM)", 1)
         line = (message + "\n").encode()
         with contextlib.suppress(OSError):
             os.write(self._stderr if self._stderr is not None else 2, line)
-        os._exit(EXIT_INTERRUPTED)
+        os._exit(EXIT_TERMINATED if terminated else EXIT_INTERRUPTED)

@@ -13,6 +13,18 @@ Paths are relative to the folder. Readers trust the marker and nothing else: the
 the files it lists, and refuse a folder that image-augment wrote but that has no marker (the run
 failed, was stopped, or an older version wrote it). Needs TensorFlow only (tf.io.gfile, so
 gs:// works too).
+
+The marker also lists everything else the run wrote there (`contents`: every file, recursively,
+with its size, and every folder), so a folder is known to be image-augment's by what its marker
+lists, never by the names in it: `foreign_path` names the first thing in a folder that no
+marker of ours lists (a file someone added, or changed), and `--overwrite` refuses such a folder.
+
+    "contents": {"files": {"augment_summary.json": 412, "augmentation_model/policy.json": 980,
+                           "data_tfrecord-copies-00000-of-00001.gz": 51234, ...},
+                 "folders": ["augmentation_model", "augmentation_model/saved_model", ...]}
+
+While a folder is being published object by object (gs://), `_PUBLISHING` (same format, no
+splits) lists what may be in it; it is deleted once the marker is written.
 """
 
 from __future__ import annotations
@@ -25,6 +37,8 @@ from collections.abc import Iterable, Mapping
 import tensorflow as tf
 
 MARKER_FILE = "_SUCCESS"
+PENDING_FILE = "_PUBLISHING"  # the contents of a folder being published object by object
+CONTENTS_KEY = "contents"
 MARKER_FORMAT = "image-augment-output/1"
 SUMMARY_FILE = "augment_summary.json"
 MODEL_DIR = "augmentation_model"
@@ -84,16 +98,37 @@ def describe_output(
     }
 
 
-def write_marker(folder: str, marker: dict) -> None:
-    """Writes `folder/_SUCCESS`; the caller does so last."""
-    with tf.io.gfile.GFile(os.path.join(folder, MARKER_FILE), "w") as handle:
+def list_contents(folder: str) -> dict:
+    """{"files": {relative path: size}, "folders": [relative path]} of everything under
+    `folder`, recursively (its own marker and pending list aside)."""
+    files: dict[str, int] = {}
+    folders: list[str] = []
+    base = folder.rstrip("/")
+    for directory, subdirs, names in tf.io.gfile.walk(folder):
+        relative_dir = directory.rstrip("/")[len(base) :].strip("/").replace(os.sep, "/")
+        for subdir in subdirs:
+            folders.append(posixpath.join(relative_dir, subdir.rstrip("/")))
+        for name in names:
+            relative = posixpath.join(relative_dir, name)
+            if relative in (MARKER_FILE, PENDING_FILE):
+                continue
+            files[relative] = tf.io.gfile.stat(os.path.join(directory, name)).length
+    return {"files": dict(sorted(files.items())), "folders": sorted(folders)}
+
+
+def write_marker(folder: str, marker: dict, name: str = MARKER_FILE) -> None:
+    """Writes `folder/_SUCCESS` (or `name`), adding the list of everything in `folder`
+    (`contents`) unless `marker` has it; the caller does so last."""
+    if CONTENTS_KEY not in marker:
+        marker = {**marker, CONTENTS_KEY: list_contents(folder)}
+    with tf.io.gfile.GFile(os.path.join(folder, name), "w") as handle:
         handle.write(json.dumps(marker, indent=2, sort_keys=True) + "\n")
 
 
-def read_marker(folder: str) -> dict | None:
+def read_marker(folder: str, name: str = MARKER_FILE) -> dict | None:
     """The marker of `folder`, or None when it has none of ours (another tool's `_SUCCESS`,
     e.g. Spark's empty one, is not ours)."""
-    path = os.path.join(folder, MARKER_FILE)
+    path = os.path.join(folder, name)
     if not tf.io.gfile.exists(path) or tf.io.gfile.isdir(path):
         return None
     with tf.io.gfile.GFile(path) as handle:
@@ -111,7 +146,7 @@ def is_image_augment_entry(name: str) -> bool:
     """Whether a folder entry is one an image-augment run writes (a data shard is matched by
     the caller, which knows the prefix)."""
     return (
-        name in (MARKER_FILE, SUMMARY_FILE, MODEL_DIR, QUARANTINE_DIR)
+        name in (MARKER_FILE, PENDING_FILE, SUMMARY_FILE, MODEL_DIR, QUARANTINE_DIR)
         or name.startswith(BEAM_TEMP_PREFIX)
         or STAGING_INFIX in name
     )
@@ -162,3 +197,65 @@ def listed_files(folder: str, marker: dict, split: str | None) -> list[str]:
             )
         paths.append(path)
     return paths
+
+
+def _owned(folder: str) -> tuple[dict[str, set[int]], set[str]]:
+    """({file: its sizes}, folders) that the markers of `folder` say image-augment wrote there:
+    its `_SUCCESS`, and while it is being published object by object, `_PUBLISHING` (which
+    lists the new contents and the `previous` ones)."""
+    files: dict[str, set[int]] = {}
+    folders: set[str] = set()
+    for name in (MARKER_FILE, PENDING_FILE):
+        marker = read_marker(folder, name) or {}
+        for contents in (marker.get(CONTENTS_KEY), marker.get("previous")):
+            if not isinstance(contents, dict):
+                continue
+            for relative, size in (contents.get("files") or {}).items():
+                files.setdefault(relative, set()).add(size)
+            folders.update(contents.get("folders") or [])
+    return files, folders
+
+
+def _first_file(folder: str, relative_dir: str) -> str | None:
+    """The first file (relative to `folder`) under its subfolder `relative_dir`, if any."""
+    for directory, _, names in tf.io.gfile.walk(_join(folder, relative_dir)):
+        if names:
+            inner = directory.rstrip("/")[len(folder.rstrip("/")) :].strip("/")
+            return posixpath.join(inner.replace(os.sep, "/"), sorted(names)[0])
+    return None
+
+
+def foreign_path(folder: str) -> str | None:
+    """The first path under `folder` (relative, `/`-separated) that no marker of ours lists:
+    a file someone added or changed (its size differs), a folder we did not make (its first
+    file, if it has one), a symbolic link, a FIFO. None when the markers list everything
+    there: the folder is image-augment's own output, whole (its marker and pending list
+    aside). Without a marker of ours the first entry is foreign."""
+    files, folders = _owned(folder)
+    own = {MARKER_FILE} if read_marker(folder) is not None else set()
+    if read_marker(folder, PENDING_FILE) is not None:
+        own.add(PENDING_FILE)
+    local = "://" not in folder or folder.startswith("file://")
+
+    def visit(relative_dir: str) -> str | None:
+        directory = _join(folder, relative_dir) if relative_dir else folder
+        for entry in sorted(e.rstrip("/") for e in tf.io.gfile.listdir(directory)):
+            relative = posixpath.join(relative_dir, entry)
+            if relative in own:
+                continue
+            path = os.path.join(directory, entry)
+            if local and os.path.islink(path.removeprefix("file://")):
+                return relative
+            if tf.io.gfile.isdir(path):
+                if relative not in folders:
+                    return _first_file(folder, relative) or relative
+                found = visit(relative)
+                if found:
+                    return found
+            elif local and not os.path.isfile(path.removeprefix("file://")):
+                return relative  # a FIFO, a socket, a device
+            elif tf.io.gfile.stat(path).length not in files.get(relative, ()):
+                return relative
+        return None
+
+    return visit("")

@@ -9,15 +9,25 @@ The CLI's output folder (`StagedOutput`):
   <host>`, so publishing is a rename on one filesystem. The marker is written inside it first,
   then one `renameat2(RENAME_EXCHANGE)` swaps it with the old output (Linux): at every instant
   the folder is the old complete output or the new one. Where that call is missing, the old
-  output is renamed aside first: for a moment the folder is absent, never mixed. A staging
-  folder left by a killed run is deleted by the next run into the same folder (when its process
-  is gone).
+  output is renamed aside first: for a moment the folder is absent, never mixed.
+- One run at a time per output folder (local): a run holds an flock on `.<name>.lock` beside the
+  output for its whole life (the lock file is deleted when it ends; a killed run's stays, not
+  held). A second run into the same folder fails at once. A staging folder beside the output is
+  stale exactly when nobody holds that lock: the run that takes it deletes them all (whatever
+  process, PID namespace or host made them).
+- `--overwrite` replaces a folder only if image-augment's completion marker lists everything in
+  it, recursively (completion.foreign_path): a file anyone else put anywhere in it, or changed,
+  refuses the run, naming it.
 - Remote filesystems (gs://, s3://, ...: any path with a scheme): object stores cannot rename a
   folder atomically. Publishing deletes the old output's marker, then the old output, moves the
   staging folder into place object by object (TensorFlow's rename) and writes the marker last.
   What holds there: a folder with a marker holds every file the marker lists; until the marker
-  is written the reader refuses the folder. A run stopped while publishing leaves a folder
-  without a marker, which readers refuse and `--overwrite` replaces; the old output is gone.
+  is written the reader refuses the folder. Before the old marker goes, `_PUBLISHING` is
+  written there: it lists the old and the new contents, so a run stopped while publishing
+  leaves a folder without a marker, which readers refuse and `--overwrite` still knows as
+  ours and replaces; the old output is gone. No lock there (object stores have none): two runs
+  into one gs:// folder are not kept apart, and the stale staging sweep goes by process id and
+  host, as before.
 
 The TFX executor's artifact folders (`clear_folder`, `move_children`): the folder belongs to one
 execution, so anything already in it is stale (a retried execution's leftovers): it is cleared,
@@ -30,6 +40,7 @@ from __future__ import annotations
 import contextlib
 import ctypes
 import errno
+import fcntl
 import os
 import secrets
 import shutil
@@ -37,17 +48,31 @@ import socket
 
 import tensorflow as tf
 
+from tfx_image_augment.io import failures
 from tfx_image_augment.io.completion import (
     BEAM_TEMP_PREFIX,
+    CONTENTS_KEY,
     MARKER_FILE,
+    MARKER_FORMAT,
+    PENDING_FILE,
     QUARANTINE_DIR,
     STAGING_INFIX,
-    is_image_augment_entry,
+    foreign_path,
+    list_contents,
+    read_marker,
     write_marker,
+)
+from tfx_image_augment.io.inputs import (
+    GLOB_CHARACTERS,
+    absolute_pattern,
+    could_match,
+    is_remote,
+    real_pattern,
 )
 from tfx_image_augment.io.killpoints import killpoint
 
 QUARANTINE_SUFFIX = ".quarantine"  # where the CLI keeps a failed run's quarantine
+LOCK_SUFFIX = ".lock"  # `.<name>.lock` beside the output: held by the run writing it
 
 
 class OutputFolderError(ValueError):
@@ -63,6 +88,12 @@ def normalize_output(path: str) -> str:
     stripped = path.strip()
     if not stripped:
         raise OutputFolderError("--output is empty: name the folder to write, e.g. out/")
+    wildcards = [c for c in GLOB_CHARACTERS if c in stripped]
+    if wildcards:
+        raise OutputFolderError(
+            f"--output {stripped} holds {wildcards[0]!r}, which Beam reads as a glob character: "
+            "name the folder without *, ? or [."
+        )
     if is_local(stripped):
         return os.path.normpath(stripped.removeprefix("file://"))
     return stripped.rstrip("/")
@@ -116,6 +147,46 @@ def _exchange(first: str, second: str) -> None:
         raise OSError(code, os.strerror(code), first, None, second)
 
 
+class OutputLock:
+    """An exclusive flock on a lock file, held while the process keeps it (a killed process
+    releases it); local filesystems only."""
+
+    def __init__(self, path: str):
+        self.path = path
+        self._fd: int | None = None
+
+    def acquire(self) -> bool:
+        """Takes the lock at once; False when another process holds it."""
+        while True:
+            fd = os.open(self.path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o644)
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                os.close(fd)
+                return False
+            # Its last holder may have deleted the file after we opened it: a lock on a
+            # deleted file keeps nobody out, so take the one now at the path instead.
+            try:
+                current = os.stat(self.path)
+            except FileNotFoundError:
+                current = None
+            mine = os.fstat(fd)
+            if current and (current.st_dev, current.st_ino) == (mine.st_dev, mine.st_ino):
+                self._fd = fd
+                return True
+            os.close(fd)
+
+    def release(self) -> None:
+        """Deletes the lock file, then lets the lock go. Idempotent."""
+        fd, self._fd = self._fd, None
+        if fd is None:
+            return
+        with contextlib.suppress(OSError):
+            os.remove(self.path)
+        with contextlib.suppress(OSError):
+            os.close(fd)
+
+
 def _process_is_gone(pid: int) -> bool:
     try:
         os.kill(pid, 0)
@@ -161,6 +232,7 @@ class StagedOutput:
         self.staging = self._new_staging_path()
         self.published = False
         self._leftovers: list[str] = []
+        self._lock = OutputLock(os.path.join(self.parent, f".{self.name}{LOCK_SUFFIX}"))
 
     def _new_staging_path(self) -> str:
         token = secrets.token_hex(4)
@@ -168,16 +240,14 @@ class StagedOutput:
 
     # -- checks --------------------------------------------------------------------------------
 
-    def _foreign_entries(self) -> list[str]:
-        return [
-            entry
-            for entry in _listdir(self.output)
-            if not (is_image_augment_entry(entry) or entry.startswith(self._data_prefix))
-        ]
-
     def check(self) -> None:
         """Raises OutputFolderError unless the output may be written: absent, an empty folder,
-        or (with overwrite) a folder holding only what image-augment writes."""
+        or (with overwrite) a folder whose completion marker lists everything in it."""
+        if self.local and os.path.islink(self.output):
+            raise OutputFolderError(
+                f"--output {self.output} is a symbolic link: name the folder it points to, "
+                f"{os.path.realpath(self.output)}, or another folder."
+            )
         if not _exists(self.output):
             return
         if not _isdir(self.output):
@@ -189,30 +259,79 @@ class StagedOutput:
                 f"--output {self.output} already holds files; pass --overwrite to replace it "
                 "whole, or choose another folder."
             )
-        foreign = self._foreign_entries()
+        foreign = foreign_path(self.output)
         if foreign:
             raise OutputFolderError(
                 f"--output {self.output} holds files that image-augment did not write (e.g. "
-                f"{foreign[0]!r}); --overwrite replaces only an image-augment output folder."
+                f"{foreign!r}); --overwrite replaces only an image-augment output folder."
             )
 
+    def _resolved(self, path: str) -> str:
+        """`path` (beside or inside the output) with the output's parent folder resolved."""
+        if not self.local:
+            return path
+        parent = os.path.realpath(self.parent or ".")
+        return os.path.join(parent, os.path.relpath(path, self.parent or "."))
+
+    def check_input(self, pattern: str, files: list[str]) -> None:
+        """Raises OutputFolderError when the run would read what it writes: when the input
+        glob `pattern` can match the output folder (or anything in it), its staging folder,
+        lock file or kept quarantine, or when the output folder holds an input file (`files`,
+        what the glob matches). Symbolic links in the folders are resolved on both sides."""
+        pattern = absolute_pattern(pattern)
+        real = real_pattern(pattern)
+        places = [self.output, self.staging, self._lock.path, self.kept_quarantine]
+        for place in places:
+            resolved = self._resolved(os.path.abspath(place) if self.local else place)
+            if could_match(real, resolved):
+                raise OutputFolderError(
+                    f"--input {pattern!r} would also read what the run writes ({place}): "
+                    "write --output outside the folders the input glob reads."
+                )
+        output = self._resolved(os.path.abspath(self.output) if self.local else self.output)
+        for path in files:
+            resolved = os.path.realpath(path) if not is_remote(path) else path
+            if resolved.startswith(output.rstrip("/") + "/"):
+                raise OutputFolderError(
+                    f"--output {self.output} holds the input file {path}: an input folder is "
+                    "never an output; choose another folder."
+                )
+
     def _sweep_stale_staging(self) -> None:
-        """Deletes the staging folders of earlier runs into this output whose process is gone
-        (a killed run's); those of live runs, and of other hosts, stay."""
+        """Deletes the staging folders of earlier runs into this output. Locally the caller
+        holds the output's lock, so none of them belongs to a live run. Remotely (no lock),
+        those whose process is gone, on this host."""
         for entry in _listdir(self.parent):
             if not entry.startswith(self._prefix):
                 continue
-            _, pid, host = (entry[len(self._prefix) :].split("-", 2) + ["", ""])[:3]
-            if host == _host() and pid.isdigit() and _process_is_gone(int(pid)):
-                with contextlib.suppress(OSError, tf.errors.OpError):
-                    remove_tree(os.path.join(self.parent, entry))
+            if not self.local:
+                _, pid, host = (entry[len(self._prefix) :].split("-", 2) + ["", ""])[:3]
+                if not (host == _host() and pid.isdigit() and _process_is_gone(int(pid))):
+                    continue
+            with contextlib.suppress(OSError, tf.errors.OpError):
+                remove_tree(os.path.join(self.parent, entry))
 
     def prepare(self) -> None:
-        """Checks the output folder and creates the staging folder beside it."""
+        """Checks the output folder, takes its lock (local) and creates the staging folder
+        beside it; on failure, nothing is held."""
         self.check()
+        failures.note_writing(self.staging, self.output)
+        try:
+            self._prepare()
+        except BaseException:
+            self._lock.release()
+            raise
+
+    def _prepare(self) -> None:
         try:
             if self.local:
                 os.makedirs(self.parent or ".", exist_ok=True)
+                if not self._lock.acquire():
+                    raise OutputFolderError(
+                        f"another run is writing {self.output} (it holds {self._lock.path}); "
+                        "wait for it to end, or choose another folder."
+                    )
+                self.check()  # again, under the lock: a run may have published meanwhile
                 self._sweep_stale_staging()
                 os.mkdir(self.staging)
             else:
@@ -266,14 +385,27 @@ class StagedOutput:
             os.rename(self.staging, self.output)
 
     def _publish_remote(self, marker: dict) -> None:
+        marker = {**marker, CONTENTS_KEY: list_contents(self.staging)}
         killpoint("before-publish")
         if tf.io.gfile.exists(self.output):
+            # What may be in the folder from here until the marker: the old and the new
+            # contents, so a run stopped meanwhile leaves a folder --overwrite knows as ours.
+            previous = (read_marker(self.output) or {}).get(CONTENTS_KEY)
+            pending = {"format": MARKER_FORMAT, CONTENTS_KEY: marker[CONTENTS_KEY]}
+            if previous:
+                pending["previous"] = previous
+            write_marker(self.output, pending, PENDING_FILE)
             # The old marker goes first: from here on readers refuse the folder.
             remove_tree(os.path.join(self.output, MARKER_FILE))
-            remove_tree(self.output)
-        _rename(self.staging, self.output)
+            for entry in _listdir(self.output):
+                if entry != PENDING_FILE:
+                    remove_tree(os.path.join(self.output, entry))
+            move_children(self.staging, self.output)
+        else:
+            _rename(self.staging, self.output)
         killpoint("before-marker")
         write_marker(self.output, marker)
+        remove_tree(os.path.join(self.output, PENDING_FILE))
 
     @property
     def kept_quarantine(self) -> str:
@@ -288,18 +420,35 @@ class StagedOutput:
         if not _exists(source):
             return False
         if _exists(target):
-            if not _isdir(target) or any(not e.startswith("Split-") for e in _listdir(target)):
+            if not _is_kept_quarantine(target):
                 return False
             remove_tree(target)
         _rename(source, target)
         return True
 
     def discard(self) -> None:
-        """Deletes the staging folder (after publishing: the replaced old output). Idempotent;
-        errors are ignored, as a later run sweeps what is left."""
+        """Deletes the staging folder (after publishing: the replaced old output), then lets
+        the output's lock go. Idempotent; errors are ignored, as a later run sweeps what is
+        left."""
         for path in [self.staging, *self._leftovers]:
             with contextlib.suppress(OSError, tf.errors.OpError):
                 remove_tree(path)
+        self._lock.release()
+
+
+def _is_kept_quarantine(folder: str) -> bool:
+    """Whether `folder` holds only what a kept quarantine holds: `Split-*` folders of
+    quarantine shards."""
+    if not _isdir(folder):
+        return False
+    for split in _listdir(folder):
+        path = os.path.join(folder, split)
+        if not split.startswith("Split-") or not _isdir(path):
+            return False
+        for entry in _listdir(path):
+            if not entry.startswith("quarantine_tfrecord") or _isdir(os.path.join(path, entry)):
+                return False
+    return True
 
 
 # -- the TFX executor's artifact folders -------------------------------------------------------
@@ -338,3 +487,56 @@ def move_children(staging: str, folder: str, only: list[str] | None = None) -> N
         if only is None or entry in only:
             _rename(os.path.join(staging, entry), os.path.join(folder, entry))
     remove_tree(staging)
+
+
+# -- the preview's contact sheet ---------------------------------------------------------------
+
+SHEET_FORMATS = {".png": "png", ".jpg": "jpeg", ".jpeg": "jpeg"}
+
+
+def check_sheet_output(path: str, overwrite: bool, input_files: list[str]) -> str:
+    """The image format ("png" or "jpeg") that the suffix of `path` names; OutputFolderError
+    (one sentence) for another suffix, for an existing file without `overwrite`, and for an
+    input file of the run (never overwritten)."""
+    suffix = os.path.splitext(path)[1].lower()
+    if suffix not in SHEET_FORMATS:
+        raise OutputFolderError(
+            f"--output {path}: name a .png, .jpg or .jpeg file (its suffix decides the format)."
+        )
+    if not _exists(path):
+        return SHEET_FORMATS[suffix]
+    resolved = os.path.realpath(path) if is_local(path) else path
+    for input_file in input_files:
+        if (os.path.realpath(input_file) if is_local(input_file) else input_file) == resolved:
+            raise OutputFolderError(f"--output {path} is an input file of this preview.")
+    if not overwrite:
+        raise OutputFolderError(
+            f"--output {path} already exists; pass --overwrite to replace it, or choose "
+            "another file."
+        )
+    return SHEET_FORMATS[suffix]
+
+
+def write_sheet(path: str, sheet, image_format: str) -> None:
+    """Writes the uint8 RGB `sheet` to `path` as `image_format` ("png" or "jpeg"), whole: into
+    a temporary file beside it, then renamed over it (locally; elsewhere written in place)."""
+    if image_format == "jpeg":
+        data = tf.io.encode_jpeg(sheet, quality=95).numpy()
+    else:
+        data = tf.io.encode_png(sheet).numpy()
+    folder = os.path.dirname(path)
+    if folder:
+        tf.io.gfile.makedirs(folder)
+    if not is_local(path):
+        with tf.io.gfile.GFile(path, "wb") as handle:
+            handle.write(data)
+        return
+    local = path.removeprefix("file://")
+    temporary = os.path.join(os.path.dirname(local), f".{os.path.basename(local)}.{os.getpid()}")
+    try:
+        with open(temporary, "wb") as handle:
+            handle.write(data)
+        os.replace(temporary, local)
+    finally:
+        with contextlib.suppress(OSError):
+            os.remove(temporary)

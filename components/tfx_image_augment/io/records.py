@@ -1,7 +1,8 @@
 """The records the offline expansion reads and writes: stable keys, provenance, quarantine.
 
-Also the one rule for telling a gzipped TFRecord file from a plain one. Needs TensorFlow only
-(no Beam), so the reader, the preview and the runners share it with the Beam door.
+Also the one rule for telling a gzipped TFRecord file from a plain one (by its first bytes).
+Needs TensorFlow only (no Beam), so the reader, the preview and the runners share it with the
+Beam door.
 """
 
 from __future__ import annotations
@@ -24,10 +25,49 @@ QUARANTINE_PREFIX = "quarantine_tfrecord"
 GZIP_SUFFIX = ".gz"
 
 
+GZIP_MAGIC = b"\x1f\x8b"
+_HEADER_BYTES = 12  # a TFRecord starts with its length (8 bytes) and their masked CRC-32C (4)
+
+
+def _crc32c(data: bytes) -> int:
+    crc = 0xFFFFFFFF
+    for byte in data:
+        crc ^= byte
+        for _ in range(8):
+            crc = (crc >> 1) ^ (0x82F63B78 if crc & 1 else 0)
+    return crc ^ 0xFFFFFFFF
+
+
+def _is_tfrecord_header(head: bytes) -> bool:
+    """Whether `head` is a plain TFRecord file's first 12 bytes: a length and its masked
+    CRC-32C, as TFRecordWriter writes them."""
+    if len(head) < _HEADER_BYTES:
+        return False
+    crc = _crc32c(head[:8])
+    masked = (((crc >> 15) | (crc << 17)) + 0xA282EAD8) & 0xFFFFFFFF
+    return int.from_bytes(head[8:12], "little") == masked
+
+
 def compression_of(path: str) -> str:
-    """The `compression_type` TensorFlow needs to read the TFRecord file at `path`: "GZIP" for
-    a `.gz` file (what the expansion writes), "" for a plain one."""
-    return "GZIP" if path.endswith(GZIP_SUFFIX) else ""
+    """The `compression_type` TensorFlow needs to read the TFRecord file at `path`, read from
+    its first bytes, whatever its name: "GZIP" when it starts with gzip's magic (1f 8b), ""
+    for a plain one (or an empty one).
+
+    A plain file whose first record's length happens to begin with the bytes 1f 8b is still
+    told plain: its 12-byte record header checks out (its CRC), which a gzip header's does
+    not. Read through tf.io.gfile, so gs:// and other file systems work too. A file that cannot
+    be read is judged by its name (`.gz`: "GZIP"); reading it then fails with TensorFlow's own
+    reason."""
+    import tensorflow as tf
+
+    try:
+        with tf.io.gfile.GFile(path, "rb") as handle:
+            head = handle.read(_HEADER_BYTES)
+    except (OSError, tf.errors.OpError):
+        return "GZIP" if path.endswith(GZIP_SUFFIX) else ""
+    if head.startswith(GZIP_MAGIC) and not _is_tfrecord_header(head):
+        return "GZIP"
+    return ""
 
 
 # The TFX/TFDS image feature, the default of `image_feature`.

@@ -18,6 +18,7 @@ from tfx.dsl.components.base import base_beam_executor
 from tfx.types import artifact_utils
 
 from tfx_image_augment import environment
+from tfx_image_augment.io import inputs
 from tfx_image_augment.io.completion import QUARANTINE_DIR, write_marker
 from tfx_image_augment.io.killpoints import killpoint
 from tfx_image_augment.io.publish import (
@@ -76,6 +77,9 @@ class Executor(base_beam_executor.BaseBeamExecutor):
                 f"splits_to_augment names {unknown}, which the input Examples do "
                 f"not have; its splits are {split_names}."
             )
+        for name in split_names:  # before anything is written: reading a FIFO would hang
+            split_glob = os.path.join(artifact_utils.get_split_uri([examples], name), "*")
+            inputs.refuse_special_files(split_glob, f"the input split {name!r}")
         # Anything here is an earlier attempt's: cleared before this one writes.
         clear_folder(augmented.uri)
         clear_folder(model.uri)

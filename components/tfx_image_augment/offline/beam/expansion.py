@@ -1,7 +1,10 @@
 """Running the offline expansion: one Beam pipeline over all splits, its counts and failures.
 
 Shared by the TFX executor and the `image-augment` CLI. A damaged input file fails the run with
-CorruptInputError naming it; too many bad examples fail it with QuarantineLimitExceeded.
+CorruptInputError naming it; too many bad examples fail it with QuarantineLimitExceeded; an
+augmented split of which the run read no example fails it with EmptyInputError (0 examples in is
+a failure, never a published success); a full disk, however Beam wrapped it, is
+failures.DiskFull naming where.
 """
 
 from __future__ import annotations
@@ -11,6 +14,7 @@ from collections.abc import Iterable
 
 import apache_beam as beam
 
+from tfx_image_augment.io import failures
 from tfx_image_augment.io.killpoints import killpoint
 from tfx_image_augment.io.records import (
     DATA_PREFIX,
@@ -36,6 +40,10 @@ class QuarantineLimitExceeded(RuntimeError):
 
 class CorruptInputError(RuntimeError):
     """An input TFRecord file is damaged (bad CRC, truncated)."""
+
+
+class EmptyInputError(ValueError):
+    """The run read no example of a split it was to augment."""
 
 
 def counts_from_metrics(result, splits: Iterable[str]) -> dict[str, dict]:
@@ -162,8 +170,9 @@ def run_expansion(
     `splits` maps a split name to (input file pattern, output directory); the splits named in
     `config.splits_to_augment` are augmented, the others passed through. Raises
     CorruptInputError naming the damaged files, or QuarantineLimitExceeded with the counts and
-    the first reasons. Before the run, an EXTERNAL worker pool (the portable path) must start a
-    worker within `worker_start_timeout` seconds (default 60, 0 skips the check), or
+    the first reasons, or EmptyInputError when an augmented split read no example. Before the
+    run, an EXTERNAL worker pool (the portable path) must start a worker within
+    `worker_start_timeout` seconds (default 60, 0 skips the check), or
     runner_checks.WorkerPoolUnavailable says why. `quarantine_kept_in` is where the caller
     keeps the quarantine of a failed run, for the message (default: `quarantine_dir`).
     """
@@ -181,6 +190,10 @@ def run_expansion(
         result = pipeline.run()
         result.wait_until_finish()
     except Exception as err:
+        full = failures.os_error_in(err)
+        if full is not None and full.errno in failures.DISK_FULL_ERRNOS:
+            where = full.filename if isinstance(full.filename, str) else None
+            raise failures.DiskFull(where or next(iter(splits.values()))[1]) from err
         if not is_read_error(err):
             raise
         text = _error_text(err)
@@ -197,6 +210,12 @@ def run_expansion(
         ) from err
     killpoint("beam-finished")
     counts = counts_from_metrics(result, splits)
+    for name in config.splits_to_augment:
+        if name in counts and counts[name]["examples_read"] == 0:
+            raise EmptyInputError(
+                f"the run read no example of split {name!r} from {splits[name][0]!r}; nothing "
+                "was published (an input without examples is a failure, not an empty output)."
+            )
     read = sum(counts[s]["examples_read"] for s in config.splits_to_augment if s in counts)
     bad = sum(
         sum(counts[s]["quarantined"].values()) for s in config.splits_to_augment if s in counts

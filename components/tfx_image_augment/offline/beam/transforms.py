@@ -22,6 +22,7 @@ import apache_beam as beam
 import numpy as np
 
 from tfx_image_augment.core.seeds import copy_seed
+from tfx_image_augment.io import failures
 from tfx_image_augment.io.codec import (
     MAX_BATCH_PIXELS,
     core_inputs,
@@ -31,6 +32,7 @@ from tfx_image_augment.io.codec import (
     set_feature,
 )
 from tfx_image_augment.io.folders import ImageFolder, image_record, read_file
+from tfx_image_augment.io.inputs import absolute_pattern, compressions
 from tfx_image_augment.io.killpoints import killpoint
 from tfx_image_augment.io.quarantine import Quarantined
 from tfx_image_augment.io.records import (
@@ -70,6 +72,7 @@ class DecodeFn(beam.DoFn):
         self._config_json, self._split = config_json, split
 
     def setup(self):
+        failures.quiet_worker_disk_full()  # one line for a full disk, not tracebacks
         self._config = AugmentConfig.from_json(self._config_json)
         self._read = _counter(self._split, "examples_read")
 
@@ -135,6 +138,7 @@ class AugmentBatchFn(beam.DoFn):
         self._config_json, self._split = config_json, split
 
     def setup(self):
+        failures.quiet_worker_disk_full()  # one line for a full disk, not tracebacks
         from tfx_image_augment.core.augment import compile_policy
 
         self._config = AugmentConfig.from_json(self._config_json)
@@ -278,6 +282,7 @@ class AddProvenanceFn(beam.DoFn):
         self._config_json, self._split = config_json, split
 
     def setup(self):
+        failures.quiet_worker_disk_full()  # one line for a full disk, not tracebacks
         self._config = AugmentConfig.from_json(self._config_json)
         self._read = _counter(self._split, "examples_read")
         self._passed = _counter(self._split, "passed_through")
@@ -334,11 +339,48 @@ def _folder_record(relative_path: str, folder: ImageFolder) -> bytes:
     return image_record(folder, relative_path, read_file(folder.root, relative_path))
 
 
-def read_input(source: str | ImageFolder) -> beam.PTransform:
+def read_input(pipeline, label: str, source: str | ImageFolder):
     """The records of a split's input: a glob of TFRecord files, or a folder of images."""
     if isinstance(source, ImageFolder):
-        return ReadImageFolder(source)
-    return beam.io.ReadFromTFRecord(source, coder=beam.coders.BytesCoder(), validate=False)
+        return pipeline | label >> ReadImageFolder(source)
+    return read_tfrecords(pipeline, label, source)
+
+
+def read_tfrecords(pbegin, label: str, pattern: str):
+    """The records of the TFRecord files `pattern` matches, as a Beam PCollection of bytes.
+
+    Each file is read with the compression its first bytes name. Files of one kind (the usual
+    case) are read as Beam's ReadFromTFRecord of the pattern itself; a glob matching both
+    gzipped and plain files is read as one ReadAllFromTFRecord per kind, flattened."""
+    import tensorflow as tf
+    from apache_beam.io.filesystem import CompressionTypes
+
+    def beam_kind(kind: str):
+        return CompressionTypes.GZIP if kind == "GZIP" else CompressionTypes.UNCOMPRESSED
+
+    pattern = absolute_pattern(pattern)
+    files = sorted(f for f in tf.io.gfile.glob(pattern) if not tf.io.gfile.isdir(f))
+    kinds = compressions(files)
+    coder = beam.coders.BytesCoder()
+    if len(set(kinds.values())) <= 1:
+        kind = next(iter(kinds.values()), None)
+        return pbegin | label >> beam.io.ReadFromTFRecord(
+            pattern,
+            coder=coder,
+            compression_type=CompressionTypes.AUTO if kind is None else beam_kind(kind),
+            validate=False,
+        )
+    parts = []
+    for kind in sorted(set(kinds.values())):
+        name = kind or "plain"
+        group = [path for path in files if kinds[path] == kind]
+        parts.append(
+            pbegin
+            | f"{label}Files[{name}]" >> beam.Create(group)
+            | f"{label}[{name}]"
+            >> beam.io.ReadAllFromTFRecord(coder=coder, compression_type=beam_kind(kind))
+        )
+    return tuple(parts) | label >> beam.Flatten()
 
 
 class AugmentSplit(beam.PTransform):
@@ -358,7 +400,7 @@ class AugmentSplit(beam.PTransform):
 
     def expand(self, pipeline):
         split, config_json = self._split, self._config.to_json()
-        records = pipeline | f"Read[{split}]" >> read_input(self._input)
+        records = read_input(pipeline, f"Read[{split}]", self._input)
         # Fusion is broken on the encoded records, before anything is decoded or fanned out:
         # the shuffle moves 1/K of the bytes it would move after the fan-out, never decoded
         # pixels, and everything downstream (decode, K copies, batches) stays one fused,
@@ -414,9 +456,7 @@ class PassThroughSplit(beam.PTransform):
 
     def expand(self, pipeline):
         split = self._split
-        records = pipeline | f"Read[{split}]" >> beam.io.ReadFromTFRecord(
-            self._input, coder=beam.coders.BytesCoder(), validate=False
-        )
+        records = read_tfrecords(pipeline, f"Read[{split}]", self._input)
         passed = records | f"PassThrough[{split}]" >> beam.ParDo(
             AddProvenanceFn(self._config.to_json(), split)
         )
