@@ -92,7 +92,7 @@ def test_a_flat_folder_has_no_labels_and_a_mixed_one_is_refused(tmp_path):
     mixed = _cli("run", "--input", "flat", "--output", "out2", cwd=tmp_path)
     assert mixed.returncode == 2
     assert mixed.stderr.strip().splitlines() == [
-        "image-augment: error: --input flat holds images "
+        f"image-augment: error: --input {tmp_path / 'flat'} holds images "
         "both directly (0.png) and in class folders (cats/): use one layout, "
         "root/<class>/<image> or root/<image>."
     ]
