@@ -131,3 +131,30 @@ def test_errors_are_classified_by_phase():
     assert commands._failure(OSError(28, "No space left on device"), commands._Phase(True)) == 1
     with pytest.raises(ValueError, match="mid-run"):
         commands._failure(ValueError("a bug mid-run"), commands._Phase(started=True))
+
+
+@pytest.mark.parametrize(
+    "argv",
+    [
+        ["run", "--input", "in/*", "--output", "out", "--copies", "0"],
+        ["run", "--input", "in/*", "--output", "out", "--policy", "no-such-preset"],
+        ["run", "--input", "missing/*.tfrecord", "--output", "out"],
+        ["preview", "--input", "in/*", "--output", "sheet.gif"],
+    ],
+    ids=["setting", "policy", "input", "output"],
+)
+def test_usage_errors_answer_before_tensorflow_or_beam_load(tmp_path, argv):
+    (tmp_path / "in").mkdir()
+    (tmp_path / "in" / "data.tfrecord").write_bytes(b"")
+    code = (
+        "import sys\n"
+        "from tfx_image_augment.cli import main\n"
+        f"print('EXIT', main({argv!r}))\n"
+        "print('LOADED', 'tensorflow' in sys.modules, 'apache_beam' in sys.modules)\n"
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", code], cwd=tmp_path, capture_output=True, text=True, timeout=120
+    )
+    assert "EXIT 2" in result.stdout, result.stderr
+    assert "LOADED False False" in result.stdout
+    assert len(result.stderr.strip().splitlines()) == 1, result.stderr

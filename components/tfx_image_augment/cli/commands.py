@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import glob
 import json
 import os
 import sys
@@ -190,14 +191,13 @@ def _refuse_reading_the_output(target, source, files: list[str]) -> None:
 
 def _input_files(pattern: str) -> list[str]:
     """The files `pattern` matches, each a readable file; ValueError or FileNotFoundError with
-    one sentence otherwise."""
-    import tensorflow as tf
-
-    files = sorted(tf.io.gfile.glob(pattern))
+    one sentence otherwise. A local glob is matched without TensorFlow where it can be (a
+    usage error then answers before TensorFlow loads)."""
+    files = _glob(pattern)
     if not files:
         raise FileNotFoundError(f"--input {pattern!r} matches no file.")
     for path in files:
-        if tf.io.gfile.isdir(path):
+        if _is_folder(path):
             raise ValueError(
                 f"--input {pattern!r} matches the folder {path}: give a glob of its TFRecord "
                 f"files, e.g. '{os.path.join(path, '*')}'."
@@ -211,13 +211,35 @@ def _input_files(pattern: str) -> list[str]:
     return files
 
 
+def _glob(pattern: str) -> list[str]:
+    if "://" not in pattern:
+        found = glob.glob(pattern)
+        if found:
+            return sorted(found)
+        has_wildcard = any(c in pattern for c in inputs.GLOB_CHARACTERS)
+        folder = inputs.glob_prefix(pattern) if has_wildcard else os.path.dirname(pattern)
+        if not os.path.isdir(folder or os.curdir):
+            return []  # its folder is missing: nothing to match, and no need for TensorFlow
+    import tensorflow as tf  # remote globs, and what Python's glob skips (names with a dot)
+
+    return sorted(tf.io.gfile.glob(pattern))
+
+
+def _is_folder(path: str) -> bool:
+    if "://" not in path:
+        return os.path.isdir(path)
+    import tensorflow as tf
+
+    return tf.io.gfile.isdir(path)
+
+
 def _first_records(pattern: str, files: list[str]) -> tuple[str, list[bytes]]:
     """(file, its first records) of the first input file that holds any. An input without a
     record is an error (ValueError), not a run of 0 examples."""
     import tensorflow as tf
 
     from tfx_image_augment.io.records import compression_of
-    from tfx_image_augment.offline.beam.expansion import CorruptInputError
+    from tfx_image_augment.offline.errors import CorruptInputError
 
     for path in files:
         try:
@@ -270,25 +292,33 @@ def _check_features(path: str, records: list[bytes], config) -> None:
 
 
 def _checked_input(args, config, source) -> list[str]:
+    files = _input_files(args.input) if isinstance(source, str) else list(source.files)
+    _check_records(args, config, source, files)
+    return files
+
+
+def _check_records(args, config, source, files: list[str]) -> None:
+    """The first records of a TFRecord input exist and hold the features named."""
     if isinstance(source, ImageFolder):
-        return list(source.files)
-    files = _input_files(args.input)
+        return  # its records are made from the files, with the features the config expects
     path, records = _first_records(args.input, files)
     _check_features(path, records, config)
-    return files
 
 
 def _run(args, beam_args: list[str], log, guard: InterruptGuard, phase: _Phase) -> int:
     from tfx_image_augment.io.publish import StagedOutput
     from tfx_image_augment.io.records import DATA_PREFIX
 
-    # Arguments, output and input first: problems there are usage errors (exit 2).
-    target = StagedOutput(args.output, args.overwrite, DATA_PREFIX)
-    target.check()
-    runner_checks.check_beam_args(beam_args)
+    # Arguments, output and input first: problems there are usage errors (exit 2), the cheap
+    # ones (settings, policy, paths) before TensorFlow or Beam loads.
     source = _source(args)
     config = _config(args, source)
-    files = _checked_input(args, config, source)
+    target = StagedOutput(args.output, args.overwrite, DATA_PREFIX)
+    target.check()
+    files = _input_files(args.input) if isinstance(source, str) else list(source.files)
+    if beam_args:
+        runner_checks.check_beam_args(beam_args)
+    _check_records(args, config, source, files)
     _refuse_reading_the_output(target, source, files)  # the run must not read what it writes
 
     import tensorflow as tf
@@ -486,7 +516,7 @@ def _failure(err: BaseException, phase: _Phase) -> int:
     """Prints `err` as one line and returns the exit code; re-raises what is not ours to judge
     (a bug shows its traceback). IMAGE_AUGMENT_LOG_LEVEL=DEBUG prints the traceback too."""
     from tfx_image_augment.io.publish import OutputFolderError
-    from tfx_image_augment.offline.beam.expansion import (
+    from tfx_image_augment.offline.errors import (
         CorruptInputError,
         EmptyInputError,
         QuarantineLimitExceeded,

@@ -34,7 +34,7 @@ import os
 import posixpath
 from collections.abc import Iterable, Mapping
 
-import tensorflow as tf
+from tfx_image_augment.core.lazy import tf
 
 MARKER_FILE = "_SUCCESS"
 PENDING_FILE = "_PUBLISHING"  # the contents of a folder being published object by object

@@ -46,8 +46,7 @@ import secrets
 import shutil
 import socket
 
-import tensorflow as tf
-
+from tfx_image_augment.core.lazy import tf
 from tfx_image_augment.io import failures
 from tfx_image_augment.io.completion import (
     BEAM_TEMP_PREFIX,

@@ -32,18 +32,11 @@ from tfx_image_augment.offline.beam.transforms import (
     PassThroughSplit,
 )
 from tfx_image_augment.offline.config import AugmentConfig
-
-
-class QuarantineLimitExceeded(RuntimeError):
-    """More than `max_quarantine_fraction` of the examples were bad."""
-
-
-class CorruptInputError(RuntimeError):
-    """An input TFRecord file is damaged (bad CRC, truncated)."""
-
-
-class EmptyInputError(ValueError):
-    """The run read no example of a split it was to augment."""
+from tfx_image_augment.offline.errors import (  # noqa: F401 (raised here, re-exported)
+    CorruptInputError,
+    EmptyInputError,
+    QuarantineLimitExceeded,
+)
 
 
 def counts_from_metrics(result, splits: Iterable[str]) -> dict[str, dict]:
