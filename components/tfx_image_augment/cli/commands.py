@@ -170,14 +170,7 @@ def _config(args, source=None):
 
 def _source(args):
     """The run's input: an `ImageFolder` when --input is a folder, else the TFRecord glob."""
-    pattern = args.input
-    if "://" in pattern:
-        import tensorflow as tf
-
-        is_folder = tf.io.gfile.isdir(pattern)
-    else:
-        is_folder = os.path.isdir(pattern)
-    return scan_folder(pattern) if is_folder else pattern
+    return scan_folder(args.input) if _is_folder(args.input) else args.input
 
 
 def _refuse_reading_the_output(target, source, files: list[str]) -> None:
@@ -316,10 +309,10 @@ def _run(args, beam_args: list[str], log, guard: InterruptGuard, phase: _Phase) 
     target = StagedOutput(args.output, args.overwrite, DATA_PREFIX)
     target.check()
     files = _input_files(args.input) if isinstance(source, str) else list(source.files)
+    _refuse_reading_the_output(target, source, files)  # the run must not read what it writes
     if beam_args:
         runner_checks.check_beam_args(beam_args)
     _check_records(args, config, source, files)
-    _refuse_reading_the_output(target, source, files)  # the run must not read what it writes
 
     import tensorflow as tf
     from apache_beam.options.pipeline_options import PipelineOptions
