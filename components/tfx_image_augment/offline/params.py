@@ -35,10 +35,12 @@ BOTH = (RUN, PREVIEW)
 
 
 def is_integer(value: Any) -> bool:
+    """Whether a parameter value is an integer (a bool is not)."""
     return isinstance(value, int) and not isinstance(value, bool)  # True is an int in Python
 
 
 def is_number(value: Any) -> bool:
+    """Whether a parameter value is an int or a float (a bool is neither)."""
     return is_integer(value) or isinstance(value, float)
 
 
