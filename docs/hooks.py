@@ -21,7 +21,9 @@ from mkdocs.structure.files import File
 
 ROOT = Path(__file__).resolve().parent.parent
 PLACEHOLDER = re.compile(r"\\?\{\{\s*(version|latest)\.([A-Za-z0-9_.-]+?)(\.minor)?\s*\}\}")
-API_OBJECT = re.compile(r"^::: ([\w.]+)\n(?:    options:\n      members: \[([^\]]*)\])?", re.MULTILINE)
+API_OBJECT = re.compile(
+    r"^::: ([\w.]+)\n(?:    options:\n      members: \[([^\]]*)\])?", re.MULTILINE
+)
 
 
 def _normalized(name: str) -> str:

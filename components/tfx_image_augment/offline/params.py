@@ -1,6 +1,6 @@
 """The offline settings, each declared once: name, kind, default, allowed values, one line of help.
 
-`AugmentConfig` (config.py), the TFX component's parameters, the CLI's options and the README's
+`AugmentConfig` (config.py), the TFX component's parameters, the CLI's options and the docs'
 parameter table are all derived from `PARAMS`; a test checks each against it. Nothing here
 imports TensorFlow, so the CLI checks its arguments before TensorFlow loads.
 """
@@ -85,7 +85,7 @@ class Param:
         return _CHECKS[self.kind](self, value)
 
     def default_text(self) -> str:
-        """The default as the README table and `--help` show it."""
+        """The default as the docs' table and `--help` show it."""
         value = self.default
         if value is None:
             return "none"
@@ -445,7 +445,7 @@ DEFAULTS: dict[str, Any] = {param.name: param.default for param in PARAMS}
 
 
 def markdown_table() -> str:
-    """The README's parameter table (a test checks the README against it)."""
+    """The docs' parameter table (docs/parameters.md; a test checks the page against it)."""
     lines = ["| parameter | CLI | default | meaning |", "|---|---|---|---|"]
     for param in PARAMS:
         flag = f"`{param.flag}`" if param.flag else "-"
