@@ -13,6 +13,8 @@ COPY components ./components
 COPY pipelines ./pipelines
 COPY local_runner.py kubeflow_v2_runner.py ./
 
+# The extras a Dataflow worker needs are `[beam,gcp]` (Beam with its Google Cloud clients); the
+# base image already holds them at the versions TFX 1.16 was tested with.
 # --no-deps: the base image's TFX stack is the tested one; reinstalling it would fight it.
-RUN pip install --no-cache-dir --no-deps . \
+RUN pip install --no-cache-dir --no-deps '.[beam,gcp]' \
  && python -c "import tfx_image_augment.tfx_component.executor, tfx_image_augment.offline.beam.transforms, pipelines.trainer, pipelines.preprocessing"

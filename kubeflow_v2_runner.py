@@ -5,7 +5,8 @@
 
 Beam steps (ExampleGen, ImageAugment, StatisticsGen, Transform, Evaluator) run on Dataflow
 with the same image as their SDK container; the Trainer runs as a Vertex AI custom job on the
-machine and GPU given here. Nothing is contacted while compiling.
+machine and GPU given here. Nothing is contacted while compiling. The image (the Dockerfile)
+holds the package with the extras Dataflow needs, `.[beam,gcp]`.
 """
 
 from __future__ import annotations

@@ -6,8 +6,9 @@ Reads `offline.json` and `core_ops.json` (or their `_quick` variants) from bench
 and writes `summary.json` (or `summary_quick.json`) and a markdown table. Each ratio pairs
 repeat i of the numerator with repeat i of the denominator (they ran side by side) and reports
 the median and the spread of those pairs. The quick run has no memory-scaling run and only a
-few single ops, so two ratios are absent there. `--readme` rewrites README.md's benchmark block
-(between its BENCHMARKS markers) from these results, so the README's figures are always a run's.
+few single ops, so two ratios are absent there. `--readme` (or `--docs`: the block moved from the
+README to the docs; the flag keeps its name) rewrites the benchmark block of docs/benchmarks.md
+(between its BENCHMARKS markers) from these results, so the published figures are always a run's.
 """
 
 from __future__ import annotations
@@ -153,7 +154,13 @@ def _met(name: str, value: dict) -> bool:
 def main(argv=None) -> dict:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--quick", action="store_true")
-    parser.add_argument("--readme", action="store_true", help="rewrite README.md's block")
+    parser.add_argument(
+        "--readme",
+        "--docs",
+        dest="readme",
+        action="store_true",
+        help="rewrite the benchmark block of docs/benchmarks.md (it was the README's)",
+    )
     args = parser.parse_args(argv)
     suffix = "_quick" if args.quick else ""
 
@@ -208,6 +215,8 @@ def main(argv=None) -> dict:
     return summary
 
 
+# The page that holds the BENCHMARKS block (it moved there from README.md).
+BENCHMARKS_PAGE = PROJECT_ROOT / "docs" / "benchmarks.md"
 README_BLOCK = re.compile(
     r"(<!-- BENCHMARKS:BEGIN.*?-->\n)(.*?)(<!-- BENCHMARKS:END -->)", re.DOTALL
 )
@@ -267,10 +276,10 @@ def _cell(spread: dict, digits: int = 0) -> str:
 
 
 def update_readme(summary: dict, table: str, offline: dict, core_ops: dict) -> None:
-    path = PROJECT_ROOT / "README.md"
+    path = BENCHMARKS_PAGE
     text = path.read_text()
     if not README_BLOCK.search(text):
-        raise SystemExit("README.md has no <!-- BENCHMARKS:BEGIN --> ... END block to rewrite.")
+        raise SystemExit(f"{path.name} has no <!-- BENCHMARKS:BEGIN --> ... END block to rewrite.")
     block = readme_block(summary, table, offline, core_ops)
     path.write_text(README_BLOCK.sub(lambda m: m.group(1) + block + m.group(3), text))
     print(f"rewrote the benchmark block of {path.name}")

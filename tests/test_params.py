@@ -1,4 +1,4 @@
-"""One parameter table: AugmentConfig, the component, the CLI and the README derive from it."""
+"""One parameter table: AugmentConfig, the component, the CLI and the docs derive from it."""
 
 from __future__ import annotations
 
@@ -18,12 +18,14 @@ from tfx_image_augment.tfx_component.component import ImageAugment
 
 from tests.conftest import PROJECT_ROOT
 
-README = (PROJECT_ROOT / "README.md").read_text()
+# The docs pages that hold the generated blocks (they moved there from the README).
+PARAMETERS_PAGE = (PROJECT_ROOT / "docs" / "parameters.md").read_text()
+BAD_INPUT_PAGE = (PROJECT_ROOT / "docs" / "bad-input.md").read_text()
 SETTINGS = {param.name: param.default for param in PARAMS}
 
 
-def _between(begin: str, end: str) -> str:
-    return README[README.index(begin) + len(begin) : README.index(end)].strip()
+def _between(page: str, begin: str, end: str) -> str:
+    return page[page.index(begin) + len(begin) : page.index(end)].strip()
 
 
 def test_augment_config_has_one_field_per_setting_with_its_default():
@@ -102,13 +104,15 @@ def test_cli_arguments_become_the_same_config_as_the_component_parameters(tmp_pa
 
 
 def test_the_readme_table_is_the_parameter_table():
-    assert _between("<!-- PARAMS:BEGIN", "<!-- PARAMS:END -->").split("\n", 1)[1] == (
-        markdown_table()
-    )
+    assert _between(PARAMETERS_PAGE, "<!-- PARAMS:BEGIN", "<!-- PARAMS:END -->").split("\n", 1)[
+        1
+    ] == (markdown_table())
 
 
 def test_the_readme_lists_every_quarantine_reason_with_its_meaning():
-    rows = _between("<!-- REASONS:BEGIN -->", "<!-- REASONS:END -->").splitlines()[2:]
+    rows = _between(BAD_INPUT_PAGE, "<!-- REASONS:BEGIN -->", "<!-- REASONS:END -->").splitlines()[
+        2:
+    ]
     listed = dict(re.match(r"\| `([a-z_]+)` \| (.*) \|$", row).groups() for row in rows)
     assert listed == REASONS
 

@@ -128,6 +128,15 @@ def test_the_wheel_holds_one_top_level_package(tmp_path):
     requires = [line for line in text.splitlines() if line.startswith("Requires-Dist:")]
     base = [r for r in requires if "extra ==" not in r]
     assert sorted(r.split()[1].split(">")[0].split("=")[0] for r in base) == ["numpy", "tensorflow"]
+    # [beam] runs locally without Google Cloud's clients; [gcp] adds them (gs://, Dataflow).
+    extras = {}
+    for r in requires:
+        if "extra ==" in r:
+            spec, extra = r.split(":", 1)[1].split(";")
+            extras.setdefault(extra.split("==")[1].strip().strip("\"'"), []).append(spec.strip())
+    assert extras["beam"] == ["apache-beam>=2.59"]
+    assert extras["gcp"] == ["apache-beam[gcp]>=2.59"]
+    assert any(spec.startswith("apache-beam[gcp]") for spec in extras["tfx"])
 
 
 def test_the_codec_records_reader_and_preview_work_without_beam_or_tfx(tmp_path):

@@ -218,7 +218,11 @@ def augment_targets(
     """Augments images and everything that moves with them, by the same per-image draws.
 
     Args:
-      images, seeds, policy, value_range, masks: as in `augment`.
+      images: as in `augment`.
+      seeds: as in `augment`.
+      policy: as in `augment`.
+      value_range: as in `augment`.
+      masks: as in `augment`.
       boxes: float [B, N, 4] normalized (ymin, xmin, ymax, xmax), padded to N per image.
       box_valid: bool [B, N], which rows of `boxes` are objects (default: all; a box with
         zero area is never valid).

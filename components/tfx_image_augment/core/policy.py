@@ -105,7 +105,10 @@ def example_policies() -> dict[str, dict[str, Any]]:
 
 
 def catalogue_table() -> str:
-    """The README's op table, from the registry (`python -m tfx_image_augment.core.policy`)."""
+    """The docs' op table (docs/policies.md), from the registry.
+
+    `python -m tfx_image_augment.core.policy` prints it.
+    """
     lines = ["| kind | op | fields (every op also takes `p`, default 1) |", "|---|---|---|"]
     headings = {
         GEOMETRIC: "geometric (moves masks too, nearest sampling)",

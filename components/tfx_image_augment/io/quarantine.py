@@ -1,8 +1,8 @@
 """Every reason the project can quarantine an example for, each with its one line of meaning.
 
 A quarantined example is written whole to `quarantine/Split-<name>/` (the record layout is in
-`records.py`), counted under `quarantined/<reason>`, and the run goes on. The README's list of
-reasons is checked against `REASONS`.
+`records.py`), counted under `quarantined/<reason>`, and the run goes on. The docs' list of
+reasons (docs/bad-input.md) is checked against `REASONS`.
 """
 
 from __future__ import annotations

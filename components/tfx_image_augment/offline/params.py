@@ -1,6 +1,6 @@
 """The offline settings, each declared once: name, kind, default, allowed values, one line of help.
 
-`AugmentConfig` (config.py), the TFX component's parameters, the CLI's options and the README's
+`AugmentConfig` (config.py), the TFX component's parameters, the CLI's options and the docs'
 parameter table are all derived from `PARAMS`; a test checks each against it. Nothing here
 imports TensorFlow, so the CLI checks its arguments before TensorFlow loads.
 """
@@ -35,10 +35,12 @@ BOTH = (RUN, PREVIEW)
 
 
 def is_integer(value: Any) -> bool:
+    """Whether a parameter value is an integer (a bool is not)."""
     return isinstance(value, int) and not isinstance(value, bool)  # True is an int in Python
 
 
 def is_number(value: Any) -> bool:
+    """Whether a parameter value is an int or a float (a bool is neither)."""
     return is_integer(value) or isinstance(value, float)
 
 
@@ -83,7 +85,7 @@ class Param:
         return _CHECKS[self.kind](self, value)
 
     def default_text(self) -> str:
-        """The default as the README table and `--help` show it."""
+        """The default as the docs' table and `--help` show it."""
         value = self.default
         if value is None:
             return "none"
@@ -443,7 +445,7 @@ DEFAULTS: dict[str, Any] = {param.name: param.default for param in PARAMS}
 
 
 def markdown_table() -> str:
-    """The README's parameter table (a test checks the README against it)."""
+    """The docs' parameter table (docs/parameters.md; a test checks the page against it)."""
     lines = ["| parameter | CLI | default | meaning |", "|---|---|---|---|"]
     for param in PARAMS:
         flag = f"`{param.flag}`" if param.flag else "-"

@@ -36,7 +36,7 @@ class ImageAugment(base_beam_component.BaseBeamComponent):
 
         The parameters (after `examples`, a channel of Examples such as ExampleGen's
         `outputs["examples"]`, every split of which is read) are `params.PARAMS`, with the
-        defaults and help that `help(ImageAugment)` and the README's table show.
+        defaults and help that `help(ImageAugment)` and the docs' table show.
 
         Raises:
           ValueError: a parameter breaks its rule; the one-sentence message names it (an

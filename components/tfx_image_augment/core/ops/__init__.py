@@ -1,7 +1,7 @@
 """The op registry: `OPS`, name -> `OpDef`, in catalogue order (geometric, then photometric).
 
 Everything that lists ops derives from here: policy validation, the core's draw table and
-dispatch, RandAugment's candidates, the test strategies, the benchmark and the README table
+dispatch, RandAugment's candidates, the test strategies, the benchmark and the docs' op table
 (`tfx_image_augment.core.policy` adds the meta ops: one_of, randaugment, trivialaugment).
 """
 

@@ -3,7 +3,7 @@
 Policy validation (fields, ranges, defaults, ordered pairs), the per-image draw table (how many
 uniforms an op takes), dispatch (its matrix or pixel function), RandAugment's candidate list
 (its magnitude mapping), the test strategies, the online benchmark's Keras side-by-side and
-the README's op table all read these entries. Adding an op means one entry (in `geometric.py`
+the docs' op table all read these entries. Adding an op means one entry (in `geometric.py`
 or `photometric.py`) and its tests.
 """
 
@@ -80,7 +80,7 @@ class OpDef:
     Attributes:
       name: the op's name in a policy.
       kind: GEOMETRIC (moves pixels, masks, boxes: `matrix`) or PHOTOMETRIC (`pixels`).
-      summary: the README's words for its fields.
+      summary: the docs' words for its fields (the op table in docs/policies.md).
       fields: field name -> Field (every op also takes `p`, added by the policy).
       draws: uniforms it takes per image, or a function of the op's fields.
       matrix: geometric ops: the output->input affine map per image.
