@@ -16,8 +16,8 @@ import time
 import pytest
 import tensorflow as tf
 from tfx_image_augment import ImageAugment
-from tfx_image_augment.offline.beam import runner_checks
 from tfx_image_augment.cli.commands import main
+from tfx_image_augment.offline.beam import runner_checks
 
 from pipelines.data import image_example
 from tests import images as real
