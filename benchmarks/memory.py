@@ -1,9 +1,15 @@
-"""Peak memory with one very large image: the `image-augment` CLI on a few hundred-kilopixel
-photos plus one 49 MP JPEG (a real photo tiled to 7000x7000), K=2, each run a fresh process.
+"""Peak memory of the `image-augment` CLI, each run a fresh process (the in-memory DirectRunner:
+one process, so its max RSS is the run's):
 
-    python -m benchmarks.memory
+- with one very large image: a few hundred-kilopixel photos plus one 49 MP JPEG (a real photo
+  tiled to 7000x7000), K=2;
+- with the number of inputs (issue 19): 224x224 JPEG photo crops, 1,000 and 12,000 inputs, K=4,
+  the empty policy; `rss_12k_over_1k_224` is the second's peak over the first's (target
+  <= 1.15: memory must not grow with the dataset).
 
-Rows: the normal photos alone (the baseline); with the 49 MP JPEG, which the default
+    python -m benchmarks.memory [--scaling-sizes 1000,12000] [--note TEXT]
+
+Large-image rows: the normal photos alone (the baseline); with the 49 MP JPEG, which the default
 max_image_pixels (50 M) lets through, so it is augmented (one copy per TF call: batches are
 bounded by pixels); and with --max-image-pixels 40000000, which quarantines it from its header
 before decoding. Peak memory is the CLI process's max RSS (the in-memory DirectRunner: one
@@ -12,6 +18,7 @@ process). The 49 MP JPEG is in the first file, so the preview draws it too.
 
 from __future__ import annotations
 
+import argparse
 import json
 import math
 import pathlib
@@ -26,6 +33,9 @@ from benchmarks.offline import _measure
 COPIES = 2
 LARGE_SIDE = 7000  # 49,000,000 pixels: just under the default max_image_pixels
 NORMAL_IMAGES = 24
+SCALING_SIZES = (1000, 12000)
+SCALING_COPIES = 4
+EMPTY_POLICY = '{"version": 1, "ops": []}'
 
 
 def write_large_jpeg(path: pathlib.Path) -> int:
@@ -46,7 +56,13 @@ def write_large_jpeg(path: pathlib.Path) -> int:
     return len(jpeg)
 
 
-def run(pattern: str, output: pathlib.Path, extra: list[str]) -> dict:
+def run(
+    pattern: str,
+    output: pathlib.Path,
+    extra: list[str],
+    policy: str = "standard",
+    copies: int = COPIES,
+) -> dict:
     command = [
         sys.executable,
         "-m",
@@ -57,9 +73,9 @@ def run(pattern: str, output: pathlib.Path, extra: list[str]) -> dict:
         "--output",
         str(output),
         "--policy",
-        "standard",
+        policy,
         "--copies",
-        str(COPIES),
+        str(copies),
         "--seed",
         "1",
         "--key-feature",
@@ -81,7 +97,39 @@ def run(pattern: str, output: pathlib.Path, extra: list[str]) -> dict:
     }
 
 
+def scaling(root: pathlib.Path, sizes: tuple[int, ...]) -> list[dict]:
+    """Peak RSS of one run per size: 224 px JPEG crops, K=4, the empty policy (the run is the
+    reading, decoding, encoding and writing; what it holds is the runner's)."""
+    rows = []
+    for count in sizes:
+        pattern = workloads.photo_jpeg(root / "scaling", count)
+        result = run(pattern, root / f"scaling_out_{count}", [], EMPTY_POLICY, SCALING_COPIES)
+        rows.append({"inputs": count, **result})
+        print(rows[-1], file=sys.stderr)
+    return rows
+
+
+def scaling_ratios(rows: list[dict]) -> dict:
+    """rss_<many>k_over_<few>k_224 for every measured size over the smallest."""
+    by_size = {row["inputs"]: row["peak_rss_mib"] for row in rows}
+    few = min(by_size)
+    return {
+        f"rss_{many // 1000}k_over_{few // 1000}k_224": round(by_size[many] / by_size[few], 2)
+        for many in sorted(by_size)
+        if many != few
+    }
+
+
 def main(argv=None) -> list[dict]:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument(
+        "--scaling-sizes",
+        default=",".join(str(n) for n in SCALING_SIZES),
+        help="input counts of the scaling runs, the smallest first (default: 1000,12000)",
+    )
+    parser.add_argument("--note", default="", help="a line for the results (the machine's load)")
+    args = parser.parse_args(argv)
+    sizes = tuple(sorted(int(n) for n in args.scaling_sizes.split(",")))
     started = time.time()
     rows = []
     with tempfile.TemporaryDirectory() as tmp:
@@ -103,21 +151,52 @@ def main(argv=None) -> list[dict]:
             result = run(pattern, root / f"out_{i}", extra)
             rows.append({"input": name, **result})
             print(rows[-1], file=sys.stderr)
+        scaling_rows = scaling(root, sizes)
+    command = "python -m benchmarks.memory" + (
+        f" --scaling-sizes {args.scaling_sizes}" if sizes != SCALING_SIZES else ""
+    )
     write_results(
         "memory",
         rows,
-        table(rows),
-        "python -m benchmarks.memory",
+        table(rows, scaling_rows, args.note),
+        command,
         started,
-        extra={"copies": COPIES, "large_jpeg_bytes": jpeg_bytes},
+        extra={
+            "copies": COPIES,
+            "large_jpeg_bytes": jpeg_bytes,
+            "scaling": {
+                "image": "224x224 JPEG photo crops",
+                "copies": SCALING_COPIES,
+                "policy": EMPTY_POLICY,
+                "rows": scaling_rows,
+                "ratios": scaling_ratios(scaling_rows),
+            },
+            "note": args.note,
+        },
     )
     return rows
 
 
-def table(rows: list[dict]) -> str:
-    lines = [
-        f"K = {COPIES}, policy standard, in-memory DirectRunner, default --batch-size "
-        "(1024; calls bounded by 64 x 224 x 224 pixels).",
+def table(rows: list[dict], scaling_rows: list[dict], note: str = "") -> str:
+    ratios = scaling_ratios(scaling_rows)
+    lines = [note, ""] if note else []
+    lines += [
+        f"Peak RSS with the number of inputs: 224x224 JPEG photo crops, K = {SCALING_COPIES}, "
+        "the empty policy, in-memory DirectRunner.",
+        "",
+        "| inputs | copies written | expansion s | peak RSS MiB |",
+        "|---:|---:|---:|---:|",
+    ]
+    for row in scaling_rows:
+        lines.append(
+            f"| {row['inputs']:,} | {row['copies']:,} | {row['seconds']} | "
+            f"{row['peak_rss_mib']:,} |"
+        )
+    lines += [""] + [f"`{name}` = {value:.2f} (target <= 1.15)" for name, value in ratios.items()]
+    lines += [
+        "",
+        f"One very large image: K = {COPIES}, policy standard, in-memory DirectRunner, default "
+        "--batch-size (1024; calls bounded by 64 x 224 x 224 pixels).",
         "",
         "| input | copies written | quarantined | expansion s | peak RSS MiB |",
         "|---|---:|---|---:|---:|",

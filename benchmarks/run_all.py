@@ -24,7 +24,7 @@ def main(argv=None) -> None:
     core_ops.main(flags)
     if not args.quick:  # training runs and the 49 MP image: minutes each, not spot checks
         accuracy.main(flags)
-        memory.main()
+        memory.main([])
     summary.main(flags + ([] if args.quick else ["--readme"]))
     plots.main(flags)
     print(f"\nAll benchmarks took {time.time() - started:.0f} s; results in benchmarks/results/.")

@@ -79,6 +79,12 @@ TARGETS = {
         "1.31",
         "peak RSS at 20,000 inputs / at 2,000 (32 px, in-memory)",
     ),
+    "rss_12k_over_1k_224": (
+        "<=",
+        1.15,
+        "2.21 (1,720 / 779 MiB here; issue 19: 2.09)",
+        "peak RSS at 12,000 inputs / at 1,000 (224 px JPEG, empty policy, K=4, in-memory)",
+    ),
 }
 
 
@@ -91,8 +97,18 @@ def _paired(numerator: list[float], denominator: list[float]) -> dict:
     }
 
 
-def ratios(offline: dict, core_ops: dict) -> dict:
+def ratios(offline: dict, core_ops: dict, memory: dict | None = None) -> dict:
     found: dict[str, dict] = {}
+    scaling = (memory or {}).get("scaling", {})
+    rss_224 = {row["inputs"]: row["peak_rss_mib"] for row in scaling.get("rows", [])}
+    if 1000 in rss_224 and 12000 in rss_224:  # one run each: no spread
+        value = round(rss_224[12000] / rss_224[1000], 2)
+        found["rss_12k_over_1k_224"] = {
+            "median": value,
+            "min": value,
+            "max": value,
+            "inputs": [1000, 12000],
+        }
     if offline:
         rows = offline["rows"]
         main_inputs = {
@@ -168,14 +184,15 @@ def main(argv=None) -> dict:
         path = RESULTS_DIR / f"{name}{suffix}.json"
         return json.loads(path.read_text()) if path.exists() else {}
 
-    offline, core_ops = load("offline"), load("core_ops")
-    found = ratios(offline, core_ops)
+    offline, core_ops, memory = load("offline"), load("core_ops"), load("memory")
+    found = ratios(offline, core_ops, memory)
     summary = {
         "date": datetime.date.today().isoformat(),
         "machine": machine(),
         "sources": {
             "offline": offline.get("command"),
             "core_ops": core_ops.get("command"),
+            "memory": memory.get("command"),
         },
         "ratios": {
             name: {
@@ -206,7 +223,8 @@ def main(argv=None) -> dict:
     table = "\n".join(lines)
     (RESULTS_DIR / f"summary{suffix}.md").write_text(
         f"Command: `python -m benchmarks.summary{' --quick' if args.quick else ''}` "
-        f"(from `{offline.get('command')}` and `{core_ops.get('command')}`), "
+        f"(from `{offline.get('command')}`, `{core_ops.get('command')}` and "
+        f"`{memory.get('command')}`), "
         f"{summary['date']}.\n\n{table}\n"
     )
     print(table)
@@ -227,12 +245,13 @@ def readme_block(summary: dict, table: str, offline: dict, core_ops: dict) -> st
 
     facts = summary["machine"]
     lines = [
-        f"Measured {summary['date']} by `{offline['command']}` and `{core_ops['command']}` "
-        f"(summarised by `python -m benchmarks.summary --readme`; `make bench` runs all three) "
+        f"Summarised {summary['date']} from `{offline['command']}` and `{core_ops['command']}` "
+        f"(by `python -m benchmarks.summary --readme`; `make bench` runs them all) "
         f"on {facts['cores']} cores ({facts['cpu']}), TensorFlow {facts['tensorflow']}, Beam "
         f"{facts['apache_beam']}. Every figure is the median of 3 repeats with the slowest and "
-        "fastest in brackets; ratios pair repeats that ran side by side. Raw data: "
-        "`benchmarks/results/*.json`.",
+        "fastest in brackets; ratios pair repeats that ran side by side. "
+        f"`rss_12k_over_1k_224` is from `{summary['sources'].get('memory')}`, one run per size. "
+        "Raw data: `benchmarks/results/*.json`.",
         "",
         '**Against the targets** (`benchmarks/results/summary.json`; "before" is what issue 10 '
         "measured on the same machine kind):",

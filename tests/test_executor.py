@@ -371,3 +371,22 @@ def test_a_fifo_in_an_input_split_is_refused_before_anything_is_written(tmp_path
     with pytest.raises(ValueError, match="which is a FIFO"):
         run_executor(examples, tmp_path, AugmentConfig(policy="no-flip", num_copies=1))
     assert not (tmp_path / "augmented").exists()
+
+
+def test_only_the_in_memory_direct_runner_with_one_worker_runs_without_the_reshuffle():
+    # There the Reshuffle held every encoded record while the next stage ran (issue 19);
+    # every other runner keeps it, to spread the work over its workers.
+    from apache_beam.options.pipeline_options import PipelineOptions
+    from tfx_image_augment.offline.beam.transforms import streams_unshuffled
+
+    for args in ([], ["--runner=DirectRunner"], ["--direct_num_workers=1"]):
+        assert streams_unshuffled(PipelineOptions(args)), args
+    for args in (
+        ["--direct_running_mode=multi_processing", "--direct_num_workers=2"],
+        ["--direct_running_mode=multi_threading"],
+        ["--direct_num_workers=2"],
+        ["--runner=DataflowRunner"],
+        ["--runner=PortableRunner"],
+        ["--streaming"],
+    ):
+        assert not streams_unshuffled(PipelineOptions(args)), args
