@@ -204,8 +204,9 @@ def test_input_output_and_option_errors_are_one_line_naming_the_path(tmp_path, c
     cases = [
         (
             ["--input", str(tmp_path / "in")],
-            f"--input {str(tmp_path / 'in')!r} matches the folder {tmp_path / 'in'}: give a "
-            f"glob of its TFRecord files, e.g. '{tmp_path / 'in'}/*'.",
+            # A folder is read as a folder of images; one of TFRecords says to give a glob.
+            f"--input {tmp_path / 'in'} is a folder without image files (.bmp, .gif, .jpeg, "
+            f".jpg, .png); for TFRecord files give a glob, e.g. '{tmp_path / 'in'}/*'.",
         ),
         (["--output", str(a_file)], f"--output {a_file} is a file, not a folder."),
         (
