@@ -162,3 +162,19 @@ def test_usage_errors_answer_before_tensorflow_or_beam_load(tmp_path, argv):
     assert "EXIT 2" in result.stdout, result.stderr
     assert "LOADED False False" in result.stdout
     assert len(result.stderr.strip().splitlines()) == 1, result.stderr
+
+
+def test_the_cli_starts_no_thread_before_its_interrupt_guard():
+    # Ctrl-C and SIGTERM reach the run only if every thread inherits the guard's signal mask:
+    # a thread started before it (numpy's BLAS pool, TensorFlow's) would swallow the signal.
+    code = (
+        "import sys, threading\n"
+        "from tfx_image_augment.cli import commands\n"
+        "args = commands._parser().parse_args(['run', '--input', 'x', '--output', 'y'])\n"
+        "commands._config(args)\n"
+        "print('BEFORE-GUARD', threading.active_count(), 'numpy' in sys.modules)\n"
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, timeout=120
+    )
+    assert "BEFORE-GUARD 1 False" in result.stdout, result.stderr

@@ -8,8 +8,8 @@ Beam door.
 from __future__ import annotations
 
 from tfx_image_augment.core.seeds import content_key
-from tfx_image_augment.io.codec import has_values
 from tfx_image_augment.io.quarantine import KEY_MISSING, Quarantined
+from tfx_image_augment.io.rules import has_values
 
 # Provenance of every written record (copy 0 is the original).
 COPY_INDEX_FEATURE = "aug_copy_index"

@@ -11,7 +11,7 @@ import json
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from tfx_image_augment.io.codec import DecodeRules, EncodeRules
+from tfx_image_augment.io.rules import DecodeRules, EncodeRules
 from tfx_image_augment.offline.params import BY_NAME, PARAMS, is_number
 
 # Settings held as tuples (a JSON round trip or a user gives lists).

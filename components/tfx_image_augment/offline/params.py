@@ -12,17 +12,17 @@ from collections.abc import Callable, Mapping
 from typing import Any
 
 from tfx_image_augment.core.seeds import SEED_MAX, SEED_MIN
-from tfx_image_augment.io.codec import (
-    DEFAULT_MAX_IMAGE_PIXELS,
-    MAX_BATCH_PIXELS,
-    OUT_OF_RANGE_ACTIONS,
-    OUTPUT_FORMATS,
-)
 from tfx_image_augment.io.records import (
     BOX_FEATURE_PREFIX,
     IMAGE_FEATURE,
     KEYPOINT_FEATURE_PREFIX,
     OBJECT_FEATURE_PREFIX,
+)
+from tfx_image_augment.io.rules import (
+    DEFAULT_MAX_IMAGE_PIXELS,
+    MAX_BATCH_PIXELS,
+    OUT_OF_RANGE_ACTIONS,
+    OUTPUT_FORMATS,
 )
 
 BOX_COORDINATES = ("normalized", "pixels")
