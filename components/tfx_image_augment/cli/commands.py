@@ -426,19 +426,24 @@ def _class_line(classes: dict) -> str:
 
 
 def _preview(args, log, guard: InterruptGuard, phase: _Phase) -> int:
-    import tensorflow as tf
-
     from tfx_image_augment.io.publish import OutputFolderError, check_sheet_output, write_sheet
-    from tfx_image_augment.offline.preview import preview_from_pattern
 
     output = args.output.strip()
     if not output:
         raise ValueError("--output is empty: name the PNG file to write, e.g. sheet.png")
-    if tf.io.gfile.isdir(output):
+    if _is_folder(output):
         raise ValueError(f"--output {output} is a folder: name the PNG file to write in it.")
     source = _source(args)
     config = _config(args, source)
-    image_format = check_sheet_output(output, args.overwrite, _checked_input(args, config, source))
+    # The output before the records: a usage error answers before TensorFlow loads.
+    files = _input_files(args.input) if isinstance(source, str) else list(source.files)
+    image_format = check_sheet_output(output, args.overwrite, files)
+    _check_records(args, config, source, files)
+
+    import tensorflow as tf
+
+    from tfx_image_augment.offline.preview import preview_from_pattern
+
     guard.message = "image-augment: interrupted; no preview was written"
     # Drawing reads the input: what goes wrong there is the input's (exit 2), as below.
     sheet, _ = preview_from_pattern(source, config, rows=args.rows)
