@@ -386,6 +386,7 @@ def _run(args, beam_args: list[str], log, guard: InterruptGuard, phase: _Phase) 
                 write_extras=write_summary,
             ),
             worker_start_timeout=args.worker_start_timeout,
+            progress_log=log,
         ).counts[SPLIT]
     finally:
         target.discard()

@@ -9,11 +9,14 @@ failures.DiskFull naming where.
 
 from __future__ import annotations
 
+import contextlib
+import logging
 import os
 from collections.abc import Iterable
 
 import apache_beam as beam
 
+from tfx_image_augment import environment
 from tfx_image_augment.io import failures
 from tfx_image_augment.io.killpoints import killpoint
 from tfx_image_augment.io.records import (
@@ -24,12 +27,14 @@ from tfx_image_augment.io.records import (
     compression_of,
 )
 from tfx_image_augment.offline.beam import runner_checks
+from tfx_image_augment.offline.beam.progress import ProgressMonitor, input_size
 from tfx_image_augment.offline.beam.transforms import (
     CLASS_IN,
     CLASS_OUT,
     METRICS_NAMESPACE,
     AugmentSplit,
     PassThroughSplit,
+    is_direct_runner,
 )
 from tfx_image_augment.offline.config import AugmentConfig
 from tfx_image_augment.offline.errors import (  # noqa: F401 (raised here, re-exported)
@@ -157,6 +162,7 @@ def run_expansion(
     config: AugmentConfig,
     worker_start_timeout: float = runner_checks.DEFAULT_WORKER_START_TIMEOUT,
     quarantine_kept_in: str | None = None,
+    progress_log: logging.Logger | None = None,
 ) -> dict[str, dict]:
     """Builds and runs the expansion; returns per-split counts.
 
@@ -168,20 +174,31 @@ def run_expansion(
     `worker_start_timeout` seconds (default 60, 0 skips the check), or
     runner_checks.WorkerPoolUnavailable says why. `quarantine_kept_in` is where the caller
     keeps the quarantine of a failed run, for the message (default: `quarantine_dir`).
+    On the DirectRunner, progress against the input's size goes to `progress_log` (default:
+    our progress logger), or to a bar on a terminal; other runners' workers log their own.
     """
+    monitor = contextlib.nullcontext()
+    progress_dir = None
+    if is_direct_runner(pipeline.options):
+        total, unit = input_size([pattern for pattern, _ in splits.values()])
+        monitor = ProgressMonitor(total, unit, progress_log or environment.progress_logger())
+        progress_dir = monitor.folder
     for name, (pattern, output_dir) in splits.items():
         prefix = os.path.join(output_dir, DATA_PREFIX)
         if name in config.splits_to_augment:
             quarantine_prefix = os.path.join(quarantine_dir, f"Split-{name}", QUARANTINE_PREFIX)
             _ = pipeline | f"Augment[{name}]" >> AugmentSplit(
-                name, pattern, prefix, quarantine_prefix, config
+                name, pattern, prefix, quarantine_prefix, config, progress_dir
             )
         else:
-            _ = pipeline | f"PassThrough[{name}]" >> PassThroughSplit(name, pattern, prefix, config)
+            _ = pipeline | f"PassThrough[{name}]" >> PassThroughSplit(
+                name, pattern, prefix, config, progress_dir
+            )
     runner_checks.check_beam_environment(pipeline.options, worker_start_timeout)
     try:
-        result = pipeline.run()
-        result.wait_until_finish()
+        with monitor:
+            result = pipeline.run()
+            result.wait_until_finish()
     except Exception as err:
         full = failures.os_error_in(err)
         if full is not None and full.errno in failures.DISK_FULL_ERRNOS:

@@ -9,6 +9,7 @@ failed run's quarantine is kept, and how staged files are moved into place.
 from __future__ import annotations
 
 import dataclasses
+import logging
 import os
 import time
 from collections.abc import Callable, Mapping
@@ -56,11 +57,12 @@ def run_offline(
     config: AugmentConfig,
     destination: Destination,
     worker_start_timeout: float = runner_checks.DEFAULT_WORKER_START_TIMEOUT,
+    progress_log: logging.Logger | None = None,
 ) -> OfflineResult:
     """Runs the expansion of `inputs` (split name -> file pattern) and publishes it whole.
 
     Raises what `run_expansion` raises (nothing is published then); the quarantine of a run
-    failed by its limit is kept first.
+    failed by its limit is kept first. Progress goes to `progress_log` (see `run_expansion`).
     """
     staging = destination.staging
     splits = {
@@ -76,6 +78,7 @@ def run_offline(
             config,
             worker_start_timeout=worker_start_timeout,
             quarantine_kept_in=destination.quarantine_kept_in,
+            progress_log=progress_log,
         )
     except QuarantineLimitExceeded:
         destination.keep_quarantine()  # kept for inspection; without a marker, readers refuse it

@@ -45,6 +45,7 @@ from tfx_image_augment.io.records import (
     stable_key,
 )
 from tfx_image_augment.offline.balance import copies_for, label_of_record, uses_class_counts
+from tfx_image_augment.offline.beam.progress import WorkerProgress
 from tfx_image_augment.offline.config import AugmentConfig
 from tfx_image_augment.offline.decode import DecodedExample, decode_example
 from tfx_image_augment.offline.objects import padded, write_objects
@@ -64,17 +65,29 @@ def _counter(split: str, name: str):
 # ----------------------------------------------------------------------------------------------
 
 
-class DecodeFn(beam.DoFn):
-    """Parses, validates and decodes each record; bad ones go whole to the quarantine output.
-    Also decides the example's number of copies (`class_counts`: the side input balancing
-    needs; waiting for it holds back encoded records, never decoded pixels)."""
+class _SplitFn(beam.DoFn):
+    """What every DoFn of a split starts with: its config (as JSON, so it pickles small), the
+    split's name, and where its progress goes (a local launcher's folder, or the worker's log)."""
 
-    def __init__(self, config_json: str, split: str):
-        self._config_json, self._split = config_json, split
+    def __init__(self, config_json: str, split: str, progress_dir: str | None = None):
+        self._config_json, self._split, self._progress_dir = config_json, split, progress_dir
 
     def setup(self):
         failures.quiet_worker_disk_full()  # one line for a full disk, not tracebacks
         self._config = AugmentConfig.from_json(self._config_json)
+        self._progress = WorkerProgress(self._progress_dir, self._split)
+
+    def finish_bundle(self):
+        self._progress.finish()
+
+
+class DecodeFn(_SplitFn):
+    """Parses, validates and decodes each record; bad ones go whole to the quarantine output.
+    Also decides the example's number of copies (`class_counts`: the side input balancing
+    needs; waiting for it holds back encoded records, never decoded pixels)."""
+
+    def setup(self):
+        super().setup()
         self._read = _counter(self._split, "examples_read")
 
     def process(self, record: bytes, class_counts=None):
@@ -83,6 +96,7 @@ class DecodeFn(beam.DoFn):
             decoded = decode_example(record, self._config)
         except Quarantined as bad:
             _counter(self._split, f"quarantined/{bad.reason}").inc()
+            self._progress.finished(len(record))
             yield beam.pvalue.TaggedOutput(
                 QUARANTINE_TAG, quarantine_record(record, bad.reason, bad.detail)
             )
@@ -99,35 +113,7 @@ def _finish_original(record: bytes, key: bytes, config: AugmentConfig) -> bytes:
     return as_original(tf.train.Example.FromString(record), key)
 
 
-class _Progress:
-    """Logs this worker's augmented copies every PROGRESS_SECONDS, so long runs show life."""
-
-    PROGRESS_SECONDS = 10.0
-
-    def __init__(self, split: str):
-        import time
-
-        from tfx_image_augment import environment
-
-        self._split, self._clock = split, time.monotonic
-        self._log = environment.progress_logger()
-        self._start = self._last = self._clock()
-        self._done = 0
-
-    def add(self, count: int) -> None:
-        self._done += count
-        now = self._clock()
-        if now - self._last >= self.PROGRESS_SECONDS:
-            self._last = now
-            self._log.info(
-                "[%s] %d copies augmented by this worker (%.0f/s)",
-                self._split,
-                self._done,
-                self._done / (now - self._start),
-            )
-
-
-class AugmentBatchFn(beam.DoFn):
+class AugmentBatchFn(_SplitFn):
     """A batch of examples -> each one's original (tagged ORIGINALS, unchanged but for
     provenance) and its copies 1..k (k from `balance.copies_for`, decided when it was decoded):
     augmented, re-encoded, serialized. Copies fan out here, inside the batch, rather than as
@@ -135,18 +121,13 @@ class AugmentBatchFn(beam.DoFn):
 
     ORIGINALS = "originals"
 
-    def __init__(self, config_json: str, split: str):
-        self._config_json, self._split = config_json, split
-
     def setup(self):
-        failures.quiet_worker_disk_full()  # one line for a full disk, not tracebacks
+        super().setup()
         from tfx_image_augment.core.augment import compile_policy
 
-        self._config = AugmentConfig.from_json(self._config_json)
         self._plan = compile_policy(self._config.loaded_policy)
         self._written = _counter(self._split, "copies_written")
         self._originals = _counter(self._split, "originals_written")
-        self._progress = _Progress(self._split)
 
     def process(self, batch: list[DecodedExample]):
         killpoint("augment-batch")  # tests stop a run here; a dictionary lookup otherwise
@@ -163,8 +144,9 @@ class AugmentBatchFn(beam.DoFn):
                     self.ORIGINALS, _finish_original(decoded.record, decoded.key, config)
                 )
             copies.extend((index, decoded) for index in range(1, decoded.copies + 1))
-        self._progress.add(len(copies))
         yield from self._augment(copies)
+        for decoded in batch:
+            self._progress.finished(len(decoded.record), decoded.copies)
 
     def _augment(self, copies: list[tuple[int, DecodedExample]]):
         # Images of one shape, dtype and format (and, for detection records, one keypoint
@@ -276,15 +258,11 @@ def batch_examples(batch_size: int) -> beam.PTransform:
     )
 
 
-class AddProvenanceFn(beam.DoFn):
+class AddProvenanceFn(_SplitFn):
     """Pass-through splits: every record unchanged but for provenance (copy 0, its key)."""
 
-    def __init__(self, config_json: str, split: str):
-        self._config_json, self._split = config_json, split
-
     def setup(self):
-        failures.quiet_worker_disk_full()  # one line for a full disk, not tracebacks
-        self._config = AugmentConfig.from_json(self._config_json)
+        super().setup()
         self._read = _counter(self._split, "examples_read")
         self._passed = _counter(self._split, "passed_through")
 
@@ -294,6 +272,7 @@ class AddProvenanceFn(beam.DoFn):
 
         self._read.inc()
         self._passed.inc()
+        self._progress.finished(len(record))
         if not self._config.provenance:
             yield record
             return
@@ -384,6 +363,21 @@ def read_tfrecords(pbegin, label: str, pattern: str):
     return tuple(parts) | label >> beam.Flatten()
 
 
+def is_direct_runner(options) -> bool:
+    """Whether `options` name the DirectRunner (the default), in any running mode: its workers
+    are threads or processes of this machine."""
+    from apache_beam.options.pipeline_options import StandardOptions
+
+    runner = options.view_as(StandardOptions).runner
+    name = runner if runner is None or isinstance(runner, str) else type(runner).__name__
+    return name is None or name.rsplit(".", 1)[-1].lower() in (
+        "direct",
+        "directrunner",
+        "switchingdirectrunner",
+        "fnapirunner",
+    )
+
+
 def streams_unshuffled(options) -> bool:
     """Whether `options` run the pipeline on the DirectRunner's in-memory mode (Beam's
     FnApiRunner in this process) with one worker, in batch: the one runner where breaking
@@ -391,14 +385,7 @@ def streams_unshuffled(options) -> bool:
     from apache_beam.options.pipeline_options import DirectOptions, StandardOptions
 
     standard = options.view_as(StandardOptions)
-    runner = standard.runner
-    name = runner if runner is None or isinstance(runner, str) else type(runner).__name__
-    if name is not None and name.rsplit(".", 1)[-1].lower() not in (
-        "direct",
-        "directrunner",
-        "switchingdirectrunner",
-        "fnapirunner",
-    ):
+    if not is_direct_runner(options):
         return False
     direct = options.view_as(DirectOptions)
     return (
@@ -418,10 +405,12 @@ class AugmentSplit(beam.PTransform):
         output_prefix: str,
         quarantine_prefix: str,
         config: AugmentConfig,
+        progress_dir: str | None = None,
     ):
         super().__init__()
         self._split, self._input, self._output = split, input_pattern, output_prefix
         self._quarantine, self._config = quarantine_prefix, config
+        self._progress_dir = progress_dir  # see progress.py: a local launcher's folder
 
     def expand(self, pipeline):
         split, config_json = self._split, self._config.to_json()
@@ -452,13 +441,13 @@ class AugmentSplit(beam.PTransform):
                 | f"CountClasses[{split}]" >> beam.combiners.Count.PerElement()
             )
         decoded = shuffled | f"Decode[{split}]" >> beam.ParDo(
-            DecodeFn(config_json, split), **side_inputs
+            DecodeFn(config_json, split, self._progress_dir), **side_inputs
         ).with_outputs(QUARANTINE_TAG, main="ok")
         written = (
             decoded.ok
             | f"Batch[{split}]" >> batch_examples(self._config.batch_size)
             | f"Augment[{split}]"
-            >> beam.ParDo(AugmentBatchFn(config_json, split)).with_outputs(
+            >> beam.ParDo(AugmentBatchFn(config_json, split, self._progress_dir)).with_outputs(
                 AugmentBatchFn.ORIGINALS, main="copies"
             )
         )
@@ -480,20 +469,23 @@ class AugmentSplit(beam.PTransform):
 class PassThroughSplit(beam.PTransform):
     """Copies one split record for record (adding provenance unless it is off)."""
 
-    def __init__(self, split: str, input_pattern: str, output_prefix: str, config: AugmentConfig):
+    def __init__(
+        self,
+        split: str,
+        input_pattern: str,
+        output_prefix: str,
+        config: AugmentConfig,
+        progress_dir: str | None = None,
+    ):
         super().__init__()
-        self._split, self._input, self._output, self._config = (
-            split,
-            input_pattern,
-            output_prefix,
-            config,
-        )
+        self._split, self._input, self._output = split, input_pattern, output_prefix
+        self._config, self._progress_dir = config, progress_dir
 
     def expand(self, pipeline):
         split = self._split
         records = read_tfrecords(pipeline, f"Read[{split}]", self._input)
         passed = records | f"PassThrough[{split}]" >> beam.ParDo(
-            AddProvenanceFn(self._config.to_json(), split)
+            AddProvenanceFn(self._config.to_json(), split, self._progress_dir)
         )
         _write(passed, self._output, f"Write[{split}]", self._config.num_shards)
         return passed
