@@ -5,8 +5,9 @@
 On the offline benchmark's workloads (4,000 32x32 PNG records, 400 224x224 JPEG records; K=4,
 `standard`, one process): decoding (DecodeFn, per input), the whole batch step (AugmentBatchFn:
 core, encoding, protobuf), the core alone and the encoder alone on the same batches (so the
-protobuf share is what remains), and gzip of every written record at zlib's default level, as
-Beam's TFRecord sink writes it. What is left of a Beam run's time beyond the sum is Beam's.
+protobuf share is what remains), and writing every record as our sink does (TFRecord frames
+with their CRCs, gzipped at the level the first record fits: `offline/beam/sink.py`). What is
+left of a Beam run's time beyond the sum is Beam's.
 """
 
 from __future__ import annotations
@@ -41,6 +42,7 @@ def measure(pattern: str) -> dict:
     from tfx_image_augment.core.augment import augment_targets, compile_policy
     from tfx_image_augment.core.seeds import copy_seed
     from tfx_image_augment.io.codec import MAX_BATCH_PIXELS, encode_batch
+    from tfx_image_augment.offline.beam.sink import GZIP_WBITS, framed, level_for
     from tfx_image_augment.offline.beam.transforms import AugmentBatchFn, DecodeFn
     from tfx_image_augment.offline.config import AugmentConfig
 
@@ -73,15 +75,15 @@ def measure(pattern: str) -> dict:
         encode_batch(pixels, batch[0].image_format, config.encode_rules)
         encode_s += time.perf_counter() - started
     serialized = [w if isinstance(w, bytes) else w.value for w in written]
-    compressor = zlib.compressobj(zlib.Z_DEFAULT_COMPRESSION, zlib.DEFLATED, 31)
-    gzip_s = _seconds(lambda: [compressor.compress(r) for r in serialized])
+    compressor = zlib.compressobj(level_for(serialized[0]), zlib.DEFLATED, GZIP_WBITS)
+    gzip_s = _seconds(lambda: [compressor.compress(framed(r)) for r in serialized])
     copies = len(decoded) * COPIES
     per_copy = {
         "decode (per input / K)": decode_s / copies,
         "core": core_s / copies,
         "encode": encode_s / copies,
         "protobuf and the rest of the batch step": (batch_s - core_s - encode_s) / copies,
-        "gzip (K+1 records / K)": gzip_s / copies,
+        "frame + gzip (K+1 records / K)": gzip_s / copies,
     }
     return {
         "inputs": len(records),

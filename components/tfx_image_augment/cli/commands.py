@@ -284,12 +284,6 @@ def _check_features(path: str, records: list[bytes], config) -> None:
             )
 
 
-def _checked_input(args, config, source) -> list[str]:
-    files = _input_files(args.input) if isinstance(source, str) else list(source.files)
-    _check_records(args, config, source, files)
-    return files
-
-
 def _check_records(args, config, source, files: list[str]) -> None:
     """The first records of a TFRecord input exist and hold the features named."""
     if isinstance(source, ImageFolder):

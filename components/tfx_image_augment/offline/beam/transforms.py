@@ -10,8 +10,8 @@ Per augmented split:
   DirectRunner with one worker, where it would only hold them all) -> Decode (parse,
   validate, stable key, number of copies; bad -> quarantine) -> BatchElements (examples,
   weighed by copies x pixels) -> AugmentBatch (originals out as they are; copies 1..k of every
-  example through one TF call per image shape) -> WriteToTFRecord(.gz)
-Pass-through splits: ReadFromTFRecord -> AddProvenance -> WriteToTFRecord.
+  example through one TF call per image shape) -> Write(.gz, sink.py)
+Pass-through splits: ReadFromTFRecord -> AddProvenance -> Write(.gz, sink.py).
 """
 
 from __future__ import annotations
@@ -46,6 +46,7 @@ from tfx_image_augment.io.records import (
 )
 from tfx_image_augment.offline.balance import copies_for, label_of_record, uses_class_counts
 from tfx_image_augment.offline.beam.progress import WorkerProgress
+from tfx_image_augment.offline.beam.sink import GzipTFRecordSink
 from tfx_image_augment.offline.config import AugmentConfig
 from tfx_image_augment.offline.decode import DecodedExample, decode_example
 from tfx_image_augment.offline.objects import padded, write_objects
@@ -291,12 +292,9 @@ class AddProvenanceFn(_SplitFn):
 
 
 def _write(pcoll, prefix: str, label: str, num_shards: int = 0):
-    return pcoll | label >> beam.io.WriteToTFRecord(
-        prefix,
-        file_name_suffix=GZIP_SUFFIX,
-        compression_type=beam.io.filesystem.CompressionTypes.GZIP,
-        num_shards=num_shards,
-    )
+    """Gzipped TFRecord files named as WriteToTFRecord names them, each compressed at the
+    level its records fit (`sink.py`: encoded images are stored, not deflated)."""
+    return pcoll | label >> beam.io.Write(GzipTFRecordSink(prefix, GZIP_SUFFIX, num_shards))
 
 
 class ReadImageFolder(beam.PTransform):
