@@ -17,6 +17,10 @@ LATEST       ?= 1
 # What a training job installs (the base package) is tested there too: tests/base/ needs neither
 # TFX nor Beam.
 BASE_TESTS   := tests/base
+# The offline benchmark's peer (albumentations + OpenCV): in .venv for `make bench` only, never
+# a dependency of the package.
+PEER_REQS    := benchmarks/requirements-peer.txt
+PEER_STAMP   := $(VENV)/.installed-peer
 
 .PHONY: help setup setup-latest test run bench lint docs clean
 
@@ -27,7 +31,8 @@ help:
 	@echo "              and builds the docs (LATEST=0 skips the second environment and the docs)"
 	@echo "make setup  - create .venv (Python $(PY_MINOR)) and install the project under constraints.txt"
 	@echo "make docs   - build the documentation site (mkdocs build --strict, in .venv-latest) into site/"
-	@echo "make bench  - run the benchmarks in benchmarks/ (QUICK=1 for a short spot check)"
+	@echo "make bench  - run the benchmarks in benchmarks/ (QUICK=1 for a short spot check); installs"
+	@echo "              the offline benchmark's peer (albumentations, OpenCV) into .venv first"
 	@echo "make lint   - ruff over the project"
 
 setup: $(STAMP)
@@ -70,6 +75,15 @@ $(LATEST_STAMP): pyproject.toml constraints-latest.txt .python-version
 	$(LATEST_PY) -m pip check; \
 	touch $(LATEST_STAMP)
 
+# The peer is installed under constraints.txt, so it can move none of the project's pins, and
+# again whenever .venv was (re)installed or the peer's pins change.
+$(PEER_STAMP): $(STAMP) $(PEER_REQS)
+	@set -e; \
+	echo ">> installing the offline benchmark's peer ($(PEER_REQS): albumentations, OpenCV)"; \
+	$(PY) -m pip install --quiet --disable-pip-version-check -c constraints.txt -r $(PEER_REQS); \
+	$(PY) -m pip check; \
+	touch $(PEER_STAMP)
+
 # pytest keeps one core busy, and the machines have two: the second environment's tests and the
 # docs build run beside the main suite (own temporary folder, no shared pytest cache), and their
 # output is printed after it. Either failing fails `make test`.
@@ -92,7 +106,7 @@ endif
 run: setup
 	$(PY) local_runner.py
 
-bench: setup
+bench: setup $(PEER_STAMP)
 	$(PY) -m benchmarks.run_all $(if $(QUICK),--quick,)
 
 # The docs site (mkdocs.yml, docs/): --strict turns every warning (a broken link, an API page

@@ -1,20 +1,23 @@
 """Offline throughput and memory: ImageAugment's Beam pipeline against its floor, a
-hand-written tf.data script and two references, on real-image workloads, in one run on one
-machine.
+hand-written tf.data script, a peer (albumentations + OpenCV in a process pool) and two
+references, on real-image workloads, in one run on one machine.
 
     python -m benchmarks.offline [--quick] [--repeats 3]
 
-Each configuration runs in a fresh process (the `image-augment` CLI, the hand-written script, or
-`benchmarks/references.py`: Beam reading and writing the records untouched, and a parallel
-tf.data decode+encode of every image) on the same input files, `--repeats` times, interleaved.
-Throughput is augmented copies written per second of the expansion (the Beam pipeline alone,
-not the model export); peak memory is the process's max RSS. The full run adds the in-memory
-configuration at 10x fewer inputs, for memory against dataset size.
+Each configuration runs in a fresh process (the `image-augment` CLI, the hand-written script,
+`benchmarks/peer_albumentations.py` with 1 and 2 processes, or `benchmarks/references.py`: Beam
+reading and writing the records untouched, and a parallel tf.data decode+encode of every image)
+on the same input files, `--repeats` times, interleaved. Throughput is augmented copies written
+per second of the expansion (the Beam pipeline alone, not the model export; the peer's: its
+pool's work, imports done); peak memory is the process's max RSS (for the peer, its largest
+process). The full run adds the in-memory configuration at 10x fewer inputs, for memory against
+dataset size. The peer needs benchmarks/requirements-peer.txt (`make bench` installs it).
 """
 
 from __future__ import annotations
 
 import argparse
+import importlib.util
 import json
 import os
 import pathlib
@@ -117,11 +120,23 @@ def run_handwritten(pattern: str, output: pathlib.Path) -> dict:
     return _run_script(args, "HANDWRITTEN")
 
 
+def run_peer(pattern: str, output: pathlib.Path, processes: int) -> dict:
+    args = ["benchmarks.peer_albumentations", pattern, str(output), str(COPIES)]
+    return _run_script([*args, "--processes", str(processes)], "PEER")
+
+
 OURS = "ours, in-memory"
 MP1 = "ours, multi-processing 1 worker"
 MP2 = "ours, multi-processing 2 workers"
 FLOOR = "floor: empty policy, in-memory"
 HANDWRITTEN = "hand-written tf.data + Keras 3 layers"
+PEER1 = "peer: albumentations + OpenCV, 1 process"
+PEER2 = "peer: albumentations + OpenCV, 2 processes"
+# Our configurations (the empty-policy floor is not one: it augments nothing) and the peer's:
+# summary.py sets the best of each against the other.
+OUR_CONFIGS = (OURS, MP1, MP2)
+PEER_CONFIGS = (PEER1, PEER2)
+PEER_REQUIREMENTS = "benchmarks/requirements-peer.txt"
 BEAM_COPY = "reference: Beam read+write, no parse"
 CODEC = "reference: decode+encode, parallel tf.data"
 # What each configuration counts per second.
@@ -136,6 +151,8 @@ def runners() -> dict:
         MP2: lambda p, o: run_ours(p, o, "standard", BEAM_CONFIGS[MP2]),
         FLOOR: lambda p, o: run_ours(p, o, "none", BEAM_CONFIGS[OURS]),
         HANDWRITTEN: run_handwritten,
+        PEER1: lambda p, o: run_peer(p, o, 1),
+        PEER2: lambda p, o: run_peer(p, o, 2),
         BEAM_COPY: lambda p, o: _run_script(
             ["benchmarks.references", "beam-copy", p, str(o)], "REFERENCE"
         ),
@@ -163,6 +180,14 @@ def main(argv=None) -> list[dict]:
         "--name", help="results file name (default offline or offline_quick), e.g. for a before run"
     )
     args = parser.parse_args(argv)
+    peer_wanted = not args.only or any(name in args.only for name in PEER_CONFIGS)
+    missing = [m for m in ("albumentations", "cv2") if importlib.util.find_spec(m) is None]
+    if peer_wanted and missing:
+        raise SystemExit(
+            f"The peer rows need {', '.join(missing)}: `make bench` installs them, or "
+            f"`{sys.executable} -m pip install -c constraints.txt -r {PEER_REQUIREMENTS}` "
+            "(never a dependency of the package); or leave the peer out with --only."
+        )
     started = time.time()
     cores = os.cpu_count() or 1
     sizes = {
@@ -185,8 +210,9 @@ def main(argv=None) -> list[dict]:
         for repeat in range(args.repeats):
             for (workload, count), pattern in inputs.items():
                 configs = runners() if count == sizes[workload] else {OURS: runners()[OURS]}
-                if args.quick:  # no ratio needs it, and the quick run must stay under 10 min
-                    configs.pop(MP1, None)
+                if args.quick:  # the quick run must stay under 10 min; the ratios take the
+                    configs.pop(MP1, None)  # best row of each side that ran
+                    configs.pop(PEER1, None)
                 if args.only:
                     configs = {k: v for k, v in configs.items() if k in args.only}
                 for name, run in configs.items():
@@ -214,6 +240,7 @@ def main(argv=None) -> list[dict]:
                 "per_second_per_core": round(statistics.median(rates) / cores),
                 "peak_rss_mib": spread([r["peak_rss_mib"] for r in results]),
                 "cores_busy": round(statistics.median(r["cores_busy"] for r in results), 2),
+                "cores_busy_repeats": [round(r["cores_busy"], 2) for r in results],
                 "repeats": [round(x, 1) for x in rates],
             }
         )

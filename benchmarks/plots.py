@@ -2,7 +2,8 @@
 
     python -m benchmarks.plots [--quick]
 
-throughput.png: offline configurations per second at both image sizes, bars at the median of the
+throughput.png: offline configurations per second at both image sizes (ours, the floor, the
+hand-written tf.data script and the albumentations + OpenCV peer), bars at the median of the
 repeats, error bars from the slowest to the fastest repeat, and the two references (Beam
 read+write, parallel decode+encode) as dashed lines. accuracy.png: held-out accuracy per
 training condition, every run as a dot, the mean as a square with +-1 standard deviation.
@@ -15,14 +16,17 @@ import json
 
 from benchmarks.common import RESULTS_DIR
 
-# Bars in this order; the references are lines, not bars.
-BAR_CONFIGS = (
-    "ours, in-memory",
-    "ours, multi-processing 1 worker",
-    "ours, multi-processing 2 workers",
-    "floor: empty policy, in-memory",
-    "hand-written tf.data + Keras 3 layers",
-)
+# Bars in this order, in these colours (ours blue, the floor grey, the scripts a user would
+# write instead orange and green); the references are lines, not bars.
+BAR_CONFIGS = {
+    "ours, in-memory": "tab:blue",
+    "ours, multi-processing 1 worker": "tab:blue",
+    "ours, multi-processing 2 workers": "tab:blue",
+    "floor: empty policy, in-memory": "tab:gray",
+    "hand-written tf.data + Keras 3 layers": "tab:orange",
+    "peer: albumentations + OpenCV, 1 process": "tab:green",
+    "peer: albumentations + OpenCV, 2 processes": "tab:green",
+}
 REFERENCE_LINES = {
     "reference: Beam read+write, no parse": ("records/s, Beam read+write", "tab:red"),
     "reference: decode+encode, parallel tf.data": ("images/s, decode+encode", "tab:purple"),
@@ -41,7 +45,7 @@ def _pyplot():
 def throughput_chart(rows: list[dict], path, caption: str) -> None:
     plt = _pyplot()
     workloads = list(dict.fromkeys(r["workload"] for r in rows))
-    figure, axes = plt.subplots(1, len(workloads), figsize=(6 * len(workloads), 4.2))
+    figure, axes = plt.subplots(1, len(workloads), figsize=(6 * len(workloads), 5))
     for axis, workload in zip(axes, workloads, strict=True):
         by = {
             r["config"]: r
@@ -54,8 +58,8 @@ def throughput_chart(rows: list[dict], path, caption: str) -> None:
         low = [m - by[n]["per_second"]["min"] for n, m in zip(names, medians, strict=True)]
         high = [by[n]["per_second"]["max"] - m for n, m in zip(names, medians, strict=True)]
         positions = range(len(names))
-        colours = ["tab:blue"] * 3 + ["tab:gray", "tab:orange"]
-        axis.barh(positions, medians, xerr=[low, high], color=colours[: len(names)], capsize=3)
+        colours = [BAR_CONFIGS[n] for n in names]
+        axis.barh(positions, medians, xerr=[low, high], color=colours, capsize=3)
         axis.set_yticks(list(positions), [n.replace(", ", ",\n", 1) for n in names], fontsize=8)
         axis.invert_yaxis()
         for name, (label, colour) in REFERENCE_LINES.items():
