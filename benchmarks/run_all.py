@@ -11,7 +11,7 @@ from __future__ import annotations
 import argparse
 import time
 
-from benchmarks import accuracy, core_ops, memory, offline, plots, summary
+from benchmarks import accuracy, core_ops, memory, offline, plots, sink, summary
 
 
 def main(argv=None) -> None:
@@ -22,6 +22,7 @@ def main(argv=None) -> None:
     flags = ["--quick"] if args.quick else []
     offline.main(flags)
     core_ops.main(flags)
+    sink.main()
     if not args.quick:  # training runs and the 49 MP image: minutes each, not spot checks
         accuracy.main(flags)
         memory.main([])
