@@ -391,9 +391,22 @@ def test_copies_carry_moved_masks_exactly_as_the_saved_model_moves_them(
     copies, dropped = _check_copies_against_the_saved_model(tmp_path / "out", records, kind)
     assert copies == 30 and dropped > 0
     # The stored values are kept (0/255 stays 0/255, 0/1 stays 0/1).
+    by_boxes = {}
     for record in read_records(str(tmp_path / "out/data_tfrecord-*")):
-        _, masks = _masks_of(tf.train.Example.FromString(record))
+        example = tf.train.Example.FromString(record)
+        _, masks = _masks_of(example)
         assert set(np.unique(masks)) <= {0, value}
+        by_boxes[_boxes_of(example).tobytes()] = masks
+    if form == "png":  # the reader gives them back
+        from tfx_image_augment.io.reader import read_detection
+
+        read = read_detection(
+            str(tmp_path / "out"), channels=1, instance_mask_feature="image/object/mask"
+        )
+        items = list(read.as_numpy_iterator())
+        assert len(items) == 40
+        for item in items:
+            np.testing.assert_array_equal(item["instance_masks"], by_boxes[item["boxes"].tobytes()])
 
 
 def test_without_boxes_from_masks_copies_keep_the_moved_boxes(tmp_path):

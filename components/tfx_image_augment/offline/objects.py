@@ -151,6 +151,7 @@ def read_objects(example, config: AugmentConfig, height: int, width: int) -> Obj
 
 
 def instance_mask_feature(config: AugmentConfig) -> str:
+    """The feature holding per-object instance masks: `object_feature_prefix` + "mask"."""
     return config.object_feature_prefix + INSTANCE_MASK_SUFFIX
 
 

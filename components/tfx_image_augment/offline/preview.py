@@ -29,8 +29,8 @@ CELL = 96
 @dataclasses.dataclass
 class PreviewCell:
     """One image of the sheet with what moves with it: boxes [N, 4] normalized (valid only),
-    keypoints [M, 2] normalized (visible only) and instance masks [N, h, w] (valid only, at the
-    image's size)."""
+    keypoints [M, 2] normalized (visible only) and instance masks [N, h, w] at the image's size
+    (object i drawn in colour i; a dropped object's mask is empty)."""
 
     image: np.ndarray
     boxes: np.ndarray | None = None
@@ -273,7 +273,9 @@ def _moved_cell(image: np.ndarray, out: dict, k: int) -> PreviewCell:
     valid = out["box_valid"][k]
     boxes = out["boxes"][k][valid]
     points = out["keypoints"][k][out["keypoint_visible"][k] > 0] if "keypoints" in out else None
-    masks = out["instance_masks"][k][valid] if "instance_masks" in out else None
+    masks = None
+    if "instance_masks" in out:  # every object in its slot (so in its colour), dropped ones empty
+        masks = out["instance_masks"][k] * valid[:, None, None].astype(np.uint8)
     return PreviewCell(image, boxes, points, _mask_thumbnails(masks))
 
 
