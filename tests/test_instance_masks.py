@@ -189,6 +189,18 @@ def test_an_image_gets_the_same_masks_alone_or_in_any_padded_batch():
             np.testing.assert_array_equal(alone[name].numpy(), padded[name].numpy()[i, :3])
 
 
+def test_bool_masks_come_back_bool():
+    images, boxes, masks = _photo_objects(2, seed=6)
+    seeds = np.array([[1, 0], [1, 1]], np.int64)
+    policy = load_policy(WILD)
+    as_bool = augment_targets(images, seeds, policy, boxes=boxes, instance_masks=masks > 0)
+    as_uint8 = augment_targets(images, seeds, policy, boxes=boxes, instance_masks=masks)
+    assert as_bool["instance_masks"].dtype == tf.bool
+    np.testing.assert_array_equal(
+        as_bool["instance_masks"].numpy(), as_uint8["instance_masks"].numpy() > 0
+    )
+
+
 def test_instance_masks_need_boxes():
     images, _, masks = _photo_objects(1)
     with pytest.raises(ValueError, match="without boxes"):

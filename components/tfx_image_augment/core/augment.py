@@ -250,10 +250,11 @@ def augment_targets(
         below this becomes invalid; one with no area left always does.
       keypoint_flip_permutation: for keypoints with a handedness (left eye, right eye): slot j
         of a mirrored image takes keypoint `permutation[j]`; K entries.
-      instance_masks: per-object masks [B, N, H, W] (uint8, any integer values), one per row
-        of `boxes` (needs boxes): moved by the map that moves the pixels, with nearest sampling
-        and a constant 0 fill whatever the policy's `fill_mode`. An object whose mask had pixels
-        (values > 0) and has none left is no longer valid, like a box that leaves the image.
+      instance_masks: per-object masks [B, N, H, W] (uint8 or another integer type, values
+        kept; or bool), one per row of `boxes` (needs boxes): moved by the map that moves the
+        pixels, with nearest sampling and a constant 0 fill whatever the policy's `fill_mode`.
+        An object whose mask had pixels (values > 0) and has none left is no longer valid,
+        like a box that leaves the image.
       boxes_from_masks: with `instance_masks`, each object whose moved mask has pixels gets the
         tight box of those pixels (a rotated object's box is no looser than the object); an
         object given with an empty mask keeps its moved box.
@@ -286,7 +287,10 @@ def augment_targets(
             keypoints, keypoint_visible, keep_integers=True
         )
     if instance_masks is not None:
-        given["instance_masks"] = tf.convert_to_tensor(instance_masks)
+        instance_masks = tf.convert_to_tensor(instance_masks)
+        given["instance_masks"] = (
+            tf.cast(instance_masks, tf.uint8) if instance_masks.dtype == tf.bool else instance_masks
+        )
     single = images.shape.rank == 3
     if single:
         images, seeds = images[None], seeds[None]
@@ -323,6 +327,8 @@ def augment_targets(
     result = {"images": tf.ensure_shape(outputs[0], images.shape)}
     for name, value in zip(names, outputs[1:], strict=True):
         result[name] = tf.ensure_shape(value, given[name].shape)
+    if instance_masks is not None and instance_masks.dtype == tf.bool:
+        result["instance_masks"] = result["instance_masks"] > 0
     if single:
         result = {k: v[0] for k, v in result.items()}
     return result
