@@ -8,15 +8,14 @@ configurable; coordinates are normalized to [0, 1] or in pixels (`box_coordinate
 
 After augmentation an object whose box is no longer valid (see `geometry.py`) is dropped
 together with every per-object feature at its index, so all per-object lists stay aligned;
-keypoints that leave the image keep their place with visibility 0. Per-object instance masks
-`<object prefix>mask` (one PNG per object, or N x H x W raw values) move with the pixels, are
-dropped with their object (an object whose mask leaves the image is dropped), and are written back
-in their form; with `boxes_from_masks` the kept objects' boxes are the tight boxes of their moved
-masks. Visibility values go through
+keypoints that leave the image keep their place with visibility 0. Visibility values go through
 the core as they are (COCO's 2 stays 2 while the keypoint stays in the image) and follow the
 keypoint flip permutation with their keypoints; a keypoint with visibility 0 (not labelled)
-comes out as given, NaN included. Per-object values other than boxes and keypoints (`area`
-included) are carried as they are, not recomputed.
+comes out as given, NaN included. Per-object instance masks `<object prefix>mask` (one PNG per
+object, or N x H x W raw values) move with the pixels, are dropped with their object (an object
+whose mask leaves the image is dropped), and are written back in their form; with
+`boxes_from_masks` the kept objects' boxes are the tight boxes of their moved masks. Other
+per-object values (`area` included) are carried as they are, not recomputed.
 
 Needs TensorFlow and numpy only (no Beam).
 """
