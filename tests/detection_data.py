@@ -44,16 +44,27 @@ def scene(count: int, seed: int = 0):
     return images, boxes, masks, labels
 
 
+def object_masks(masks: np.ndarray, count: int = 2, value: int = 1) -> np.ndarray:
+    """A scene's object masks [H, W, 1] (k + 1 on object k) as per-object instance masks
+    uint8 [count, H, W] holding `value` on the object's pixels, 0 elsewhere."""
+    planes = masks[..., 0][None] == np.arange(1, count + 1)[:, None, None]
+    return (planes * value).astype(np.uint8)
+
+
 def detection_example(
     image: np.ndarray,
     boxes: np.ndarray,
     labels: np.ndarray,
     key: str,
     keypoints: np.ndarray | None = None,
+    instance_masks: np.ndarray | None = None,
+    mask_form: str = "png",
 ) -> bytes:
     """One Object Detection API tf.Example: PNG `image/encoded`, normalized boxes, labels and
-    class texts, per-object `area` and `is_crowd`, and (optionally) K keypoints per object
-    [N, K, 2] (y, x) with visibility."""
+    class texts, per-object `area` and `is_crowd`, (optionally) K keypoints per object
+    [N, K, 2] (y, x) with visibility, and (optionally) instance masks [N, H, W] in
+    `image/object/mask`: one PNG per object (`mask_form` "png", as `create_coco_tf_record.py
+    --include_masks` writes them) or N*H*W raw values ("raw_float", "raw_int64")."""
     import tensorflow as tf
 
     example = tf.train.Example()
@@ -76,4 +87,14 @@ def detection_example(
         f["image/object/keypoint/visibility"].int64_list.value.extend(
             [1] * int(np.prod(keypoints.shape[:2]))
         )
+    if instance_masks is not None:
+        mask = f["image/object/mask"]
+        if mask_form == "png":
+            mask.bytes_list.value.extend(
+                tf.io.encode_png(m[..., None]).numpy() for m in instance_masks
+            )
+        elif mask_form == "raw_float":
+            mask.float_list.value.extend(instance_masks.astype(np.float32).ravel().tolist())
+        else:
+            mask.int64_list.value.extend(instance_masks.astype(np.int64).ravel().tolist())
     return example.SerializeToString(deterministic=True)

@@ -260,7 +260,7 @@ def test_mirrored_copies_write_keypoints_and_visibility_values_as_the_core_permu
         ),
         (
             lambda f: f["image/object/mask"].bytes_list.value.extend([b"png", b"png"]),
-            "instance_masks_unsupported",
+            "instance_mask_invalid",
         ),
         (
             lambda f: (

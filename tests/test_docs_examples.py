@@ -7,7 +7,8 @@ block runs in a subprocess from a fresh temporary folder holding small real data
 `data/train-00000-of-00001.tfrecord.gz` (scikit-learn's digits as PNG tf.Examples with `image`,
 `label` and `id`; the same file as `train-00000-of-00001.tfrecord`: gzip is read from the bytes),
 `coco-train-00000-of-00001.tfrecord` (digits pasted on canvases, as Object Detection API
-records); python blocks also find `out/`, an `image-augment run` of those records.
+records with one PNG instance mask per object); python blocks also find `out/`, an
+`image-augment run` of those records.
 `image-augment` in a bash block runs as `python -m tfx_image_augment.cli`.
 """
 
@@ -70,7 +71,7 @@ def example_data(tmp_path_factory):
     import tensorflow as tf
 
     from pipelines.data import digits_images, image_example, sample_photos
-    from tests.detection_data import detection_example, scene
+    from tests.detection_data import detection_example, object_masks, scene
 
     root = tmp_path_factory.mktemp("example_data")
     for name, photo in zip(("china", "flower"), sample_photos(), strict=True):
@@ -88,10 +89,15 @@ def example_data(tmp_path_factory):
             writer.write(image_example(png, labels[i], f"digits_{i:04d}"))
     shutil.copy(path, root / "train-00000-of-00001.tfrecord")
 
-    canvases, boxes, _, labels = scene(8)
+    canvases, boxes, masks, labels = scene(8)
     with tf.io.TFRecordWriter(str(root / "coco-train-00000-of-00001.tfrecord")) as writer:
         for i in range(len(canvases)):
-            writer.write(detection_example(canvases[i], boxes[i], labels[i], f"scene_{i}"))
+            instance_masks = object_masks(masks[i])  # one PNG per object, as COCO's
+            writer.write(
+                detection_example(
+                    canvases[i], boxes[i], labels[i], f"scene_{i}", instance_masks=instance_masks
+                )
+            )
     made = tmp_path_factory.mktemp("made_out")
     shutil.copytree(root / "data", made / "data")
     args = ["run", "--input", "data/train-*.tfrecord*", "--output", "out/", "--copies", "2"]

@@ -57,24 +57,30 @@ def stage_matrix(stage: Stage, table: tf.Tensor, height, width) -> tf.Tensor:
     return matrix
 
 
-def _warp(matrix: tf.Tensor, images, masks, fill_mode: str, fill_value: float, scale: float):
+def _warp(
+    matrix: tf.Tensor, images, masks, instance, fill_mode: str, fill_value: float, scale: float
+):
     shape = tf.shape(images)
     transforms = tf.reshape(matrix, [-1, 9])[:, :8]
 
-    def apply(x, interpolation, fill):
+    def apply(x, interpolation, fill, mode=fill_mode):
         return tf.raw_ops.ImageProjectiveTransformV3(
             images=x,
             transforms=transforms,
             output_shape=shape[1:3],
             fill_value=tf.cast(fill, tf.float32),
             interpolation=interpolation,
-            fill_mode=fill_mode.upper(),
+            fill_mode=mode.upper(),
         )
 
     images = apply(images, "BILINEAR", fill_value * scale)
     if masks is not None:
         masks = apply(masks, "NEAREST", 0.0)
-    return images, masks
+    if instance is not None:
+        # The same map, nearest; what comes from outside the image is never the object (a
+        # reflected or wrapped copy of it has no box), so the fill is always constant 0.
+        instance = apply(instance, "NEAREST", 0.0, "constant")
+    return images, masks, instance
 
 
 def flip_flags(stage: Stage, table: tf.Tensor) -> dict[int, tf.Tensor]:
@@ -92,7 +98,7 @@ def _mirrors(matrix: tf.Tensor) -> tf.Tensor:
     return matrix[:, 0, 0] * matrix[:, 1, 1] - matrix[:, 0, 1] * matrix[:, 1, 0] < 0.0
 
 
-def _flip(flips: dict[int, tf.Tensor], axes: set[int], images, masks):
+def _flip(flips: dict[int, tf.Tensor], axes: set[int], images, masks, instance):
     """Mirrors each image on the axes its flags say; `axes` are those a flip op of the stage
     names (an axis no op flips costs no pass over the pixels)."""
 
@@ -107,7 +113,11 @@ def _flip(flips: dict[int, tf.Tensor], axes: set[int], images, masks):
                 x = tf.gather(x, order, axis=axis, batch_dims=1)
         return x
 
-    return apply(images), (apply(masks) if masks is not None else None)
+    return (
+        apply(images),
+        apply(masks) if masks is not None else None,
+        apply(instance) if instance is not None else None,
+    )
 
 
 def crop_boxes(stage: Stage, table: tf.Tensor, height, width) -> tf.Tensor:
@@ -130,16 +140,18 @@ def crop_boxes(stage: Stage, table: tf.Tensor, height, width) -> tf.Tensor:
     return gated(inst.gate, table, boxes, tf.constant([[0.0, 0.0, 1.0, 1.0]]))
 
 
-def _crop(boxes: tf.Tensor, images, masks):
+def _crop(boxes: tf.Tensor, images, masks, instance):
     shape = tf.shape(images)
     indices = tf.range(shape[0])
     out = tf.image.crop_and_resize(images, boxes, indices, shape[1:3], method="bilinear")
-    if masks is not None:
-        masks = tf.cast(
-            tf.image.crop_and_resize(masks, boxes, indices, shape[1:3], method="nearest"),
-            masks.dtype,
-        )
-    return out, masks
+
+    def nearest(x):
+        if x is None:
+            return None
+        moved = tf.image.crop_and_resize(x, boxes, indices, shape[1:3], method="nearest")
+        return tf.cast(moved, x.dtype)
+
+    return out, nearest(masks), nearest(instance)
 
 
 # ----------------------------------------------------------------------------------------------
@@ -214,6 +226,8 @@ def augment_targets(
     keypoint_visible=None,
     min_box_visibility: float = 0.0,
     keypoint_flip_permutation: Sequence[int] | None = None,
+    instance_masks=None,
+    boxes_from_masks: bool = True,
 ) -> dict[str, tf.Tensor]:
     """Augments images and everything that moves with them, by the same per-image draws.
 
@@ -236,14 +250,23 @@ def augment_targets(
         below this becomes invalid; one with no area left always does.
       keypoint_flip_permutation: for keypoints with a handedness (left eye, right eye): slot j
         of a mirrored image takes keypoint `permutation[j]`; K entries.
+      instance_masks: per-object masks [B, N, H, W] (uint8 or another integer type, values
+        kept; or bool), one per row of `boxes` (needs boxes): moved by the map that moves the
+        pixels, with nearest sampling and a constant 0 fill whatever the policy's `fill_mode`.
+        An object whose mask had pixels (values > 0) and has none left is no longer valid,
+        like a box that leaves the image.
+      boxes_from_masks: with `instance_masks`, each object whose moved mask has pixels gets the
+        tight box of those pixels (a rotated object's box is no looser than the object); an
+        object given with an empty mask keeps its moved box.
 
     Returns:
       A dict with "images", and "masks", "boxes", "box_valid", "keypoints",
-      "keypoint_visible" for the targets given. Rules: `tfx_image_augment.core.geometry`.
+      "keypoint_visible", "instance_masks" for the targets given. Rules:
+      `tfx_image_augment.core.geometry`.
 
     Raises:
       ValueError: the images are not [B, H, W, C] with a static C of 1, 3 or 4, or are
-        neither uint8 nor floating point.
+        neither uint8 nor floating point; or instance masks come without boxes.
     """
     plan = policy if isinstance(policy, Plan) else compile_policy(policy)
     images = tf.convert_to_tensor(images)
@@ -252,6 +275,8 @@ def augment_targets(
         raise ValueError("box_valid was given without boxes.")
     if keypoints is None and keypoint_visible is not None:
         raise ValueError("keypoint_visible was given without keypoints.")
+    if instance_masks is not None and boxes is None:
+        raise ValueError("instance_masks were given without boxes (one box per mask).")
     given = {}
     if masks is not None:
         given["masks"] = tf.convert_to_tensor(masks)
@@ -260,6 +285,11 @@ def augment_targets(
     if keypoints is not None:
         given["keypoints"], given["keypoint_visible"] = _coordinates_and_flags(
             keypoints, keypoint_visible, keep_integers=True
+        )
+    if instance_masks is not None:
+        instance_masks = tf.convert_to_tensor(instance_masks)
+        given["instance_masks"] = (
+            tf.cast(instance_masks, tf.uint8) if instance_masks.dtype == tf.bool else instance_masks
         )
     single = images.shape.rank == 3
     if single:
@@ -290,12 +320,15 @@ def augment_targets(
         specs,
         float(min_box_visibility),
         permutation,
+        bool(boxes_from_masks) and instance_masks is not None,
     )
     outputs = run(images, seeds, *(given[n] for n in names))
     # The graph takes any size; give back the static shapes the caller passed in.
     result = {"images": tf.ensure_shape(outputs[0], images.shape)}
     for name, value in zip(names, outputs[1:], strict=True):
         result[name] = tf.ensure_shape(value, given[name].shape)
+    if instance_masks is not None and instance_masks.dtype == tf.bool:
+        result["instance_masks"] = result["instance_masks"] > 0
     if single:
         result = {k: v[0] for k, v in result.items()}
     return result
@@ -315,11 +348,25 @@ def _coordinates_and_flags(values, flags, keep_integers: bool = False):
 
 _GRAPHS: dict = {}
 # Rank of each optional input; masks carry their channel count in the signature.
-_TARGET_RANKS = {"masks": 4, "boxes": 3, "box_valid": 2, "keypoints": 4, "keypoint_visible": 3}
+_TARGET_RANKS = {
+    "masks": 4,
+    "boxes": 3,
+    "box_valid": 2,
+    "keypoints": 4,
+    "keypoint_visible": 3,
+    "instance_masks": 4,
+}
 
 
 def _graph_for(
-    plan: Plan, dtype, channels: int, value_range, specs, min_box_visibility: float, permutation
+    plan: Plan,
+    dtype,
+    channels: int,
+    value_range,
+    specs,
+    min_box_visibility: float,
+    permutation,
+    boxes_from_masks: bool,
 ):
     """One traced, never-inlined function per (plan, input kind).
 
@@ -327,7 +374,16 @@ def _graph_for(
     this same function body with the same dynamic-shape trace, so TensorFlow's graph rewrites
     (which may reorder float arithmetic) are the same for all of them, and so are the pixels.
     """
-    key = (plan, dtype, channels, value_range, specs, min_box_visibility, permutation)
+    key = (
+        plan,
+        dtype,
+        channels,
+        value_range,
+        specs,
+        min_box_visibility,
+        permutation,
+        boxes_from_masks,
+    )
     if key in _GRAPHS:
         return _GRAPHS[key]
     signature = [
@@ -349,15 +405,29 @@ def _graph_for(
             given.get("keypoint_visible"),
             permutation,
         )
-        out_images, masks, targets = _run_plan(
-            plan, images, seeds, value_range, given.get("masks"), targets, min_box_visibility
+        objects = given.get("instance_masks")
+        # Per-object masks go through the pixel path as the channels of one [B, H, W, N] image.
+        instance = None if objects is None else tf.transpose(objects, [0, 2, 3, 1])
+        out_images, masks, instance, targets = _run_plan(
+            plan,
+            images,
+            seeds,
+            value_range,
+            given.get("masks"),
+            instance,
+            targets,
+            min_box_visibility,
         )
+        if instance is not None:
+            instance = tf.transpose(instance, [0, 3, 1, 2])
+            targets = targets.with_instance_masks(objects, instance, boxes_from_masks)
         produced = {
             "masks": masks,
             "boxes": targets.boxes,
             "box_valid": targets.box_valid,
             "keypoints": targets.keypoints,
             "keypoint_visible": targets.keypoint_visible,
+            "instance_masks": instance,
         }
         return (out_images, *(produced[n] for n in names))
 
@@ -371,9 +441,9 @@ def _graph_for(
     return graph
 
 
-def _run_plan(plan: Plan, images, seeds, value_range, masks, targets, min_box_visibility):
+def _run_plan(plan: Plan, images, seeds, value_range, masks, instance, targets, min_box_visibility):
     if not plan.stages:
-        return images, masks, targets
+        return images, masks, instance, targets
     input_dtype = images.dtype
     is_uint8 = input_dtype == tf.uint8
     low, high = (0.0, 255.0) if is_uint8 else tuple(value_range or (0.0, 1.0))
@@ -394,20 +464,22 @@ def _run_plan(plan: Plan, images, seeds, value_range, masks, targets, min_box_vi
         if stage.kind == "flip":
             flips = flip_flags(stage, table)
             axes = {inst.definition.flip_axis for inst in stage.instances}
-            x, masks = _flip(flips, axes, x, masks)
+            x, masks, instance = _flip(flips, axes, x, masks, instance)
             if not targets.empty:
                 targets = targets.flipped(flip_x=flips[2], flip_y=flips[1])
         elif stage.kind == "warp":
             matrix = stage_matrix(stage, table, height, width)
             scale = 1.0 if as_unit_float else 255.0
-            x, masks = _warp(matrix, x, masks, plan.policy.fill_mode, plan.policy.fill_value, scale)
+            x, masks, instance = _warp(
+                matrix, x, masks, instance, plan.policy.fill_mode, plan.policy.fill_value, scale
+            )
             if not targets.empty:
                 targets = targets.mapped(
                     invert_affine(matrix), height, width, min_box_visibility
                 ).mirrored(_mirrors(matrix))
         elif stage.kind == "crop":
             boxes = crop_boxes(stage, table, height, width)
-            x, masks = _crop(boxes, x, masks)  # float32 out, same scale as in
+            x, masks, instance = _crop(boxes, x, masks, instance)  # float32 out, same scale
             if not as_unit_float:
                 x, as_unit_float = x / 255.0, True
             if not targets.empty:
@@ -426,6 +498,6 @@ def _run_plan(plan: Plan, images, seeds, value_range, masks, targets, min_box_vi
     if is_uint8:
         if as_unit_float:
             x = tf.cast(tf.round(tf.clip_by_value(x, 0.0, 1.0) * 255.0), tf.uint8)
-        return x, masks, targets
+        return x, masks, instance, targets
     x = tf.clip_by_value(x, 0.0, 1.0) * (high - low) + low
-    return tf.cast(x, input_dtype), masks, targets
+    return tf.cast(x, input_dtype), masks, instance, targets

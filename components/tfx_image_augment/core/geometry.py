@@ -25,6 +25,13 @@ at integers, as the warp kernels sample); boxes and keypoints go through its inv
   eye. Rotations and double flips do not mirror.
 - Photometric ops, cutout included, leave boxes and keypoints alone: a cutout patch may hide
   part of an object without changing its box.
+- Per-object instance masks [B, N, H, W] move through the pixel path itself (the same flips,
+  warp map and crop, nearest sampling, constant 0 fill). An object whose mask had pixels
+  (values > 0) and has none left after all stages is no longer valid, whatever its box says.
+  With `boxes_from_masks`, an object whose moved mask has pixels takes their tight box: rows
+  r0..r1 and columns c0..c1 give (r0 / H, c0 / W, (r1 + 1) / H, (c1 + 1) / W), the pixels'
+  edges, so the box encloses the mask exactly. An object given with an empty mask keeps its
+  moved box.
 """
 
 from __future__ import annotations
@@ -145,6 +152,19 @@ class Targets:
             )
         return out
 
+    def with_instance_masks(
+        self, given: tf.Tensor, moved: tf.Tensor, boxes_from_masks: bool
+    ) -> Targets:
+        """Validity (and, with `boxes_from_masks`, boxes) from the objects' masks [B, N, H, W]
+        before (`given`) and after (`moved`) all stages."""
+        had_pixels = tf.reduce_any(given > 0, axis=[2, 3])
+        tight, has_pixels = mask_boxes(moved)
+        valid = self.box_valid & (has_pixels | ~had_pixels)
+        boxes = self.boxes
+        if boxes_from_masks:
+            boxes = tf.where(has_pixels[..., None], tight, boxes)
+        return dataclasses.replace(self, boxes=boxes, box_valid=valid)
+
     def _labelled_only(self, moved: tf.Tensor) -> tf.Tensor:
         """`moved` keypoints where they were labelled; the others as they are (not moved)."""
         return tf.where(self.keypoint_labelled[..., None], moved, self.keypoints)
@@ -175,6 +195,37 @@ class Targets:
         visibility = self.box_visibility * fraction
         valid = self.box_valid & (clipped_area > 0.0) & (visibility >= min_box_visibility)
         return dataclasses.replace(self, boxes=clipped, box_valid=valid, box_visibility=visibility)
+
+
+def mask_boxes(masks: tf.Tensor):
+    """(the tight normalized boxes [B, N, 4] of masks [B, N, H, W] (pixels > 0), whether each
+    mask has any pixel [B, N]); an empty mask's box is (0, 0, 0, 0)."""
+    lit = masks > 0
+    rows = tf.reduce_any(lit, axis=3)  # [B, N, H]
+    cols = tf.reduce_any(lit, axis=2)  # [B, N, W]
+    height, width = tf.shape(rows)[-1], tf.shape(cols)[-1]
+
+    def extent(line, size):
+        """(first, one past the last) index of True along the last axis (size, 0 if none)."""
+        index = tf.range(size)
+        first = tf.reduce_min(tf.where(line, index, size), axis=-1)
+        end = tf.reduce_max(tf.where(line, index + 1, 0), axis=-1)
+        return first, end
+
+    top, bottom = extent(rows, height)
+    left, right = extent(cols, width)
+    has_pixels = tf.reduce_any(rows, axis=-1)
+    h, w = tf.cast(height, tf.float32), tf.cast(width, tf.float32)
+    boxes = tf.stack(
+        [
+            _over(tf.cast(top, tf.float32), h),
+            _over(tf.cast(left, tf.float32), w),
+            _over(tf.cast(bottom, tf.float32), h),
+            _over(tf.cast(right, tf.float32), w),
+        ],
+        axis=-1,
+    )
+    return tf.where(has_pixels[..., None], boxes, tf.zeros_like(boxes)), has_pixels
 
 
 def _is_visible(visibility: tf.Tensor) -> tf.Tensor:

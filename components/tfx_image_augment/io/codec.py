@@ -23,6 +23,8 @@ from tfx_image_augment.io.quarantine import (
     IMAGE_TOO_LARGE,
     IMAGE_UNDECODABLE,
     IMAGE_WRONG_TYPE,
+    INSTANCE_MASK_INVALID,
+    INSTANCE_MASK_SHAPE_MISMATCH,
     MASK_INVALID,
     MASK_MISSING,
     MASK_SHAPE_MISMATCH,
@@ -93,6 +95,80 @@ def decode_image(feature, rules: DecodeRules, name: str):
 def decode_mask(feature, rules: DecodeRules, name: str):
     """(pixels [H, W, 1], format) of a segmentation-mask feature, or raises Quarantined."""
     return _decode(feature, rules, name, _MASK)
+
+
+# One object's mask of the Object Detection API (one PNG each): one 8-bit channel.
+_INSTANCE_MASK = _Target(
+    1,
+    INSTANCE_MASK_INVALID,
+    INSTANCE_MASK_INVALID,
+    INSTANCE_MASK_INVALID,
+    INSTANCE_MASK_INVALID,
+    INSTANCE_MASK_INVALID,
+    INSTANCE_MASK_SHAPE_MISMATCH,
+    INSTANCE_MASK_INVALID,
+    floats_allowed=False,
+    sixteen_bits_allowed=False,
+)
+# The forms of `image/object/mask`: one encoded image per object, or N x H x W raw values.
+INSTANCE_MASK_FORMS = ("png", "raw_float", "raw_int64")
+
+
+def decode_instance_masks(feature, rules: DecodeRules, name: str, height: int, width: int):
+    """(masks uint8 [N, H, W], form) of an Object Detection API per-object mask feature: one
+    encoded image per object (the form of `create_coco_tf_record.py --include_masks`; written
+    back as PNG) or N*H*W raw values, floats or ints, object-major (written back in their
+    kind). Values are kept as stored (0/1 or 0/255); raises Quarantined."""
+    import tensorflow as tf
+
+    kind = feature.WhichOneof("kind")
+    if kind == "bytes_list":
+        rules = DecodeRules(max_pixels=rules.max_pixels)  # each mask is encoded, never raw
+        masks = []
+        for i, data in enumerate(feature.bytes_list.value):
+            one = tf.train.Feature(bytes_list=tf.train.BytesList(value=[data]))
+            pixels, _ = _decode(one, rules, f"{name}[{i}]", _INSTANCE_MASK)
+            if pixels.shape[:2] != (height, width):
+                raise Quarantined(
+                    INSTANCE_MASK_SHAPE_MISMATCH,
+                    f"{name}[{i}]: mask {pixels.shape[1]}x{pixels.shape[0]}, image "
+                    f"{width}x{height}",
+                )
+            masks.append(pixels[..., 0])
+        return _stacked(masks, height, width), "png"
+    values = np.asarray(getattr(feature, kind).value if kind else [], np.float64)
+    if values.size % (height * width):
+        raise Quarantined(
+            INSTANCE_MASK_SHAPE_MISMATCH,
+            f"{name}: {values.size} raw values are not a whole number of {height}x{width} masks",
+        )
+    if values.size and (
+        not np.all(np.isfinite(values))
+        or np.any(values != np.round(values))
+        or values.min() < 0
+        or values.max() > 255
+    ):
+        raise Quarantined(INSTANCE_MASK_INVALID, f"{name}: raw values not integers in [0, 255]")
+    masks = values.astype(np.uint8).reshape(-1, height, width)
+    return masks, "raw_int64" if kind == "int64_list" else "raw_float"
+
+
+def _stacked(masks: list, height: int, width: int) -> np.ndarray:
+    if not masks:
+        return np.zeros((0, height, width), np.uint8)
+    return np.stack(masks)
+
+
+def encode_instance_masks(masks: np.ndarray, form: str, rules: EncodeRules) -> list:
+    """The values of `image/object/mask` for masks uint8 [N, H, W] in `form` (PNG: one value
+    per object, `png_compression` applies)."""
+    if form == "raw_float":
+        return masks.astype(np.float32).ravel().tolist()
+    if form == "raw_int64":
+        return masks.astype(np.int64).ravel().tolist()
+    if not len(masks):
+        return []
+    return list(_encoder("png", rules)(masks[..., None]).numpy())  # PNG whatever output_format
 
 
 def sniff_format(data: bytes) -> str | None:

@@ -31,7 +31,8 @@ BOXES_MISALIGNED = "boxes_misaligned"
 BOXES_INVALID = "boxes_invalid"
 OBJECTS_MISALIGNED = "objects_misaligned"
 KEYPOINTS_INVALID = "keypoints_invalid"
-INSTANCE_MASKS_UNSUPPORTED = "instance_masks_unsupported"
+INSTANCE_MASK_INVALID = "instance_mask_invalid"
+INSTANCE_MASK_SHAPE_MISMATCH = "instance_mask_shape_mismatch"
 
 REASONS = {
     NOT_AN_EXAMPLE: "the record does not parse as a tf.train.Example",
@@ -54,7 +55,10 @@ REASONS = {
     BOXES_INVALID: "a box is not finite, outside the image, or has min > max",
     OBJECTS_MISALIGNED: "a per-object feature's length differs from the number of boxes",
     KEYPOINTS_INVALID: "keypoints are not K per object, not finite, or their visibility is wrong",
-    INSTANCE_MASKS_UNSUPPORTED: "per-object instance masks (`image/object/mask`), not moved yet",
+    INSTANCE_MASK_INVALID: "a per-object mask (`image/object/mask`) does not decode to one "
+    "8-bit channel, or its raw values are not integers in [0, 255]",
+    INSTANCE_MASK_SHAPE_MISMATCH: "a per-object mask's height and width differ from the "
+    "image's, or raw masks do not hold objects x height x width values",
 }
 
 

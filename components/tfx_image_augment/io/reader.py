@@ -151,11 +151,14 @@ def read_detection(
     keypoint_feature_prefix: str | None = None,
     channels: int = 3,
     split: str | None = None,
+    instance_mask_feature: str | None = None,
 ) -> tf.data.Dataset:
     """Object Detection API records as dicts: "image" uint8 [H, W, C], "boxes" float [N, 4]
-    (ymin, xmin, ymax, xmax, as stored), "labels" int64 [N], and with `keypoint_feature_prefix`
+    (ymin, xmin, ymax, xmax, as stored), "labels" int64 [N], with `keypoint_feature_prefix`
     (e.g. "image/object/keypoint/") "keypoints" [N, K, 2] (y, x) and "keypoint_visibility"
-    int64 [N, K]. N differs per image: batch with `dataset.ragged_batch(n)`."""
+    int64 [N, K], and with `instance_mask_feature` (e.g. "image/object/mask", one PNG per
+    object) "instance_masks" uint8 [N, H, W] (the stored values). N differs per image: batch
+    with `dataset.ragged_batch(n)`."""
     records = _records(resolve_files(path_or_glob, split))
     sides = BOX_SIDES
     spec = {
@@ -171,18 +174,19 @@ def read_detection(
                 keypoint_feature_prefix + "visibility": tf.io.VarLenFeature(tf.int64),
             }
         )
+    if instance_mask_feature:
+        spec[instance_mask_feature] = tf.io.VarLenFeature(tf.string)
 
     def decode(record):
         parsed = tf.io.parse_single_example(record, spec)
         dense = {k: tf.sparse.to_dense(v) for k, v in parsed.items() if k != image_feature}
         boxes = tf.stack([dense[box_feature_prefix + s] for s in sides], axis=-1)
-        out = {
-            "image": tf.io.decode_image(
-                parsed[image_feature], channels=channels, expand_animations=False
-            ),
-            "boxes": boxes,
-            "labels": dense[label_feature],
-        }
+        image = tf.io.decode_image(
+            parsed[image_feature], channels=channels, expand_animations=False
+        )
+        out = {"image": image, "boxes": boxes, "labels": dense[label_feature]}
+        if instance_mask_feature:
+            out["instance_masks"] = _decoded_masks(dense[instance_mask_feature], tf.shape(image))
         if keypoint_feature_prefix:
             count = tf.shape(boxes)[0]
             points = tf.stack(
@@ -195,3 +199,16 @@ def read_detection(
         return out
 
     return records.map(decode, num_parallel_calls=tf.data.AUTOTUNE)
+
+
+def _decoded_masks(encoded: tf.Tensor, image_shape: tf.Tensor) -> tf.Tensor:
+    """uint8 [N, H, W] of N encoded one-channel masks ([0, H, W] for none)."""
+
+    def one(data):
+        return tf.io.decode_image(data, channels=1, expand_animations=False)[..., 0]
+
+    return tf.cond(
+        tf.size(encoded) > 0,
+        lambda: tf.map_fn(one, encoded, fn_output_signature=tf.TensorSpec([None, None], tf.uint8)),
+        lambda: tf.zeros([0, image_shape[0], image_shape[1]], tf.uint8),
+    )

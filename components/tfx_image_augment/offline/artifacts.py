@@ -21,6 +21,7 @@ def write_augmentation_model(model_dir: str, input_pattern: str, config) -> None
         channels=channels or 3,
         min_box_visibility=config.min_box_visibility,
         keypoint_flip_permutation=config.keypoint_flip_permutation,
+        boxes_from_masks=config.boxes_from_masks,
     )
     killpoint("model-export")
     if sheet is not None:

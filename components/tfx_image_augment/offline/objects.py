@@ -11,8 +11,11 @@ together with every per-object feature at its index, so all per-object lists sta
 keypoints that leave the image keep their place with visibility 0. Visibility values go through
 the core as they are (COCO's 2 stays 2 while the keypoint stays in the image) and follow the
 keypoint flip permutation with their keypoints; a keypoint with visibility 0 (not labelled)
-comes out as given, NaN included. Per-object values other than boxes and keypoints (`area`
-included) are carried as they are, not recomputed.
+comes out as given, NaN included. Per-object instance masks `<object prefix>mask` (one PNG per
+object, or N x H x W raw values) move with the pixels, are dropped with their object (an object
+whose mask leaves the image is dropped), and are written back in their form; with
+`boxes_from_masks` the kept objects' boxes are the tight boxes of their moved masks. Other
+per-object values (`area` included) are carried as they are, not recomputed.
 
 Needs TensorFlow and numpy only (no Beam).
 """
@@ -23,10 +26,11 @@ import dataclasses
 
 import numpy as np
 
+from tfx_image_augment.io.codec import decode_instance_masks, encode_instance_masks
 from tfx_image_augment.io.quarantine import (
     BOXES_INVALID,
     BOXES_MISALIGNED,
-    INSTANCE_MASKS_UNSUPPORTED,
+    INSTANCE_MASK_SHAPE_MISMATCH,
     KEYPOINTS_INVALID,
     OBJECTS_MISALIGNED,
     Quarantined,
@@ -34,8 +38,7 @@ from tfx_image_augment.io.quarantine import (
 from tfx_image_augment.io.records import BOX_SIDES
 from tfx_image_augment.offline.config import AugmentConfig
 
-# Per-object instance masks (one PNG per object) would have to move with the geometry; they do
-# not yet, so records carrying them are set aside rather than written with stale masks.
+# Per-object instance masks: `<object prefix>mask`, one PNG per object or N x H x W raw values.
 INSTANCE_MASK_SUFFIX = "mask"
 # Keypoint features that are not coordinates: one value per object (`num`) or per keypoint
 # (`text`, `visibility`); kept aligned like every other per-object feature.
@@ -46,11 +49,14 @@ KEYPOINT_COORDINATES = ("y", "x")
 class Objects:
     """One record's objects in normalized units: boxes [N, 4] (ymin, xmin, ymax, xmax) and, when
     the record has keypoints, keypoints [N, K, 2] (y, x) with visibility [N, K] (int64 values
-    as the record had them; 1 where it had none)."""
+    as the record had them; 1 where it had none); when it has instance masks, masks [N, H, W]
+    and the form they were stored in."""
 
     boxes: np.ndarray
     keypoints: np.ndarray | None = None
     keypoint_visibility: np.ndarray | None = None
+    masks: np.ndarray | None = None  # uint8 [N, H, W], the values as stored
+    mask_form: str | None = None  # codec.INSTANCE_MASK_FORMS
 
     @property
     def count(self) -> int:
@@ -113,18 +119,23 @@ def read_objects(example, config: AugmentConfig, height: int, width: int) -> Obj
         raise Quarantined(BOXES_INVALID, "a box has ymin > ymax or xmin > xmax")
     count = len(boxes)
     normalized = (boxes / scale).astype(np.float32)
-    mask_feature = config.object_feature_prefix + INSTANCE_MASK_SUFFIX
+    mask_feature = instance_mask_feature(config)
+    masks = mask_form = None
     if _values(features, mask_feature):
-        raise Quarantined(
-            INSTANCE_MASKS_UNSUPPORTED,
-            f"{mask_feature}: per-object masks are not moved with the image yet",
+        masks, mask_form = decode_instance_masks(
+            features[mask_feature], config.decode_rules, mask_feature, height, width
         )
+        if len(masks) != count:
+            reason = OBJECTS_MISALIGNED if mask_form == "png" else INSTANCE_MASK_SHAPE_MISMATCH
+            raise Quarantined(reason, f"{mask_feature} has {len(masks)} masks for {count} objects")
     keypoints, visibility = _read_keypoints(features, config, count, height, width)
     per_keypoint = count * (keypoints.shape[1] if keypoints is not None else 0)
     for name in sorted(features):
         if not name.startswith(config.object_feature_prefix):
             continue
-        if name.startswith(config.box_feature_prefix):
+        if name.startswith(config.box_feature_prefix) or (
+            masks is not None and name == mask_feature
+        ):
             continue
         if _is_keypoint_feature(name, config):
             if name.removeprefix(config.keypoint_feature_prefix) in KEYPOINT_COORDINATES:
@@ -135,7 +146,12 @@ def read_objects(example, config: AugmentConfig, height: int, width: int) -> Obj
         found = len(_values(features, name))
         if found not in allowed:
             raise Quarantined(OBJECTS_MISALIGNED, f"{name} has {found} values for {count} objects")
-    return Objects(normalized, keypoints, visibility)
+    return Objects(normalized, keypoints, visibility, masks, mask_form)
+
+
+def instance_mask_feature(config: AugmentConfig) -> str:
+    """The feature holding per-object instance masks: `object_feature_prefix` + "mask"."""
+    return config.object_feature_prefix + INSTANCE_MASK_SUFFIX
 
 
 def _read_keypoints(features, config: AugmentConfig, count: int, height: int, width: int):
@@ -192,10 +208,12 @@ def write_objects(
     keypoint_visible: np.ndarray | None,
     height: int,
     width: int,
+    mask_values: list | None = None,
 ) -> int:
     """Rewrites `example`'s objects from the moved geometry (first `objects.count` rows of the
     core's padded outputs, keypoint visibility as the values `padded` gave it); drops invalid
-    objects from every per-object feature. Returns how many objects were kept."""
+    objects from every per-object feature. `mask_values`: the kept objects' moved instance
+    masks as `kept_mask_values` encodes them. Returns how many objects were kept."""
     features = example.features.feature
     count = objects.count
     keep = np.flatnonzero(box_valid[:count])
@@ -216,6 +234,7 @@ def write_objects(
             kind is None
             or not name.startswith(config.object_feature_prefix)
             or name.startswith(config.box_feature_prefix)
+            or (objects.masks is not None and name == instance_mask_feature(config))
         ):
             continue
         if _is_keypoint_feature(name, config) and (
@@ -238,7 +257,44 @@ def write_objects(
         features[prefix + "y"].float_list.value[:] = points[..., 0].ravel().tolist()
         features[prefix + "x"].float_list.value[:] = points[..., 1].ravel().tolist()
         features[prefix + "visibility"].int64_list.value[:] = visible.ravel().tolist()
+    if objects.masks is not None:
+        feature = features[instance_mask_feature(config)]
+        feature.Clear()
+        if objects.mask_form == "raw_float":
+            feature.float_list.value.extend(mask_values)
+        elif objects.mask_form == "raw_int64":
+            feature.int64_list.value.extend(mask_values)
+        else:
+            feature.bytes_list.value.extend(mask_values)
     return len(keep)
+
+
+def kept_mask_values(objects_list: list[Objects], box_valid, instance_masks, rules) -> list:
+    """For each record of a group (all with masks of one form), the values of its mask feature:
+    the moved masks (padded [B, N, H, W]) of the objects `box_valid` keeps, encoded in one
+    call for the group."""
+    kept = [
+        instance_masks[i][np.flatnonzero(box_valid[i][: o.count])]
+        for i, o in enumerate(objects_list)
+    ]
+    form = objects_list[0].mask_form
+    if form != "png":
+        return [encode_instance_masks(masks, form, rules) for masks in kept]
+    encoded = encode_instance_masks(np.concatenate(kept), form, rules)
+    ends = np.cumsum([len(masks) for masks in kept])
+    return [encoded[end - len(masks) : end] for end, masks in zip(ends, kept, strict=True)]
+
+
+def padded_masks(objects_list: list[Objects]) -> np.ndarray | None:
+    """The group's instance masks padded to [B, N, H, W] (zeros: no object), or None."""
+    if objects_list[0].masks is None:
+        return None
+    height, width = objects_list[0].masks.shape[1:]
+    most = max(o.count for o in objects_list)
+    masks = np.zeros((len(objects_list), most, height, width), np.uint8)
+    for i, objects in enumerate(objects_list):
+        masks[i, : objects.count] = objects.masks
+    return masks
 
 
 def padded(objects_list: list[Objects]):

@@ -380,6 +380,15 @@ PARAMS: tuple[Param, ...] = (
         metavar="J,J,...",
     ),
     Param(
+        "boxes_from_masks",
+        "bool",
+        True,
+        "objects with instance masks (image/object/mask) get the tight box of their moved "
+        "mask, not the box around the moved box's corners",
+        flag="--no-boxes-from-masks",
+        commands=BOTH,
+    ),
+    Param(
         "label_feature",
         "feature",
         None,

@@ -1,6 +1,6 @@
 """A contact sheet that says what it shows: each original beside its augmented copies, with the
-boxes and keypoints that travel with them, column titles, each row's class, and the policy's
-name, fingerprint and seed, as one PNG."""
+boxes, keypoints and instance masks (translucent) that travel with them, column titles, each
+row's class, and the policy's name, fingerprint and seed, as one PNG."""
 
 from __future__ import annotations
 
@@ -12,18 +12,30 @@ import numpy as np
 PREVIEW_FILE = "preview.png"
 BOX_COLOUR = (0, 200, 0)
 KEYPOINT_COLOUR = (230, 0, 0)
+# Instance masks: blended over the image at MASK_OPACITY, object i in MASK_COLOURS[i % 6].
+MASK_COLOURS = (
+    (255, 64, 64),
+    (64, 128, 255),
+    (255, 200, 0),
+    (200, 64, 255),
+    (0, 220, 220),
+    (255, 128, 0),
+)
+MASK_OPACITY = 0.45
 TEXT_HEIGHT = 14  # pixels per line of PIL's default bitmap font
 CELL = 96
 
 
 @dataclasses.dataclass
 class PreviewCell:
-    """One image of the sheet with what moves with it: boxes [N, 4] normalized (valid only) and
-    keypoints [M, 2] normalized (visible only)."""
+    """One image of the sheet with what moves with it: boxes [N, 4] normalized (valid only),
+    keypoints [M, 2] normalized (visible only) and instance masks [N, h, w] at the image's size
+    (object i drawn in colour i; a dropped object's mask is empty)."""
 
     image: np.ndarray
     boxes: np.ndarray | None = None
     keypoints: np.ndarray | None = None
+    masks: np.ndarray | None = None
 
 
 def contact_sheet(
@@ -34,7 +46,8 @@ def contact_sheet(
     gap: int = 4,
 ) -> np.ndarray:
     """Rows of cells (the original first) -> a uint8 RGB grid. Small images are enlarged
-    (nearest) to `cell` pixels; boxes are drawn green, keypoints red. Text (column titles, row
+    (nearest) to `cell` pixels; instance masks are blended in translucent colours, boxes are
+    drawn green, keypoints red. Text (column titles, row
     titles, the header) needs Pillow and is left out without it."""
     import tensorflow as tf
 
@@ -58,9 +71,25 @@ def contact_sheet(
             x0 = left + gap + c * (cell + gap) + (cell - size[1]) // 2
             patch = sheet[y0 : y0 + size[0], x0 : x0 + size[1]]
             patch[...] = resized
+            _draw_masks(patch, item.masks)
             _draw_targets(patch, item)
     _draw_text(sheet, rows, row_titles, header, cell, gap, left, top)
     return sheet
+
+
+def _draw_masks(patch: np.ndarray, masks: np.ndarray | None) -> None:
+    """Blends each mask's pixels (> 0) over `patch` in its colour, at MASK_OPACITY."""
+    if masks is None or not len(masks):
+        return
+    import tensorflow as tf
+
+    size = patch.shape[:2]
+    lit = tf.image.resize(masks.transpose(1, 2, 0), size, method="nearest").numpy() > 0
+    for i in range(lit.shape[-1]):
+        colour = np.array(MASK_COLOURS[i % len(MASK_COLOURS)], np.float32)
+        where = lit[..., i]
+        blended = (1 - MASK_OPACITY) * patch[where] + MASK_OPACITY * colour
+        patch[where] = np.round(blended).astype(np.uint8)
 
 
 def _draw_targets(patch: np.ndarray, item: PreviewCell) -> None:
@@ -171,7 +200,7 @@ def preview_from_pattern(pattern: str, config, rows: int = 6, max_copies: int = 
     from tfx_image_augment.core.seeds import copy_seed
     from tfx_image_augment.io.codec import MAX_BATCH_PIXELS, core_inputs
     from tfx_image_augment.offline.balance import copies_wanted
-    from tfx_image_augment.offline.objects import padded
+    from tfx_image_augment.offline.objects import padded, padded_masks
 
     chosen = _choose(pattern, config, rows)
     if not chosen:
@@ -200,6 +229,11 @@ def preview_from_pattern(pattern: str, config, rows: int = 6, max_copies: int = 
                 targets.update(boxes=boxes, box_valid=valid)
                 if keypoints is not None:
                     targets.update(keypoints=keypoints, keypoint_visible=visible)
+                if objects.masks is not None:
+                    targets.update(
+                        instance_masks=padded_masks([objects] * len(chunk)),
+                        boxes_from_masks=config.boxes_from_masks,
+                    )
             out = augment_targets(
                 np.repeat(images, len(chunk), axis=0),
                 chunk,
@@ -230,12 +264,27 @@ def _cell(image: np.ndarray, objects) -> PreviewCell:
     points = None
     if objects.keypoints is not None:
         points = objects.keypoints[objects.keypoint_visibility > 0]
-    return PreviewCell(image, objects.boxes, points)
+    return PreviewCell(image, objects.boxes, points, _mask_thumbnails(objects.masks))
 
 
 def _moved_cell(image: np.ndarray, out: dict, k: int) -> PreviewCell:
     if "boxes" not in out:
         return PreviewCell(image)
-    boxes = out["boxes"][k][out["box_valid"][k]]
+    valid = out["box_valid"][k]
+    boxes = out["boxes"][k][valid]
     points = out["keypoints"][k][out["keypoint_visible"][k] > 0] if "keypoints" in out else None
-    return PreviewCell(image, boxes, points)
+    masks = None
+    if "instance_masks" in out:  # every object in its slot (so in its colour), dropped ones empty
+        masks = out["instance_masks"][k] * valid[:, None, None].astype(np.uint8)
+    return PreviewCell(image, boxes, points, _mask_thumbnails(masks))
+
+
+def _mask_thumbnails(masks: np.ndarray | None, cell: int = CELL) -> np.ndarray | None:
+    """Instance masks [N, H, W] at the size a cell shows them (so no full-size copy is kept)."""
+    if masks is None or not len(masks) or max(masks.shape[1:]) <= cell:
+        return masks
+    import tensorflow as tf
+
+    size = _cell_size(masks.shape[1:], cell)
+    planes = tf.image.resize(masks.transpose(1, 2, 0), size, method="nearest").numpy()
+    return planes.astype(np.uint8).transpose(2, 0, 1)

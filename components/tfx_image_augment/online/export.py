@@ -21,11 +21,17 @@ SAVED_MODEL_DIR = "saved_model"
 AUGMENT_SIGNATURE = "augment"
 AUGMENT_WITH_MASKS_SIGNATURE = "augment_with_masks"
 AUGMENT_WITH_BOXES_SIGNATURE = "augment_with_boxes"
+AUGMENT_WITH_INSTANCE_MASKS_SIGNATURE = "augment_with_instance_masks"
 
 
 class _AugmentModule(tf.Module):
     def __init__(
-        self, policy: Policy, channels: int, min_box_visibility: float, keypoint_flip_permutation
+        self,
+        policy: Policy,
+        channels: int,
+        min_box_visibility: float,
+        keypoint_flip_permutation,
+        boxes_from_masks: bool,
     ):
         super().__init__(name="image_augmentation")
         plan = core.compile_policy(policy)
@@ -42,16 +48,14 @@ class _AugmentModule(tf.Module):
             out_images, out_masks = core.augment(images, seeds, plan, masks=masks)
             return {"images": out_images, "masks": out_masks}
 
-        @tf.function(
-            input_signature=[
-                images,
-                seeds,
-                tf.TensorSpec([None, None, 4], tf.float32, name="boxes"),
-                tf.TensorSpec([None, None], tf.bool, name="box_valid"),
-                tf.TensorSpec([None, None, None, 2], tf.float32, name="keypoints"),
-                tf.TensorSpec([None, None, None], tf.bool, name="keypoint_visible"),
-            ]
-        )
+        objects = [
+            tf.TensorSpec([None, None, 4], tf.float32, name="boxes"),
+            tf.TensorSpec([None, None], tf.bool, name="box_valid"),
+            tf.TensorSpec([None, None, None, 2], tf.float32, name="keypoints"),
+            tf.TensorSpec([None, None, None], tf.bool, name="keypoint_visible"),
+        ]
+
+        @tf.function(input_signature=[images, seeds, *objects])
         def augment_with_boxes(images, seeds, boxes, box_valid, keypoints, keypoint_visible):
             return core.augment_targets(
                 images,
@@ -65,9 +69,30 @@ class _AugmentModule(tf.Module):
                 keypoint_flip_permutation=keypoint_flip_permutation,
             )
 
+        instance_masks = tf.TensorSpec([None, None, None, None], tf.uint8, name="instance_masks")
+
+        @tf.function(input_signature=[images, seeds, *objects, instance_masks])
+        def augment_with_instance_masks(
+            images, seeds, boxes, box_valid, keypoints, keypoint_visible, instance_masks
+        ):
+            return core.augment_targets(
+                images,
+                seeds,
+                plan,
+                boxes=boxes,
+                box_valid=box_valid,
+                keypoints=keypoints,
+                keypoint_visible=keypoint_visible,
+                instance_masks=instance_masks,
+                boxes_from_masks=boxes_from_masks,
+                min_box_visibility=min_box_visibility,
+                keypoint_flip_permutation=keypoint_flip_permutation,
+            )
+
         self.augment = augment
         self.augment_with_masks = augment_with_masks
         self.augment_with_boxes = augment_with_boxes
+        self.augment_with_instance_masks = augment_with_instance_masks
 
 
 def export_augmentation_model(
@@ -77,6 +102,7 @@ def export_augmentation_model(
     channels: int = 3,
     min_box_visibility: float = 0.0,
     keypoint_flip_permutation=None,
+    boxes_from_masks: bool = True,
 ) -> str:
     """Writes `output_dir/policy.json` and `output_dir/saved_model/`; returns `output_dir`.
 
@@ -85,7 +111,10 @@ def export_augmentation_model(
     `augment_with_boxes(images, seeds, boxes float [B,N,4] normalized ymin/xmin/ymax/xmax,
     box_valid bool [B,N], keypoints float [B,N,K,2] normalized y/x (K may be 0),
     keypoint_visible bool [B,N,K]) -> {"images", "boxes", "box_valid", "keypoints",
-    "keypoint_visible"}`.
+    "keypoint_visible"}` and `augment_with_instance_masks(` the same inputs `, instance_masks
+    uint8 [B,N,H,W]) -> {` the same outputs `, "instance_masks"}` (per-object masks moved with
+    the pixels; an object whose mask leaves the image is not valid; with `boxes_from_masks`,
+    boxes are the tight boxes of the moved masks).
     `seed` is the pipeline seed, recorded in policy.json; the signatures take per-image seeds.
     """
     policy = load_policy(policy)
@@ -93,7 +122,9 @@ def export_augmentation_model(
         raise ValueError(f"channels must be 1, 3 or 4; got {channels}.")
     tf.io.gfile.makedirs(output_dir)
     permutation = None if keypoint_flip_permutation is None else list(keypoint_flip_permutation)
-    module = _AugmentModule(policy, channels, float(min_box_visibility), permutation)
+    module = _AugmentModule(
+        policy, channels, float(min_box_visibility), permutation, bool(boxes_from_masks)
+    )
     tf.saved_model.save(
         module,
         os.path.join(output_dir, SAVED_MODEL_DIR),
@@ -101,6 +132,7 @@ def export_augmentation_model(
             AUGMENT_SIGNATURE: module.augment,
             AUGMENT_WITH_MASKS_SIGNATURE: module.augment_with_masks,
             AUGMENT_WITH_BOXES_SIGNATURE: module.augment_with_boxes,
+            AUGMENT_WITH_INSTANCE_MASKS_SIGNATURE: module.augment_with_instance_masks,
         },
     )
     record = {
@@ -110,6 +142,7 @@ def export_augmentation_model(
         "channels": channels,
         "min_box_visibility": float(min_box_visibility),
         "keypoint_flip_permutation": permutation,
+        "boxes_from_masks": bool(boxes_from_masks),
         "preset": policy.name,
         "seed_rule_version": SEED_RULE_VERSION,
     }

@@ -94,6 +94,8 @@ class ImageAugmentation(tf.keras.layers.Layer):
         this is marked gone (label -1); one with no area left always is.
       keypoint_flip_permutation: for keypoints with a handedness: in a mirrored image, slot j
         takes keypoint `permutation[j]` (e.g. [1, 0] swaps a left and a right point).
+      boxes_from_masks: with "instance_masks", each object whose moved mask has pixels gets the
+        tight box of those pixels (the offline door's `boxes_from_masks`).
       **kwargs: standard Keras layer arguments, such as `name` or `dtype`.
 
     Call arguments:
@@ -102,14 +104,16 @@ class ImageAugmentation(tf.keras.layers.Layer):
         "segmentation_masks" [B, H, W, 1], "bounding_boxes" {"boxes": [B, N, 4] dense or
         ragged, "labels": [B, N]}, "keypoints" [B, N, K, 2] and "keypoint_visibility"
         [B, N, K] (integer values are kept, and follow `keypoint_flip_permutation` with their
-        keypoints; a keypoint given with visibility 0 is not moved, NaN included). Everything
-        in it moves with the pixels, by the same draws.
+        keypoints; a keypoint given with visibility 0 is not moved, NaN included), and
+        "instance_masks" [B, N, H, W] uint8, one mask per box (dense, or ragged like the
+        boxes). Everything in it moves with the pixels, by the same draws.
       training: True augments; False or None returns the inputs unchanged; a boolean tensor
         decides at run time.
 
     Returns:
       The images (for an images-only input), or the dict with every entry moved: a box that
-      leaves the image keeps its place with label -1, a keypoint with visibility 0.
+      leaves the image (or whose instance mask does) keeps its place with label -1, a
+      keypoint with visibility 0.
 
     Raises:
       PolicyError: the policy is invalid (a ValueError naming the op, field and rule).
@@ -123,6 +127,7 @@ class ImageAugmentation(tf.keras.layers.Layer):
         bounding_box_format: str = "rel_yxyx",
         min_box_visibility: float = 0.0,
         keypoint_flip_permutation: Sequence[int] | None = None,
+        boxes_from_masks: bool = True,
         **kwargs,
     ):
         super().__init__(**kwargs)
@@ -133,6 +138,7 @@ class ImageAugmentation(tf.keras.layers.Layer):
             )
         self.bounding_box_format = bounding_box_format
         self.min_box_visibility = float(min_box_visibility)
+        self.boxes_from_masks = bool(boxes_from_masks)
         self.keypoint_flip_permutation = (
             None if keypoint_flip_permutation is None else tuple(keypoint_flip_permutation)
         )
@@ -199,7 +205,9 @@ class ImageAugmentation(tf.keras.layers.Layer):
         """Keras 3's dict convention: `images`, `segmentation_masks`, `bounding_boxes` (`boxes`
         in `bounding_box_format`, dense or ragged, and `labels`; a box that leaves the image
         gets label -1, the KerasCV padding value) and `keypoints` [B, N, K, 2] in the box
-        format's order and units (with optional `keypoint_visibility`, 0 once outside)."""
+        format's order and units (with optional `keypoint_visibility`, 0 once outside), and
+        `instance_masks` [B, N, H, W] beside the boxes (an object whose mask leaves the image
+        gets label -1 too)."""
         images = inputs["images"]
         shape = tf.shape(images)
         rank3 = images.shape.rank == 3
@@ -215,6 +223,14 @@ class ImageAugmentation(tf.keras.layers.Layer):
             kwargs["boxes"] = _boxes_to_normalized(boxes, self.bounding_box_format, size)
             if lengths is not None:
                 kwargs["box_valid"] = tf.sequence_mask(lengths, tf.shape(boxes)[1])
+        if "instance_masks" in inputs:
+            if boxes_in is None:
+                raise ValueError("'instance_masks' need 'bounding_boxes' (one box per mask).")
+            instance_masks = inputs["instance_masks"]
+            if isinstance(instance_masks, tf.RaggedTensor):
+                instance_masks = instance_masks.to_tensor()
+            kwargs["instance_masks"] = instance_masks
+            kwargs["boxes_from_masks"] = self.boxes_from_masks
         if "keypoints" in inputs:
             kwargs["keypoints"] = _points_to_normalized(
                 inputs["keypoints"], self.bounding_box_format, size
@@ -259,6 +275,13 @@ class ImageAugmentation(tf.keras.layers.Layer):
                     for k, v in moved.items()
                 }
             result["bounding_boxes"] = moved
+        if "instance_masks" in inputs:
+            masks, given = out["instance_masks"], inputs["instance_masks"]
+            if isinstance(given, tf.RaggedTensor):  # back as ragged as it came
+                masks = tf.RaggedTensor.from_tensor(
+                    masks, lengths=given.row_lengths(), row_splits_dtype=given.row_splits.dtype
+                )
+            result["instance_masks"] = masks
         if "keypoints" in inputs:
             result["keypoints"] = _as_dtype(
                 _points_from_normalized(out["keypoints"], self.bounding_box_format, size),
@@ -286,6 +309,7 @@ class ImageAugmentation(tf.keras.layers.Layer):
                 "value_range": list(self.value_range) if self.value_range else None,
                 "bounding_box_format": self.bounding_box_format,
                 "min_box_visibility": self.min_box_visibility,
+                "boxes_from_masks": self.boxes_from_masks,
                 "keypoint_flip_permutation": (
                     None
                     if self.keypoint_flip_permutation is None
@@ -307,9 +331,9 @@ class ImageAugmentation(tf.keras.layers.Layer):
 
         Elements may be image batches [B, H, W, C] (or single images [H, W, C]); dicts in
         Keras 3's convention ("images" with "bounding_boxes", "keypoints",
-        "segmentation_masks", ...: everything moves with the pixels, as in `call`); tuples
-        whose first item (or `feature`) holds the images; or dicts whose key `feature` holds
-        them. The n-th element of epoch e gets the seeds of training call n
+        "segmentation_masks", "instance_masks", ...: everything moves with the pixels, as in
+        `call`); tuples whose first item (or `feature`) holds the images; or dicts whose key
+        `feature` holds them. The n-th element of epoch e gets the seeds of training call n
         (`batch_seeds(seed, n, i)`), from its position in the dataset rather than from a counter
         that parallel calls would race on, with the epoch folded into the seed's high word
         (`seed ^ e << 40`) so that every pass over the returned dataset makes new copies; its

@@ -49,7 +49,12 @@ from tfx_image_augment.offline.beam.progress import WorkerProgress
 from tfx_image_augment.offline.beam.sink import GzipTFRecordSink
 from tfx_image_augment.offline.config import AugmentConfig
 from tfx_image_augment.offline.decode import DecodedExample, decode_example
-from tfx_image_augment.offline.objects import padded, write_objects
+from tfx_image_augment.offline.objects import (
+    kept_mask_values,
+    padded,
+    padded_masks,
+    write_objects,
+)
 
 METRICS_NAMESPACE = "tfx_image_augment"
 QUARANTINE_TAG = "quarantine"
@@ -163,12 +168,18 @@ class AugmentBatchFn(_SplitFn):
                 decoded.image_format,
                 mask_shape,
                 decoded.mask_format,
-                None if objects is None else ("objects", objects.keypoints_per_object),
+                None
+                if objects is None
+                else ("objects", objects.keypoints_per_object, objects.mask_form),
             )
             groups[key].append((copy_index, decoded))
         for items in groups.values():
             height, width = items[0][1].pixels.shape[:2]
-            per_call = max(1, min(self._config.batch_size, MAX_BATCH_PIXELS // (height * width)))
+            # Instance masks are one uint8 plane per object: they count as pixels too.
+            planes = 1 + max(_mask_planes(d) for _, d in items) // 4
+            per_call = max(
+                1, min(self._config.batch_size, MAX_BATCH_PIXELS // (height * width * planes))
+            )
             for start in range(0, len(items), per_call):
                 yield from self._augment_group(items[start : start + per_call])
 
@@ -190,6 +201,11 @@ class AugmentBatchFn(_SplitFn):
             targets.update(boxes=boxes, box_valid=box_valid)
             if keypoints is not None:
                 targets.update(keypoints=keypoints, keypoint_visible=visible)
+            instance_masks = padded_masks([d.objects for _, d in items])
+            if instance_masks is not None:
+                targets.update(
+                    instance_masks=instance_masks, boxes_from_masks=config.boxes_from_masks
+                )
         out = augment_targets(
             core_images,
             seeds,
@@ -204,6 +220,14 @@ class AugmentBatchFn(_SplitFn):
         if first.mask is not None:
             mask_values = encode_batch(out["masks"], first.mask_format, config.encode_rules)
         image_values = encode_batch(out["images"], first.image_format, config.encode_rules)
+        instance_values = [None] * len(items)
+        if "instance_masks" in out:
+            instance_values = kept_mask_values(
+                [d.objects for _, d in items],
+                out["box_valid"],
+                out["instance_masks"],
+                config.encode_rules,
+            )
         image_fmt = output_format(
             first.image_format, config.encode_rules, images.shape[-1], images.dtype
         )
@@ -225,6 +249,7 @@ class AugmentBatchFn(_SplitFn):
                     out["keypoint_visible"][i] if "keypoints" in out else None,
                     height,
                     width,
+                    instance_values[i],
                 )
             if first.mask is not None:
                 set_feature(
@@ -236,6 +261,13 @@ class AugmentBatchFn(_SplitFn):
                 add_provenance(example, decoded.key, copy_index, tuple(seeds[i]))
             self._written.inc()
             yield example.SerializeToString(deterministic=True)
+
+
+def _mask_planes(decoded: DecodedExample) -> int:
+    """How many per-object mask planes (uint8, a quarter of an RGB float pixel each in the
+    core) an example brings."""
+    objects = decoded.objects
+    return 0 if objects is None or objects.masks is None else objects.count
 
 
 def batch_weight(slot_pixels: int, decoded: DecodedExample) -> int:
