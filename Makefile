@@ -17,6 +17,7 @@ LATEST       ?= 1
 # What a training job installs (the base package) is tested there too: tests/base/ needs neither
 # TFX nor Beam.
 BASE_TESTS   := tests/base
+DOCS_BUILD   := NO_MKDOCS_2_WARNING=1 $(LATEST_VENV)/bin/mkdocs build --strict --quiet
 # The offline benchmark's peer (albumentations + OpenCV): in .venv for `make bench` only, never
 # a dependency of the package.
 PEER_REQS    := benchmarks/requirements-peer.txt
@@ -93,11 +94,12 @@ ifeq ($(LATEST),1)
 	@second_log=$$(mktemp); second_tmp=$$(mktemp -d); \
 	echo ">> the base package on $$($(LATEST_PY) -c 'import tensorflow as tf, keras; print("TensorFlow", tf.__version__, "and Keras", keras.__version__)'), without TFX or Beam, runs beside the main suite (its output follows it)"; \
 	( $(LATEST_PY) -m pytest -p no:cacheprovider --basetemp="$$second_tmp" $(PYTEST_ARGS) $(BASE_TESTS) \
-	  && $(MAKE) --no-print-directory docs ) > "$$second_log" 2>&1 & second=$$!; \
+	  && $(DOCS_BUILD) ) > "$$second_log" 2>&1 & second=$$!; \
+	trap 'kill $$second 2>/dev/null; rm -rf "$$second_log" "$$second_tmp"' EXIT; \
+	trap 'exit 130' INT TERM; \
 	$(PY) -m pytest $(PYTEST_ARGS); main_code=$$?; \
 	wait $$second; second_code=$$?; \
 	echo ">> the base package on the newest TensorFlow, and the docs build:"; cat "$$second_log"; \
-	rm -rf "$$second_log" "$$second_tmp"; \
 	test $$main_code -eq 0 && test $$second_code -eq 0
 else
 	$(PY) -m pytest $(PYTEST_ARGS)
@@ -114,7 +116,7 @@ bench: setup $(PEER_STAMP)
 # failure. Needs no network: no fonts fetched, no plugin that downloads. pymdown-extensions is
 # pinned below 12 (constraints-latest.txt): mkdocstrings-python 2.0.9 fails with 12.3.
 docs: setup-latest
-	NO_MKDOCS_2_WARNING=1 $(LATEST_VENV)/bin/mkdocs build --strict --quiet
+	$(DOCS_BUILD)
 
 lint: setup
 	$(VENV)/bin/ruff check .

@@ -110,7 +110,10 @@ def _work(task: tuple[list[str], bool, str, int, int, int, int]) -> int:
     png = [cv2.IMWRITE_PNG_COMPRESSION, 1]
     written = 0
     path = os.path.join(output, f"data-{index:05d}-of-{processes:05d}.tfrecord.gz")
-    with tf.io.TFRecordWriter(path, tf.io.TFRecordOptions(compression_type="GZIP")) as writer:
+    # Encoded images do not deflate: stored gzip blocks (level 0), as our sink writes them, so
+    # neither side pays level 6 for nothing.
+    options = tf.io.TFRecordOptions(compression_type="GZIP", compression_level=0)
+    with tf.io.TFRecordWriter(path, options) as writer:
         for record in _records(files, index, processes, by_record):
             writer.write(record)  # the original, unchanged
             example = tf.train.Example.FromString(record)

@@ -43,6 +43,15 @@ def test_the_input_size_is_its_record_bytes_read_from_the_files_gzipped_or_not(t
     assert counted.counts["bytes"] == framed and counted.counts["examples"] == 30
 
 
+def test_an_empty_gzip_shard_or_a_folder_in_the_glob_keeps_the_total(tmp_path):
+    records = _digit_records(5)
+    write_records(tmp_path / "a/part-0.tfrecord.gz", records, gzip=True)
+    write_records(tmp_path / "a/part-1.tfrecord.gz", [], gzip=True)  # as Beam writes spare shards
+    (tmp_path / "a/part-2").mkdir()
+    framed = sum(len(r) + progress.RECORD_FRAME_BYTES for r in records)
+    assert input_size([str(tmp_path / "a/part-*")]) == (framed, progress.BYTES)
+
+
 def test_a_folder_of_images_counts_its_images(tmp_path):
     for name in ("cat", "dog"):
         (tmp_path / "pics" / name).mkdir(parents=True)

@@ -27,7 +27,7 @@ from tfx_image_augment.io.records import (
     compression_of,
 )
 from tfx_image_augment.offline.beam import runner_checks
-from tfx_image_augment.offline.beam.progress import ProgressMonitor, input_size
+from tfx_image_augment.offline.beam.progress import ProgressMonitor, safe_input_size
 from tfx_image_augment.offline.beam.transforms import (
     CLASS_IN,
     CLASS_OUT,
@@ -155,6 +155,58 @@ def first_quarantine_reasons(quarantine_pattern: str, limit: int = 5) -> list[st
     return reasons
 
 
+def _progress_monitor(options, splits, config: AugmentConfig, log: logging.Logger | None):
+    """A ProgressMonitor of the augmented splits on the DirectRunner (its workers can reach the
+    launcher's folder), else a context of None. Pass-through splits take little time: counting
+    their bytes would make the ETA too short."""
+    if not is_direct_runner(options):
+        return contextlib.nullcontext()
+    augmented = [
+        pattern for name, (pattern, _) in splits.items() if name in config.splits_to_augment
+    ]
+    total, unit = safe_input_size(augmented)
+    return ProgressMonitor(total, unit, log or environment.progress_logger())
+
+
+def _add_splits(pipeline, splits, quarantine_dir: str, config: AugmentConfig, progress_dir):
+    for name, (pattern, output_dir) in splits.items():
+        prefix = os.path.join(output_dir, DATA_PREFIX)
+        if name in config.splits_to_augment:
+            quarantine_prefix = os.path.join(quarantine_dir, f"Split-{name}", QUARANTINE_PREFIX)
+            _ = pipeline | f"Augment[{name}]" >> AugmentSplit(
+                name, pattern, prefix, quarantine_prefix, config, progress_dir
+            )
+        else:
+            _ = pipeline | f"PassThrough[{name}]" >> PassThroughSplit(name, pattern, prefix, config)
+
+
+def _run_pipeline(pipeline, splits):
+    """Runs `pipeline`; a full disk or a damaged input becomes our one-line error."""
+    try:
+        result = pipeline.run()
+        result.wait_until_finish()
+        return result
+    except Exception as err:
+        full = failures.os_error_in(err)
+        if full is not None and full.errno in failures.DISK_FULL_ERRNOS:
+            where = full.filename if isinstance(full.filename, str) else None
+            raise failures.DiskFull(where or next(iter(splits.values()))[1]) from err
+        if not is_read_error(err):
+            raise
+        text = _error_text(err)
+        patterns = (p for p, _ in splits.values() if isinstance(p, str))  # not image folders
+        damaged, read, matched = find_corrupt_files(patterns, text)
+        if damaged:
+            raise CorruptInputError(
+                "Input TFRecord file(s) are damaged and cannot be read: " + "; ".join(damaged)
+            ) from err
+        first_line = text.strip().splitlines()[0][:300]
+        raise CorruptInputError(
+            f"An input record could not be read ({first_line}); the damaged file was not among "
+            f"the {read} of {matched} input files checked."
+        ) from err
+
+
 def run_expansion(
     pipeline: beam.Pipeline,
     splits: dict[str, tuple[str, str]],
@@ -177,47 +229,10 @@ def run_expansion(
     On the DirectRunner, progress against the input's size goes to `progress_log` (default:
     our progress logger), or to a bar on a terminal; other runners' workers log their own.
     """
-    monitor = contextlib.nullcontext()
-    progress_dir = None
-    if is_direct_runner(pipeline.options):
-        total, unit = input_size([pattern for pattern, _ in splits.values()])
-        monitor = ProgressMonitor(total, unit, progress_log or environment.progress_logger())
-        progress_dir = monitor.folder
-    for name, (pattern, output_dir) in splits.items():
-        prefix = os.path.join(output_dir, DATA_PREFIX)
-        if name in config.splits_to_augment:
-            quarantine_prefix = os.path.join(quarantine_dir, f"Split-{name}", QUARANTINE_PREFIX)
-            _ = pipeline | f"Augment[{name}]" >> AugmentSplit(
-                name, pattern, prefix, quarantine_prefix, config, progress_dir
-            )
-        else:
-            _ = pipeline | f"PassThrough[{name}]" >> PassThroughSplit(
-                name, pattern, prefix, config, progress_dir
-            )
-    runner_checks.check_beam_environment(pipeline.options, worker_start_timeout)
-    try:
-        with monitor:
-            result = pipeline.run()
-            result.wait_until_finish()
-    except Exception as err:
-        full = failures.os_error_in(err)
-        if full is not None and full.errno in failures.DISK_FULL_ERRNOS:
-            where = full.filename if isinstance(full.filename, str) else None
-            raise failures.DiskFull(where or next(iter(splits.values()))[1]) from err
-        if not is_read_error(err):
-            raise
-        text = _error_text(err)
-        patterns = (p for p, _ in splits.values() if isinstance(p, str))  # not image folders
-        damaged, read, matched = find_corrupt_files(patterns, text)
-        if damaged:
-            raise CorruptInputError(
-                "Input TFRecord file(s) are damaged and cannot be read: " + "; ".join(damaged)
-            ) from err
-        first_line = text.strip().splitlines()[0][:300]
-        raise CorruptInputError(
-            f"An input record could not be read ({first_line}); the damaged file was not among "
-            f"the {read} of {matched} input files checked."
-        ) from err
+    with _progress_monitor(pipeline.options, splits, config, progress_log) as monitor:
+        _add_splits(pipeline, splits, quarantine_dir, config, monitor.folder if monitor else None)
+        runner_checks.check_beam_environment(pipeline.options, worker_start_timeout)
+        result = _run_pipeline(pipeline, splits)
     killpoint("beam-finished")
     counts = counts_from_metrics(result, splits)
     for name in config.splits_to_augment:

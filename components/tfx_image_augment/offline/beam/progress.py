@@ -31,36 +31,39 @@ RECORD_FRAME_BYTES = 16
 BYTES, EXAMPLES = "bytes", "examples"
 
 
+# Deflate expands nothing by more than ~1032x: a gzip file smaller than this holds less than 4 GiB,
+# so its trailer's size (modulo 2**32) is the whole size.
+_EXACT_TRAILER_BELOW = 2**32 // 1032
+
+
 def _file_sizes(pattern: str) -> list[tuple[str, int]]:
     from apache_beam.io.filesystems import FileSystems
 
     matched = FileSystems.match([pattern])[0].metadata_list
-    return [(m.path, m.size_in_bytes) for m in matched]
+    # Folders a local glob matches are not read (as `transforms.read_tfrecords` skips them).
+    return [(m.path, m.size_in_bytes) for m in matched if not os.path.isdir(m.path)]
 
 
 def _uncompressed_size(path: str, size: int) -> int | None:
-    """A gzip file's uncompressed size from its trailer (ISIZE: the size modulo 2**32, of the
-    last member); None when that cannot be right (a file over 4 GiB, several members)."""
-    from apache_beam.io.filesystem import CompressionTypes
-    from apache_beam.io.filesystems import FileSystems
-
-    if size < 18:  # a gzip header and trailer
+    """A local gzip file's uncompressed size from its trailer (ISIZE: the size modulo 2**32,
+    of the last member); None when that cannot be trusted (a file of 4 GiB or more whose
+    trailer says less than half its size)."""
+    if size < 18:  # not even a gzip header and trailer
         return None
-    try:
-        with FileSystems.open(path, compression_type=CompressionTypes.UNCOMPRESSED) as handle:
-            handle.seek(size - 4)
-            trailer = handle.read(4)
-    except (OSError, ValueError):
-        return None
-    isize = int.from_bytes(trailer, "little")
+    with open(path, "rb") as handle:
+        handle.seek(size - 4)
+        isize = int.from_bytes(handle.read(4), "little")
+    if size < _EXACT_TRAILER_BELOW:
+        return isize
     # Records of encoded images barely compress: a smaller "uncompressed" size is a wrapped one.
     return isize if isize >= size // 2 else None
 
 
 def input_size(sources) -> tuple[int | None, str]:
     """(total, unit) of the inputs `sources` (file patterns or ImageFolders): record bytes of
-    TFRecords, or images of a folder; total None when a size cannot be known."""
-    from tfx_image_augment.io.inputs import compressions
+    TFRecords, or images of a folder; total None when a size cannot be known (remote gzipped
+    files: their trailers would cost a request each before the run starts)."""
+    from tfx_image_augment.io.inputs import compressions, is_remote
 
     if any(isinstance(source, ImageFolder) for source in sources):
         if not all(isinstance(source, ImageFolder) for source in sources):
@@ -72,11 +75,20 @@ def input_size(sources) -> tuple[int | None, str]:
         kinds = compressions([path for path, _ in sizes])
         for path, size in sizes:
             if kinds.get(path) == "GZIP":
-                size = _uncompressed_size(path, size)
+                size = None if is_remote(path) else _uncompressed_size(path, size)
                 if size is None:
                     return None, BYTES
             total += size
     return total, BYTES
+
+
+def safe_input_size(sources) -> tuple[int | None, str]:
+    """`input_size`, or no total when finding it fails: progress is never a reason to fail."""
+    try:
+        return input_size(sources)
+    except Exception:  # noqa: BLE001 (a listing or permission error: the run reports its own)
+        unit = EXAMPLES if any(isinstance(s, ImageFolder) for s in sources) else BYTES
+        return None, unit
 
 
 class WorkerProgress:
@@ -185,7 +197,7 @@ def progress_line(
 
 
 class ProgressMonitor:
-    """Watches the workers' counts in its own temporary folder (`folder`) during a run and
+    """Watches the workers' counts in its own temporary folder (`folder`, while entered) and
     reports them against `total`: a tqdm bar on a terminal (`terminal`, default: whether
     stderr is one), else a log line every LOG_SECONDS, and a last line when the run ends."""
 
@@ -197,13 +209,14 @@ class ProgressMonitor:
     ):
         self.total, self.unit, self._log = total, unit, log
         self._terminal = sys.stderr.isatty() if terminal is None else terminal
-        self.folder = tempfile.mkdtemp(prefix="image-augment-progress-")
+        self.folder = None  # made on entering, removed on leaving
         self._stop = threading.Event()
         self._thread = None
         self._bar = None
         self._started = self._first_news = None
 
     def __enter__(self) -> ProgressMonitor:
+        self.folder = tempfile.mkdtemp(prefix="image-augment-progress-")
         self._started = time.monotonic()
         if self._terminal:
             try:
@@ -225,14 +238,16 @@ class ProgressMonitor:
         return self
 
     def __exit__(self, kind, value, traceback) -> None:
-        self._stop.set()
-        if self._thread is not None:
-            self._thread.join()
-        if kind is None:
-            self._report(final=True)
-        if self._bar is not None:
-            self._bar.close()
-        shutil.rmtree(self.folder, ignore_errors=True)
+        try:
+            self._stop.set()
+            if self._thread is not None:
+                self._thread.join()
+            if kind is None:
+                self._report(final=True)
+            if self._bar is not None:
+                self._bar.close()
+        finally:
+            shutil.rmtree(self.folder, ignore_errors=True)
 
     def _watch(self) -> None:
         last_log = time.monotonic()
@@ -252,7 +267,7 @@ class ProgressMonitor:
         since = self._started if final else (self._first_news or self._started)
         elapsed = time.monotonic() - since
         if self._bar is not None:
-            self._bar.n = counts[self.unit] if not final or not self.total else self.total
+            self._bar.n = counts[self.unit]
             self._bar.set_postfix_str(f"{counts['copies']:,} copies", refresh=False)
             self._bar.refresh()
             return

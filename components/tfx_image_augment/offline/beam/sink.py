@@ -85,8 +85,10 @@ class _GzipFile:
     def close(self) -> None:
         if self._compressor is None:  # no record: still an empty, valid gzip file
             self._compressor = zlib.compressobj(STORED, zlib.DEFLATED, GZIP_WBITS)
-        self._raw.write(self._compressor.flush())
-        self._raw.close()
+        try:
+            self._raw.write(self._compressor.flush())
+        finally:
+            self._raw.close()
 
 
 class GzipTFRecordSink(FileBasedSink):

@@ -305,7 +305,6 @@ class AddProvenanceFn(_SplitFn):
 
         self._read.inc()
         self._passed.inc()
-        self._progress.finished(len(record))
         if not self._config.provenance:
             yield record
             return
@@ -505,17 +504,16 @@ class PassThroughSplit(beam.PTransform):
         input_pattern: str,
         output_prefix: str,
         config: AugmentConfig,
-        progress_dir: str | None = None,
     ):
         super().__init__()
         self._split, self._input, self._output = split, input_pattern, output_prefix
-        self._config, self._progress_dir = config, progress_dir
+        self._config = config
 
     def expand(self, pipeline):
         split = self._split
         records = read_tfrecords(pipeline, f"Read[{split}]", self._input)
         passed = records | f"PassThrough[{split}]" >> beam.ParDo(
-            AddProvenanceFn(self._config.to_json(), split, self._progress_dir)
+            AddProvenanceFn(self._config.to_json(), split)
         )
         _write(passed, self._output, f"Write[{split}]", self._config.num_shards)
         return passed
