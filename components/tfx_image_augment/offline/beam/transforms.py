@@ -181,11 +181,16 @@ class AugmentBatchFn(_SplitFn):
                 1, min(self._config.batch_size, MAX_BATCH_PIXELS // (height * width * planes))
             )
             for start in range(0, len(items), per_call):
-                yield from self._augment_group(items[start : start + per_call])
+                # The call's copies in CORE_THREADS parts at once: TensorFlow releases the GIL,
+                # so one part's kernels run while another part's Python dispatches its ops.
+                # Every copy's pixels are the same in any batch, so the parts change no bit.
+                parts = _split(items[start : start + per_call], CORE_THREADS)
+                computed = _core_pool().map(self._compute, parts)
+                for part, result in zip(parts, computed, strict=True):
+                    yield from self._records(part, result)
 
-    def _augment_group(self, items: list[tuple[int, DecodedExample]]):
-        import tensorflow as tf
-
+    def _compute(self, items: list[tuple[int, DecodedExample]]) -> dict:
+        """The core and the encoders over `items` (TensorFlow only: runs in a pool thread)."""
         from tfx_image_augment.core.augment import augment_targets
 
         config = self._config
@@ -217,6 +222,7 @@ class AugmentBatchFn(_SplitFn):
         )
         out = {name: value.numpy() for name, value in out.items()}
         out["images"] = core_outputs(out["images"], images.dtype)
+        mask_values = None
         if first.mask is not None:
             mask_values = encode_batch(out["masks"], first.mask_format, config.encode_rules)
         image_values = encode_batch(out["images"], first.image_format, config.encode_rules)
@@ -228,10 +234,28 @@ class AugmentBatchFn(_SplitFn):
                 out["instance_masks"],
                 config.encode_rules,
             )
-        image_fmt = output_format(
-            first.image_format, config.encode_rules, images.shape[-1], images.dtype
-        )
-        height, width = images.shape[1:3]
+        return {
+            "seeds": seeds,
+            "out": out,
+            "image_values": image_values,
+            "mask_values": mask_values,
+            "instance_values": instance_values,
+            "image_format": output_format(
+                first.image_format, config.encode_rules, images.shape[-1], images.dtype
+            ),
+            "height": images.shape[1],
+            "width": images.shape[2],
+        }
+
+    def _records(self, items: list[tuple[int, DecodedExample]], computed: dict):
+        """Each copy of `items` as a serialized tf.Example (in this DoFn's thread: counters)."""
+        import tensorflow as tf
+
+        config, first = self._config, items[0][1]
+        seeds, out, image_fmt = computed["seeds"], computed["out"], computed["image_format"]
+        image_values, mask_values = computed["image_values"], computed["mask_values"]
+        instance_values = computed["instance_values"]
+        height, width = computed["height"], computed["width"]
         for i, (copy_index, decoded) in enumerate(items):
             example = tf.train.Example.FromString(decoded.record)
             features = example.features.feature
@@ -289,6 +313,28 @@ def batch_examples(batch_size: int) -> beam.PTransform:
         max_batch_size=batch_size,
         element_size_fn=functools.partial(batch_weight, max(1, MAX_BATCH_PIXELS // batch_size)),
     )
+
+
+# Parts of one core call run at once (AugmentBatchFn._augment): on 2 cores, 4 parts augmented
+# and encoded 224-px copies 1.4x and 32-px copies 1.5x faster than one call (8 were slower).
+CORE_THREADS = 4
+_CORE_POOL = None
+
+
+def _core_pool():
+    """This process's threads for the core (made on first use: importing starts none)."""
+    global _CORE_POOL
+    if _CORE_POOL is None:
+        from concurrent.futures import ThreadPoolExecutor
+
+        _CORE_POOL = ThreadPoolExecutor(CORE_THREADS, thread_name_prefix="image-augment-core")
+    return _CORE_POOL
+
+
+def _split(items: list, parts: int) -> list[list]:
+    """`items` in at most `parts` consecutive, nearly equal, non-empty parts."""
+    size = -(-len(items) // parts)  # rounded up
+    return [items[start : start + size] for start in range(0, len(items), size)]
 
 
 class AddProvenanceFn(_SplitFn):
