@@ -144,6 +144,24 @@ class _QuietStderr:
         return getattr(self._stream, name)
 
 
+def quiet_worker_shutdown() -> None:
+    """In a Beam worker process (not the launcher): when the worker's interpreter ends, the
+    objects TensorFlow's traced functions leave for the garbage collector fail in `__del__`
+    (their modules are already torn down) and Python prints each as "Exception ignored ...
+    Traceback" on stderr, which is the CLI's. Those, and only while the interpreter finalizes,
+    are dropped. Idempotent."""
+    if _WORKER_ENV not in os.environ or getattr(sys.unraisablehook, "_ours", False):
+        return
+    previous = sys.unraisablehook
+
+    def hook(unraisable):
+        if not sys.is_finalizing():
+            previous(unraisable)
+
+    hook._ours = True
+    sys.unraisablehook = hook
+
+
 def quiet_worker_disk_full() -> None:
     """In a Beam worker process (not the launcher): Beam's worker prints a failed bundle's
     traceback straight to stderr, which is the CLI's; a full disk's is dropped there (the

@@ -80,6 +80,7 @@ class _SplitFn(beam.DoFn):
 
     def setup(self):
         failures.quiet_worker_disk_full()  # one line for a full disk, not tracebacks
+        failures.quiet_worker_shutdown()  # nor TensorFlow's noise when the worker ends
         self._config = AugmentConfig.from_json(self._config_json)
         self._progress = WorkerProgress(self._progress_dir, self._split)
 
