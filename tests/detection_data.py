@@ -98,3 +98,28 @@ def detection_example(
         else:
             mask.int64_list.value.extend(instance_masks.astype(np.int64).ravel().tolist())
     return example.SerializeToString(deterministic=True)
+
+
+def run_cli(
+    tmp_path,
+    records,
+    name: str = "out",
+    policy: str = "standard",
+    extra=(),
+    beam=("--direct_num_workers=1",),
+) -> dict:
+    """Writes `records`, runs `image-augment run` on them (3 copies, seed 5, keyed by
+    image/source_id) into tmp_path/name, and returns its augment_summary.json."""
+    import json
+
+    from tfx_image_augment.cli.commands import main  # the [beam] extra: not at import
+
+    from tests.records import write_records
+
+    write_records(tmp_path / f"{name}-in/data.tfrecord", records)
+    out = tmp_path / name
+    args = ["run", "--input", str(tmp_path / f"{name}-in/*"), "--output", str(out)]
+    args += ["--policy", policy, "--copies", "3", "--seed", "5"]
+    args += ["--key-feature", "image/source_id", *extra, "--", *beam]
+    assert main(args) == 0
+    return json.loads((out / "augment_summary.json").read_text())

@@ -9,10 +9,9 @@ import json
 import numpy as np
 import pytest
 import tensorflow as tf
-from tfx_image_augment.cli.commands import main
 
-from tests.detection_data import detection_example, scene
-from tests.records import read_records, write_records
+from tests.detection_data import detection_example, run_cli, scene
+from tests.records import read_records
 
 KEYPOINTS_PER_OBJECT = 2
 
@@ -27,30 +26,7 @@ def _records(count: int, seed: int = 0) -> list[bytes]:
 
 
 def _run(tmp_path, records, name="out", extra=(), beam=("--direct_num_workers=1",)) -> dict:
-    write_records(tmp_path / f"{name}-in/data.tfrecord", records)
-    out = tmp_path / name
-    code = main(
-        [
-            "run",
-            "--input",
-            str(tmp_path / f"{name}-in/*"),
-            "--output",
-            str(out),
-            "--policy",
-            "standard",
-            "--copies",
-            "3",
-            "--seed",
-            "5",
-            "--key-feature",
-            "image/source_id",
-            *extra,
-            "--",
-            *beam,
-        ]
-    )
-    assert code == 0
-    return json.loads((out / "augment_summary.json").read_text())
+    return run_cli(tmp_path, records, name, "standard", extra, beam)
 
 
 def _floats(example, name):

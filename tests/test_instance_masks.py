@@ -10,13 +10,12 @@ import json
 import numpy as np
 import pytest
 import tensorflow as tf
-from tfx_image_augment.cli.commands import main
 from tfx_image_augment.core.augment import augment_targets
 from tfx_image_augment.core.policy import load_policy
 
 from tests import images as real
-from tests.detection_data import detection_example, object_masks, scene
-from tests.records import read_records, write_records
+from tests.detection_data import detection_example, object_masks, run_cli, scene
+from tests.records import read_records
 
 SIDES = ("ymin", "xmin", "ymax", "xmax")
 # Large moves, so that some objects leave the frame; `reflect` fill, which instance masks ignore.
@@ -288,31 +287,8 @@ def _records(count: int, seed: int = 0, form: str = "png", value: int = 1) -> li
 
 
 def _run(tmp_path, records, name="out", extra=()) -> dict:
-    write_records(tmp_path / f"{name}-in/data.tfrecord", records)
-    out = tmp_path / name
     (tmp_path / "wild.json").write_text(json.dumps(WILD))
-    code = main(
-        [
-            "run",
-            "--input",
-            str(tmp_path / f"{name}-in/*"),
-            "--output",
-            str(out),
-            "--policy",
-            str(tmp_path / "wild.json"),
-            "--copies",
-            "3",
-            "--seed",
-            "5",
-            "--key-feature",
-            "image/source_id",
-            *extra,
-            "--",
-            "--direct_num_workers=1",
-        ]
-    )
-    assert code == 0
-    return json.loads((out / "augment_summary.json").read_text())
+    return run_cli(tmp_path, records, name, str(tmp_path / "wild.json"), extra)
 
 
 def _masks_of(example, height: int = 64, width: int = 64):
