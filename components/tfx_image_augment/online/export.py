@@ -55,8 +55,7 @@ class _AugmentModule(tf.Module):
             tf.TensorSpec([None, None, None], tf.bool, name="keypoint_visible"),
         ]
 
-        @tf.function(input_signature=[images, seeds, *objects])
-        def augment_with_boxes(images, seeds, boxes, box_valid, keypoints, keypoint_visible):
+        def with_objects(images, seeds, boxes, box_valid, keypoints, keypoint_visible, **more):
             return core.augment_targets(
                 images,
                 seeds,
@@ -67,7 +66,12 @@ class _AugmentModule(tf.Module):
                 keypoint_visible=keypoint_visible,
                 min_box_visibility=min_box_visibility,
                 keypoint_flip_permutation=keypoint_flip_permutation,
+                **more,
             )
+
+        @tf.function(input_signature=[images, seeds, *objects])
+        def augment_with_boxes(images, seeds, boxes, box_valid, keypoints, keypoint_visible):
+            return with_objects(images, seeds, boxes, box_valid, keypoints, keypoint_visible)
 
         instance_masks = tf.TensorSpec([None, None, None, None], tf.uint8, name="instance_masks")
 
@@ -75,18 +79,15 @@ class _AugmentModule(tf.Module):
         def augment_with_instance_masks(
             images, seeds, boxes, box_valid, keypoints, keypoint_visible, instance_masks
         ):
-            return core.augment_targets(
+            return with_objects(
                 images,
                 seeds,
-                plan,
-                boxes=boxes,
-                box_valid=box_valid,
-                keypoints=keypoints,
-                keypoint_visible=keypoint_visible,
+                boxes,
+                box_valid,
+                keypoints,
+                keypoint_visible,
                 instance_masks=instance_masks,
                 boxes_from_masks=boxes_from_masks,
-                min_box_visibility=min_box_visibility,
-                keypoint_flip_permutation=keypoint_flip_permutation,
             )
 
         self.augment = augment

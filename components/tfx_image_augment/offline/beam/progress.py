@@ -2,12 +2,12 @@
 
 The input's size is known before the run, from its files: the bytes of its TFRecords (a gzipped
 file's trailer gives its uncompressed size) or the number of images in a folder. Workers count
-the examples they finish (passed through, quarantined, or augmented: with those examples'
-record bytes) and the copies they write.
+the examples of augmented splits they finish (quarantined, or their copies written: with those
+examples' record bytes) and the copies they write.
 
 On a local runner (the DirectRunner, in any mode) each DoFn instance writes its counts to a
 small file in a folder the launcher watches: `ProgressMonitor` sums them and shows a bar on a
-terminal (tqdm) or a plain line every `log_seconds` in a log. Workers elsewhere (Dataflow)
+terminal (tqdm) or a plain line every LOG_SECONDS in a log. Workers elsewhere (Dataflow)
 cannot reach that folder: they log their own counts instead, and the runner's console shows
 the job's progress.
 """
@@ -29,6 +29,7 @@ from tfx_image_augment.io.folders import ImageFolder
 # A TFRecord's frame around its data: length (8), the length's CRC (4), the data's CRC (4).
 RECORD_FRAME_BYTES = 16
 BYTES, EXAMPLES = "bytes", "examples"
+COUNTS = ("examples", "bytes", "copies")  # what a worker counts (BYTES and EXAMPLES among them)
 
 
 # Deflate expands nothing by more than ~1032x: a gzip file smaller than this holds less than 4 GiB,
@@ -61,21 +62,24 @@ def _uncompressed_size(path: str, size: int) -> int | None:
 
 def input_size(sources) -> tuple[int | None, str]:
     """(total, unit) of the inputs `sources` (file patterns or ImageFolders): record bytes of
-    TFRecords, or images of a folder; total None when a size cannot be known (remote gzipped
-    files: their trailers would cost a request each before the run starts)."""
+    TFRecords, or images of a folder; total None when a size cannot be known. Remote files
+    are not sized: telling gzipped ones from plain ones, and reading their trailers, would cost
+    requests per file before the run starts."""
     from tfx_image_augment.io.inputs import compressions, is_remote
 
     if any(isinstance(source, ImageFolder) for source in sources):
         if not all(isinstance(source, ImageFolder) for source in sources):
             return None, EXAMPLES
         return sum(len(source.files) for source in sources), EXAMPLES
+    if any(is_remote(pattern) for pattern in sources):
+        return None, BYTES
     total = 0
     for pattern in sources:
         sizes = _file_sizes(pattern)
         kinds = compressions([path for path, _ in sizes])
         for path, size in sizes:
             if kinds.get(path) == "GZIP":
-                size = None if is_remote(path) else _uncompressed_size(path, size)
+                size = _uncompressed_size(path, size)
                 if size is None:
                     return None, BYTES
             total += size
@@ -99,16 +103,16 @@ class WorkerProgress:
     LOG_SECONDS = 10.0
 
     def __init__(self, folder: str | None, split: str):
-        self._folder, self._split = folder, split
+        self._split = split
         self._clock = time.monotonic
         self._start = self._last = self._clock()
         self._path = None
         if folder is not None:
             self._path = os.path.join(folder, f"{split}-{os.getpid()}-{uuid.uuid4().hex}.json")
-        self.counts = {"examples": 0, "bytes": 0, "copies": 0}
+        self.counts = dict.fromkeys(COUNTS, 0)
 
     def finished(self, record_bytes: int, copies: int = 0) -> None:
-        """One example is done: passed through, quarantined, or its copies written."""
+        """One example is done: quarantined, or its copies written."""
         self.counts["examples"] += 1
         self.counts["bytes"] += record_bytes + RECORD_FRAME_BYTES
         self.counts["copies"] += copies
@@ -150,7 +154,7 @@ class WorkerProgress:
 
 def read_counts(folder: str) -> dict[str, int]:
     """The sum of every worker's counts in `folder`."""
-    total = {"examples": 0, "bytes": 0, "copies": 0}
+    total = dict.fromkeys(COUNTS, 0)
     try:
         names = os.listdir(folder)
     except OSError:

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import functools
 from collections import defaultdict
+from typing import NamedTuple
 
 import apache_beam as beam
 import numpy as np
@@ -120,6 +121,16 @@ def _finish_original(record: bytes, key: bytes, config: AugmentConfig) -> bytes:
     return as_original(tf.train.Example.FromString(record), key)
 
 
+class _Computed(NamedTuple):
+    """What the core and the encoders made of a part of a batch (`AugmentBatchFn._compute`)."""
+
+    seeds: np.ndarray  # [n, 2] int64: each copy's seed
+    out: dict  # the core's outputs as numpy, "images" back in the input's dtype
+    image_values: list  # each copy's encoded image
+    mask_values: list | None  # each copy's encoded mask, when the records have one
+    instance_values: list  # each copy's instance-mask feature values (None without masks)
+
+
 class AugmentBatchFn(_SplitFn):
     """A batch of examples -> each one's original (tagged ORIGINALS, unchanged but for
     provenance) and its copies 1..k (k from `balance.copies_for`, decided when it was decoded):
@@ -190,7 +201,7 @@ class AugmentBatchFn(_SplitFn):
                 for part, result in zip(parts, computed, strict=True):
                     yield from self._records(part, result)
 
-    def _compute(self, items: list[tuple[int, DecodedExample]]) -> dict:
+    def _compute(self, items: list[tuple[int, DecodedExample]]) -> _Computed:
         """The core and the encoders over `items` (TensorFlow only: runs in a pool thread)."""
         from tfx_image_augment.core.augment import augment_targets
 
@@ -235,28 +246,19 @@ class AugmentBatchFn(_SplitFn):
                 out["instance_masks"],
                 config.encode_rules,
             )
-        return {
-            "seeds": seeds,
-            "out": out,
-            "image_values": image_values,
-            "mask_values": mask_values,
-            "instance_values": instance_values,
-            "image_format": output_format(
-                first.image_format, config.encode_rules, images.shape[-1], images.dtype
-            ),
-            "height": images.shape[1],
-            "width": images.shape[2],
-        }
+        return _Computed(seeds, out, image_values, mask_values, instance_values)
 
-    def _records(self, items: list[tuple[int, DecodedExample]], computed: dict):
+    def _records(self, items: list[tuple[int, DecodedExample]], computed: _Computed):
         """Each copy of `items` as a serialized tf.Example (in this DoFn's thread: counters)."""
         import tensorflow as tf
 
         config, first = self._config, items[0][1]
-        seeds, out, image_fmt = computed["seeds"], computed["out"], computed["image_format"]
-        image_values, mask_values = computed["image_values"], computed["mask_values"]
-        instance_values = computed["instance_values"]
-        height, width = computed["height"], computed["width"]
+        seeds, out, image_values, mask_values, instance_values = computed
+        copies = out["images"]  # the input's dtype and channels again (core_outputs)
+        image_fmt = output_format(
+            first.image_format, config.encode_rules, copies.shape[-1], copies.dtype
+        )
+        height, width = copies.shape[1:3]
         for i, (copy_index, decoded) in enumerate(items):
             example = tf.train.Example.FromString(decoded.record)
             features = example.features.feature
