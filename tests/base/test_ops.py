@@ -5,8 +5,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import tensorflow as tf
-from tfx_image_augment.core.ops import OPS, randaugment_specs
-from tfx_image_augment.core.ops.base import GEOMETRIC, PHOTOMETRIC
+from tfx_image_augment.core.ops import OPS, portable_math, randaugment_specs
+from tfx_image_augment.core.ops.base import GEOMETRIC, MIXING, PHOTOMETRIC
 from tfx_image_augment.core.ops.photometric import PixelContext
 from tfx_image_augment.core.policy import catalogue_table, example_policies, load_policy
 
@@ -21,11 +21,14 @@ def _op(name: str):
 @pytest.mark.parametrize("name", list(OPS))
 def test_each_entry_has_the_implementation_its_kind_needs_and_a_valid_example(name):
     definition = OPS[name]
-    assert definition.kind in (GEOMETRIC, PHOTOMETRIC)
-    if definition.kind == GEOMETRIC:
-        assert definition.matrix is not None and definition.pixels is None
-    else:
-        assert definition.pixels is not None and definition.matrix is None
+    assert definition.kind in (GEOMETRIC, PHOTOMETRIC, MIXING)
+    implementations = {
+        GEOMETRIC: definition.matrix,
+        PHOTOMETRIC: definition.pixels,
+        MIXING: definition.mix,
+    }
+    assert implementations.pop(definition.kind) is not None
+    assert all(other is None for other in implementations.values())
     _op(name)  # the example passes validation
     if definition.ordered:
         assert set(definition.ordered) <= set(definition.fields)
@@ -37,6 +40,10 @@ def _run(name: str, u: np.ndarray) -> np.ndarray:
     if definition.kind == GEOMETRIC:
         return definition.matrix(op, u, tf.constant(32.0), tf.constant(48.0)).numpy()
     x = tf.constant(real.photo_crops(32, len(u), seed=5), tf.float32) / 255.0
+    if definition.kind == MIXING:
+        partner = tf.constant(real.photo_crops(32, len(u), seed=6), tf.float32) / 255.0
+        mixed, share = definition.mix(op, x, partner, u)
+        return np.concatenate([mixed.numpy().ravel(), share.numpy()])
     seeds = tf.constant([[1, i] for i in range(len(u))], tf.int64)
     return definition.pixels(op, x, u, PixelContext(seeds, 10_000)).numpy()
 
@@ -48,7 +55,15 @@ def test_an_op_reads_exactly_the_draws_it_declares(name):
     count = OPS[name].num_draws(_op(name))
     base = np.full([2, count], 0.3, np.float32)
     reference = _run(name, base)
-    for column in range(count):
+    columns = range(count)
+    if OPS[name].kind == MIXING:
+        # A Beta draw reads its later rejection tries only when the first try is rejected:
+        # of each Gamma draw's columns, the first Box-Muller pair and the power's uniform
+        # always matter; so does every column after the Beta draw's.
+        gamma, pairs = portable_math._GAMMA_DRAWS, portable_math._GAMMA_PAIRS
+        always = [start + c for start in (0, gamma) for c in (0, pairs, gamma - 1)]
+        columns = [*always, *range(portable_math.BETA_DRAWS, count)]
+    for column in columns:
         moved = base.copy()
         moved[:, column] = 0.9
         assert not np.array_equal(_run(name, moved), reference), f"{name} ignores draw {column}"

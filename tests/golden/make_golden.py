@@ -47,9 +47,14 @@ def golden_policies() -> dict[str, dict]:
 
 
 def compute(policy: dict, images: np.ndarray, seeds: np.ndarray, **kwargs) -> np.ndarray:
+    """The core's output; a mixing policy mixes each image with the one before it."""
     from tfx_image_augment import augment, load_policy
+    from tfx_image_augment.core.plan import compile_policy
 
-    return augment(images, seeds, load_policy(policy), **kwargs).numpy()
+    policy = load_policy(policy)
+    if compile_policy(policy).mixing_ops:
+        kwargs["partners"] = np.roll(images, 1, axis=0)
+    return augment(images, seeds, policy, **kwargs).numpy()
 
 
 def main() -> None:

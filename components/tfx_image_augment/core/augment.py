@@ -159,6 +159,17 @@ def _crop(boxes: tf.Tensor, images, masks, instance):
 # ----------------------------------------------------------------------------------------------
 
 
+def _mix(stage: Stage, x, partners, has_partner, shares, table):
+    """x blended with its partner where the op's gate opens and a partner was given; `shares`
+    [B] (float32) is each image's share of the pixels so far, multiplied by this op's."""
+    for inst in stage.instances:  # one op, or a one_of's mixing option
+        mixed, share = inst.definition.mix(inst.op, x, partners, inst.draws(table))
+        applies = gate_mask(inst.gate, table) & has_partner
+        x = tf.where(applies[:, None, None, None], mixed, x)
+        shares = tf.where(applies, shares * share, shares)
+    return x, shares
+
+
 def _photometric(stage: Stage, x: tf.Tensor, table: tf.Tensor, seeds: tf.Tensor) -> tf.Tensor:
     (inst,) = stage.instances
     context = PixelContext(seeds=seeds, node_id=inst.node_id)
@@ -188,9 +199,15 @@ def validate_images(images: tf.Tensor) -> None:
 
 
 def augment(
-    images, seeds, policy: Policy | Plan, *, value_range: Sequence[float] | None = None, masks=None
+    images,
+    seeds,
+    policy: Policy | Plan,
+    *,
+    value_range: Sequence[float] | None = None,
+    masks=None,
+    partners=None,
 ):
-    """Augments a batch: a pure function of (images, seeds, policy).
+    """Augments a batch: a pure function of (images, seeds, policy) (and partners, to mix).
 
     Args:
       images: [B, H, W, C] (or one image [H, W, C]) uint8, or floating point in `value_range`.
@@ -200,6 +217,9 @@ def augment(
       value_range: (low, high) of floating-point images; default (0, 1). Ignored for uint8.
       masks: optional integer segmentation masks [B, H, W, 1], moved with the same geometry
         (nearest sampling) and untouched by photometric ops.
+      partners: the images the policy's mixing ops (mixup, cutmix) blend in, one per image,
+        like `images` (same shape and dtype); required when the policy mixes. Each image's
+        share of its mix: `augment_targets(...)["mix_weights"]`.
 
     Returns:
       The augmented images (same dtype, shape and range), or (images, masks) when masks given.
@@ -209,7 +229,9 @@ def augment(
       ValueError: the images are not [B, H, W, C] with a static C of 1, 3 or 4, or are
         neither uint8 nor floating point.
     """
-    out = augment_targets(images, seeds, policy, value_range=value_range, masks=masks)
+    out = augment_targets(
+        images, seeds, policy, value_range=value_range, masks=masks, partners=partners
+    )
     return out["images"] if masks is None else (out["images"], out["masks"])
 
 
@@ -228,6 +250,8 @@ def augment_targets(
     keypoint_flip_permutation: Sequence[int] | None = None,
     instance_masks=None,
     boxes_from_masks: bool = True,
+    partners=None,
+    has_partner=None,
 ) -> dict[str, tf.Tensor]:
     """Augments images and everything that moves with them, by the same per-image draws.
 
@@ -258,15 +282,20 @@ def augment_targets(
       boxes_from_masks: with `instance_masks`, each object whose moved mask has pixels gets the
         tight box of those pixels (a rotated object's box is no looser than the object); an
         object given with an empty mask keeps its moved box.
+      partners: as in `augment` (mixing policies take no other targets yet).
+      has_partner: bool [B], which images have a partner (default: all); one without is never
+        mixed, and its share stays 1.
 
     Returns:
       A dict with "images", and "masks", "boxes", "box_valid", "keypoints",
-      "keypoint_visible", "instance_masks" for the targets given. Rules:
-      `tfx_image_augment.core.geometry`.
+      "keypoint_visible", "instance_masks" for the targets given, and "mix_weights" (float32
+      [B], each image's share of its pixels: 1 unless a mixing op applied) with partners.
+      Rules: `tfx_image_augment.core.geometry`.
 
     Raises:
       ValueError: the images are not [B, H, W, C] with a static C of 1, 3 or 4, or are
-        neither uint8 nor floating point; or instance masks come without boxes.
+        neither uint8 nor floating point; or instance masks come without boxes; or the
+        policy mixes and no partners (or other targets) were given.
     """
     plan = policy if isinstance(policy, Plan) else compile_policy(policy)
     images = tf.convert_to_tensor(images)
@@ -277,6 +306,7 @@ def augment_targets(
         raise ValueError("keypoint_visible was given without keypoints.")
     if instance_masks is not None and boxes is None:
         raise ValueError("instance_masks were given without boxes (one box per mask).")
+    _check_mixing(plan, partners, has_partner, masks, boxes, keypoints)
     given = {}
     if masks is not None:
         given["masks"] = tf.convert_to_tensor(masks)
@@ -291,6 +321,18 @@ def augment_targets(
         given["instance_masks"] = (
             tf.cast(instance_masks, tf.uint8) if instance_masks.dtype == tf.bool else instance_masks
         )
+    if partners is not None:
+        given["partners"] = tf.convert_to_tensor(partners)
+        given["has_partner"] = (
+            tf.ones(tf.shape(seeds)[:-1], tf.bool)
+            if has_partner is None
+            else tf.cast(tf.convert_to_tensor(has_partner), tf.bool)
+        )
+        if given["partners"].dtype != images.dtype:
+            raise ValueError(
+                f"partners must have the images' dtype ({images.dtype.name}); "
+                f"got {given['partners'].dtype.name}."
+            )
     single = images.shape.rank == 3
     if single:
         images, seeds = images[None], seeds[None]
@@ -301,7 +343,11 @@ def augment_targets(
     )
     names = tuple(sorted(given))
     specs = tuple(
-        (name, given[name].dtype, given[name].shape[-1] if name == "masks" else None)
+        (
+            name,
+            given[name].dtype,
+            given[name].shape[-1] if name in ("masks", "partners") else None,
+        )
         for name in names
     )
     permutation = None if keypoint_flip_permutation is None else tuple(keypoint_flip_permutation)
@@ -326,12 +372,33 @@ def augment_targets(
     # The graph takes any size; give back the static shapes the caller passed in.
     result = {"images": tf.ensure_shape(outputs[0], images.shape)}
     for name, value in zip(names, outputs[1:], strict=True):
-        result[name] = tf.ensure_shape(value, given[name].shape)
+        if name == "partners":
+            result["mix_weights"] = tf.ensure_shape(value, given["has_partner"].shape)
+        elif name != "has_partner":
+            result[name] = tf.ensure_shape(value, given[name].shape)
     if instance_masks is not None and instance_masks.dtype == tf.bool:
         result["instance_masks"] = result["instance_masks"] > 0
     if single:
         result = {k: v[0] for k, v in result.items()}
     return result
+
+
+def _check_mixing(plan: Plan, partners, has_partner, masks, boxes, keypoints) -> None:
+    mixing = plan.mixing_ops
+    if partners is None and has_partner is not None:
+        raise ValueError("has_partner was given without partners.")
+    if not mixing:
+        return
+    if partners is None:
+        raise ValueError(
+            f"The policy mixes images ({', '.join(mixing)}): give partners, one image per "
+            "image to blend in (the Keras layer uses the previous image of the batch)."
+        )
+    if masks is not None or boxes is not None or keypoints is not None:
+        raise ValueError(
+            f"The policy mixes images ({', '.join(mixing)}); mixing does not move "
+            "segmentation masks, boxes or keypoints yet."
+        )
 
 
 def _coordinates_and_flags(values, flags, keep_integers: bool = False):
@@ -355,6 +422,8 @@ _TARGET_RANKS = {
     "keypoints": 4,
     "keypoint_visible": 3,
     "instance_masks": 4,
+    "partners": 4,
+    "has_partner": 1,
 }
 
 
@@ -392,7 +461,8 @@ def _graph_for(
     ]
     for name, spec_dtype, mask_channels in specs:
         shape = [None] * _TARGET_RANKS[name]
-        shape[-1] = {"masks": mask_channels, "boxes": 4, "keypoints": 2}.get(name)
+        channels_of = {"masks": mask_channels, "partners": mask_channels}
+        shape[-1] = {**channels_of, "boxes": 4, "keypoints": 2}.get(name)
         signature.append(tf.TensorSpec(shape, spec_dtype))
     names = [name for name, _, _ in specs]
 
@@ -408,7 +478,7 @@ def _graph_for(
         objects = given.get("instance_masks")
         # Per-object masks go through the pixel path as the channels of one [B, H, W, N] image.
         instance = None if objects is None else tf.transpose(objects, [0, 2, 3, 1])
-        out_images, masks, instance, targets = _run_plan(
+        out_images, masks, instance, targets, shares = _run_plan(
             plan,
             images,
             seeds,
@@ -417,6 +487,8 @@ def _graph_for(
             instance,
             targets,
             min_box_visibility,
+            given.get("partners"),
+            given.get("has_partner"),
         )
         if instance is not None:
             instance = tf.transpose(instance, [0, 3, 1, 2])
@@ -428,6 +500,8 @@ def _graph_for(
             "keypoints": targets.keypoints,
             "keypoint_visible": targets.keypoint_visible,
             "instance_masks": instance,
+            "partners": shares,  # what mixing gives back in the partners' place
+            "has_partner": given.get("has_partner"),
         }
         return (out_images, *(produced[n] for n in names))
 
@@ -441,9 +515,21 @@ def _graph_for(
     return graph
 
 
-def _run_plan(plan: Plan, images, seeds, value_range, masks, instance, targets, min_box_visibility):
+def _run_plan(
+    plan: Plan,
+    images,
+    seeds,
+    value_range,
+    masks,
+    instance,
+    targets,
+    min_box_visibility,
+    partners=None,
+    has_partner=None,
+):
+    shares = None if partners is None else tf.ones(tf.shape(seeds)[:1], tf.float32)
     if not plan.stages:
-        return images, masks, instance, targets
+        return images, masks, instance, targets, shares
     input_dtype = images.dtype
     is_uint8 = input_dtype == tf.uint8
     low, high = (0.0, 255.0) if is_uint8 else tuple(value_range or (0.0, 1.0))
@@ -486,6 +572,17 @@ def _run_plan(plan: Plan, images, seeds, value_range, masks, instance, targets, 
                 targets = targets.mapped(
                     crop_forward(boxes, height, width), height, width, min_box_visibility
                 )
+        elif stage.kind == "mix":
+            if not as_unit_float:
+                x, as_unit_float = to_unit_float(x), True
+            # The partner as it was given, in the same [0, 1] floats (all channels: CutMix
+            # pastes the partner's alpha with its colour).
+            partner = (
+                to_unit_float(partners)
+                if is_uint8
+                else (tf.cast(partners, tf.float32) - low) / (high - low)
+            )
+            x, shares = _mix(stage, x, partner, has_partner, shares, table)
         else:
             if not as_unit_float:
                 x, as_unit_float = to_unit_float(x), True
@@ -498,6 +595,6 @@ def _run_plan(plan: Plan, images, seeds, value_range, masks, instance, targets, 
     if is_uint8:
         if as_unit_float:
             x = tf.cast(tf.round(tf.clip_by_value(x, 0.0, 1.0) * 255.0), tf.uint8)
-        return x, masks, instance, targets
+        return x, masks, instance, targets, shares
     x = tf.clip_by_value(x, 0.0, 1.0) * (high - low) + low
-    return tf.cast(x, input_dtype), masks, instance, targets
+    return tf.cast(x, input_dtype), masks, instance, targets, shares

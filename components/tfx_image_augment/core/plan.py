@@ -9,7 +9,7 @@ import dataclasses
 from collections.abc import Callable, Sequence
 
 from tfx_image_augment.core.ops import OPS, OpDef
-from tfx_image_augment.core.ops.base import GEOMETRIC
+from tfx_image_augment.core.ops.base import GEOMETRIC, MIXING
 from tfx_image_augment.core.policy import (
     META,
     ONE_OF,
@@ -56,7 +56,7 @@ class Instance:
 
 @dataclasses.dataclass(frozen=True)
 class Stage:
-    kind: str  # "flip", "crop", "warp" or "pixel"
+    kind: str  # "flip", "crop", "warp", "pixel" or "mix"
     instances: tuple[Instance, ...]
 
 
@@ -71,6 +71,13 @@ class Plan:
     @property
     def num_draws(self) -> int:
         return sum(n for _, n in self.nodes)
+
+    @property
+    def mixing_ops(self) -> tuple[str, ...]:
+        """The names of the mixing ops the plan runs (each needs a partner image)."""
+        return tuple(
+            inst.op.name for stage in self.stages if stage.kind == "mix" for inst in stage.instances
+        )
 
 
 def compile_policy(policy: Policy) -> Plan:
@@ -137,7 +144,8 @@ def compile_policy(policy: Policy) -> Plan:
         if item.op.kind == GEOMETRIC and stages and stages[-1].kind == "geometric":
             stages[-1] = Stage("geometric", stages[-1].instances + (item,))
         else:
-            stages.append(Stage("geometric" if item.op.kind == GEOMETRIC else "pixel", (item,)))
+            kind = {GEOMETRIC: "geometric", MIXING: "mix"}.get(item.op.kind, "pixel")
+            stages.append(Stage(kind, (item,)))
     return Plan(policy, tuple(nodes), tuple(_specialise(s) for s in stages))
 
 

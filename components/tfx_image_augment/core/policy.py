@@ -20,6 +20,9 @@ Semantics (exact):
 - Photometric values are in units of the image's value range mapped to [0, 1] (so
   `brightness.max_delta=0.2` adds at most 20% of full scale, `solarize.threshold=0.5` is mid
   grey). They touch colour channels only: the alpha of RGBA images is kept.
+- `mixup` and `cutmix` blend the image with a partner image (offline: a deterministic other
+  example of the split; online: the previous image of the batch), given as it was before any
+  op: ops listed before a mixing op change the image alone, ops after it change the mix.
 - `one_of` applies exactly one of its ops per image, picked by `weights`; `randaugment` applies
   `num_ops` ops per image drawn uniformly from a fixed list at strength `magnitude` (0-30);
   `trivialaugment` applies one op from that list at full strength. In `randaugment` the drawn
@@ -41,7 +44,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from tfx_image_augment.core.ops import OPS, randaugment_specs
-from tfx_image_augment.core.ops.base import GEOMETRIC, PHOTOMETRIC, REQUIRED, Field
+from tfx_image_augment.core.ops.base import GEOMETRIC, MIXING, PHOTOMETRIC, REQUIRED, Field
 
 POLICY_VERSION = 1
 FILL_MODES = ("constant", "reflect", "nearest", "wrap")
@@ -113,6 +116,7 @@ def catalogue_table() -> str:
     headings = {
         GEOMETRIC: "geometric (moves masks too, nearest sampling)",
         PHOTOMETRIC: "photometric (colour channels only; alpha kept)",
+        MIXING: "mixing (with a partner image; [Mixing](mixing.md))",
         META: "policies of policies",
     }
     summaries = {name: op.summary for name, op in OPS.items()}

@@ -7,6 +7,12 @@
 3. Layer seeds (online): training call n of the Keras layer gives image i of its batch on
    replica r the seed `batch_seeds(seed, n, B, r)[i]`.
 4. Draws (the core): what a seed of shape [2] becomes inside `augment`, below.
+5. Mixing partners (offline): copy k of the example with key x gets the slot
+   `mix_slot(seed, x, k)`; a split of n records with K copies each has
+   `mix_buckets(n, K)` buckets, and the copy goes to bucket `mix_bucket(slot, buckets)`. In a
+   bucket, copies sort by (slot, key, k); a copy's partner is the first one after it, going
+   round, of another example whose image has the same shape and dtype (none: it is not
+   mixed). So partners depend on the seed and the split's keys only.
 
 The seed contract (pinned by tests/base/test_golden.py; changing it changes pixels):
 - Every image carries a seed of shape [2] (int64). Each random node of the policy draws its
@@ -21,8 +27,12 @@ The seed contract (pinned by tests/base/test_golden.py; changing it changes pixe
   identity as the last option.
 - `gaussian_noise` draws its normals from `fold_in(fold_in(image_seed, node_id), NOISE_STREAM)`.
 - Per-image parameters are computed for the whole batch with arithmetic that rounds the same
-  everywhere: IEEE + - * / in float32, and sine, cosine, tangent, exp and sqrt from
-  `ops/portable_math.py` (float64 polynomials), never TensorFlow's own transcendental kernels.
+  everywhere: IEEE + - * / in float32, and sine, cosine, tangent, exp, log, sqrt and Beta
+  draws from `ops/portable_math.py` (float64 polynomials), never TensorFlow's own
+  transcendental kernels.
+- A mixing op (mixup, cutmix) reads its weight as `beta64` of its first BETA_DRAWS (26)
+  uniforms after the gate (the algorithm is in `beta64`'s docstring); cutmix's rectangle
+  centre follows from the next two. Its partner is an input, not a draw (offline: rule 5).
 
 SEED_RULE_VERSION counts changes to this contract. 1 (0.1-0.2): parameters one image at a time
 with TensorFlow's float32 kernels (on Linux, the C library's sinf/cosf/tanf/expf). 2 (0.3):
@@ -72,6 +82,25 @@ def class_fraction_draw(seed: int, key: bytes) -> float:
     one more copy when the draw is below the fraction."""
     digest = hashlib.sha256(f"{SEED_SCHEME}|copies|{seed}|".encode() + key).digest()
     return int.from_bytes(digest[:8], "big") / 2**64
+
+
+# Copies of a mixing policy per bucket, on average (rule 5): a bucket's decoded images are
+# what the offline door holds at once to pair them.
+MIX_BUCKET_COPIES = 64
+
+
+def mix_slot(seed: int, key: bytes, copy_index: int) -> bytes:
+    """SHA-256 of b"image-augment/v1|mix|<seed>|<copy_index>|" + key: where a copy sorts."""
+    return hashlib.sha256(f"{SEED_SCHEME}|mix|{seed}|{copy_index}|".encode() + key).digest()
+
+
+def mix_buckets(num_records: int, num_copies: int) -> int:
+    return max(1, num_records * num_copies // MIX_BUCKET_COPIES)
+
+
+def mix_bucket(slot: bytes, buckets: int) -> int:
+    """The slot's first 8 bytes (big-endian, unsigned) modulo the number of buckets."""
+    return int.from_bytes(slot[:8], "big") % buckets
 
 
 def batch_seeds(seed, step, batch_size, replica=0):

@@ -33,6 +33,7 @@ OBJECTS_MISALIGNED = "objects_misaligned"
 KEYPOINTS_INVALID = "keypoints_invalid"
 INSTANCE_MASK_INVALID = "instance_mask_invalid"
 INSTANCE_MASK_SHAPE_MISMATCH = "instance_mask_shape_mismatch"
+OBJECTS_WITH_MIXING = "objects_with_mixing"
 
 REASONS = {
     NOT_AN_EXAMPLE: "the record does not parse as a tf.train.Example",
@@ -59,6 +60,8 @@ REASONS = {
     "8-bit channel, or its raw values are not integers in [0, 255]",
     INSTANCE_MASK_SHAPE_MISMATCH: "a per-object mask's height and width differ from the "
     "image's, or raw masks do not hold objects x height x width values",
+    OBJECTS_WITH_MIXING: "the record has boxes and the policy mixes images (mixup, cutmix), "
+    "which does not move boxes yet",
 }
 
 

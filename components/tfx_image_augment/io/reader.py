@@ -9,8 +9,9 @@ An image-augment output folder is read through its completion marker (see comple
 exactly the files it lists, and a folder that image-augment wrote without one (a failed or
 stopped run) is refused with the reason. Globs are read as they match.
 
-Elements are `(image, label)`: uint8 [H, W, C] decoded from PNG/JPEG, and the label as int64.
-Only TensorFlow is needed, so any training job can use it.
+Elements are `(image, label)`: uint8 [H, W, C] decoded from PNG/JPEG, and the label as int64,
+or with `num_classes` a float target [num_classes] (soft for mixed copies). Only TensorFlow is
+needed, so any training job can use it.
 """
 
 from __future__ import annotations
@@ -26,7 +27,13 @@ from tfx_image_augment.io.completion import (
     looks_like_output,
     read_marker,
 )
-from tfx_image_augment.io.records import BOX_SIDES, DATA_PREFIX, compression_of
+from tfx_image_augment.io.records import (
+    BOX_SIDES,
+    DATA_PREFIX,
+    MIX_PARTNER_LABEL_FEATURE,
+    MIX_WEIGHT_FEATURE,
+    compression_of,
+)
 
 SPLIT_PREFIX = "Split-"
 # Records held for shuffling by default: far more than the copies of one image (K + 1).
@@ -114,6 +121,7 @@ def read_images(
     batch_size: int | None = None,
     shuffle_buffer: int = SHUFFLE_BUFFER,
     seed: int | None = None,
+    num_classes: int | None = None,
 ) -> tf.data.Dataset:
     """A dataset of (decoded uint8 image, int64 label) from TFRecords of tf.Examples.
 
@@ -121,6 +129,10 @@ def read_images(
     The records are shuffled through a buffer of `shuffle_buffer` (a written dataset holds the
     copies of one image side by side; a buffer larger than K + 1 spreads them apart), in an
     order fixed by `seed` when given; `shuffle_buffer=0` reads them in file order.
+    With `num_classes`, the label is a float32 target [num_classes]: one-hot, or for a copy of
+    a mixing policy (mixup, cutmix) `w * one_hot(label) + (1 - w) * one_hot(partner label)`
+    from its `aug_mix_weight` and `aug_mix_partner_label` (train with a loss that takes soft
+    targets, e.g. `CategoricalCrossentropy`).
     """
     records = _records(resolve_files(path_or_glob, split))
     if shuffle_buffer:
@@ -129,13 +141,23 @@ def read_images(
         image_feature: tf.io.FixedLenFeature([], tf.string),
         label_feature: tf.io.FixedLenFeature([], tf.int64),
     }
+    if num_classes:
+        # An original, or a copy that no mixing op touched, has weight 1: its partner's label
+        # (0 when absent) then counts for nothing.
+        spec[MIX_WEIGHT_FEATURE] = tf.io.FixedLenFeature([], tf.float32, default_value=1.0)
+        spec[MIX_PARTNER_LABEL_FEATURE] = tf.io.FixedLenFeature([], tf.int64, default_value=0)
 
     def decode(record):
         parsed = tf.io.parse_single_example(record, spec)
         image = tf.io.decode_image(
             parsed[image_feature], channels=channels, expand_animations=False
         )
-        return image, parsed[label_feature]
+        if not num_classes:
+            return image, parsed[label_feature]
+        weight = parsed[MIX_WEIGHT_FEATURE]
+        own = tf.one_hot(parsed[label_feature], num_classes)
+        partner = tf.one_hot(parsed[MIX_PARTNER_LABEL_FEATURE], num_classes)
+        return image, weight * own + (1.0 - weight) * partner
 
     dataset = records.map(decode, num_parallel_calls=tf.data.AUTOTUNE)
     if batch_size:

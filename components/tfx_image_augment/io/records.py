@@ -15,6 +15,12 @@ from tfx_image_augment.io.rules import has_values
 COPY_INDEX_FEATURE = "aug_copy_index"
 SOURCE_KEY_FEATURE = "aug_source_key"
 SEED_FEATURE = "aug_seed"
+# A copy of a mixing policy (mixup, cutmix): its own share of the pixels, its partner's stable
+# key and its partner's `label_feature` values (written with or without provenance: they are
+# part of the copy's label).
+MIX_WEIGHT_FEATURE = "aug_mix_weight"
+MIX_PARTNER_KEY_FEATURE = "aug_mix_partner_key"
+MIX_PARTNER_LABEL_FEATURE = "aug_mix_partner_label"
 # A quarantined record: why, in a word and in a sentence, and the input record whole.
 QUARANTINE_REASON_FEATURE = "quarantine_reason"
 QUARANTINE_DETAIL_FEATURE = "quarantine_detail"

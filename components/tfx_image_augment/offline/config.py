@@ -49,6 +49,14 @@ class _ConfigMethods:
                 f"at least num_copies ({self.num_copies}) when balancing",
                 self.max_copies,
             )
+        mixing = _mixing_ops(self.policy)
+        if mixing and self.mask_feature:
+            raise _fail(
+                "mask_feature",
+                f"left unset with a policy that mixes images ({', '.join(mixing)}): mixing "
+                "moves no segmentation masks yet",
+                self.mask_feature,
+            )
         if (
             self.image_shape is not None
             and self.image_shape[0] * self.image_shape[1] > self.max_image_pixels
@@ -125,6 +133,13 @@ class _ConfigMethods:
     @classmethod
     def from_json(cls, text: str) -> AugmentConfig:
         return cls.from_dict(json.loads(text))
+
+
+def _mixing_ops(policy) -> tuple[str, ...]:
+    from tfx_image_augment.core.plan import compile_policy
+    from tfx_image_augment.core.policy import load_policy
+
+    return compile_policy(load_policy(policy)).mixing_ops
 
 
 def _fail(field: str, rule: str, got: Any) -> ValueError:

@@ -194,9 +194,10 @@ def preview_from_pattern(pattern: str, config, rows: int = 6, max_copies: int = 
     """(sheet, channels) from the first decodable records of `pattern`: each beside copies
     1..min(K, max_copies) as the offline expansion seeds them (boxes and keypoints moved alike).
     With `copies_per_class` a row shows its class's number (rounded up); with `balance` the
-    sheet shows K, since the class counts are known only to a run. (None, None) when nothing
-    decodes."""
-    from tfx_image_augment.core.augment import augment_targets
+    sheet shows K, since the class counts are known only to a run. A mixing policy's copies
+    take the next row's image as their partner (a run pairs copies across the whole split).
+    (None, None) when nothing decodes."""
+    from tfx_image_augment.core.augment import augment_targets, compile_policy
     from tfx_image_augment.core.seeds import copy_seed
     from tfx_image_augment.io.codec import MAX_BATCH_PIXELS, core_inputs
     from tfx_image_augment.offline.balance import copies_wanted
@@ -209,8 +210,9 @@ def preview_from_pattern(pattern: str, config, rows: int = 6, max_copies: int = 
     chosen = [c for c in chosen if c[0].shape == first_shape]  # mixed sizes: the first size
     copies = min(config.num_copies, max_copies)
     policy = config.loaded_policy
+    mixes = bool(compile_policy(policy).mixing_ops)
     sheet_rows, titles = [], []
-    for pixels, key, objects, label in chosen:
+    for row_index, (pixels, key, objects, label) in enumerate(chosen):
         if config.copies_per_class is not None:
             copies = min(math.ceil(copies_wanted(config, label, {})), max_copies)
         if copies == 0:
@@ -224,6 +226,12 @@ def preview_from_pattern(pattern: str, config, rows: int = 6, max_copies: int = 
         for start in range(0, copies, per_call):
             chunk = seeds[start : start + per_call]
             targets = {}
+            if mixes:
+                partner = chosen[(row_index + 1) % len(chosen)][0]
+                targets["partners"] = np.repeat(
+                    core_inputs(partner[None], config.value_range)[0], len(chunk), axis=0
+                )
+                targets["has_partner"] = np.full([len(chunk)], len(chosen) > 1)
             if objects is not None:
                 boxes, valid, keypoints, visible = padded([objects] * len(chunk))
                 targets.update(boxes=boxes, box_valid=valid)
@@ -251,6 +259,7 @@ def preview_from_pattern(pattern: str, config, rows: int = 6, max_copies: int = 
     header = (
         f"policy {policy.name or 'custom'} ({policy.fingerprint[:12]}), seed {config.seed}; "
         f"each row: an original, then its copies"
+        + ("; partner: the next row's original" if mixes else "")
     )
     if not sheet_rows:  # every class shown gets no copies
         return None, first_shape[-1]

@@ -22,6 +22,7 @@ AUGMENT_SIGNATURE = "augment"
 AUGMENT_WITH_MASKS_SIGNATURE = "augment_with_masks"
 AUGMENT_WITH_BOXES_SIGNATURE = "augment_with_boxes"
 AUGMENT_WITH_INSTANCE_MASKS_SIGNATURE = "augment_with_instance_masks"
+AUGMENT_WITH_PARTNERS_SIGNATURE = "augment_with_partners"
 
 
 class _AugmentModule(tf.Module):
@@ -39,9 +40,20 @@ class _AugmentModule(tf.Module):
         seeds = tf.TensorSpec([None, 2], tf.int64, name="seeds")
         masks = tf.TensorSpec([None, None, None, 1], tf.uint8, name="masks")
 
+        partners = tf.TensorSpec([None, None, None, channels], tf.uint8, name="partners")
+        self.mixes = bool(plan.mixing_ops)
+
         @tf.function(input_signature=[images, seeds])
         def augment(images, seeds):
+            if self.mixes:  # as the Keras layer: each image mixes with the one before it
+                rolled = tf.roll(images, 1, axis=0)
+                return {"images": core.augment(images, seeds, plan, partners=rolled)}
             return {"images": core.augment(images, seeds, plan)}
+
+        @tf.function(input_signature=[images, partners, seeds])
+        def augment_with_partners(images, partners, seeds):
+            out = core.augment_targets(images, seeds, plan, partners=partners)
+            return {"images": out["images"], "mix_weights": out["mix_weights"]}
 
         @tf.function(input_signature=[images, masks, seeds])
         def augment_with_masks(images, masks, seeds):
@@ -91,9 +103,27 @@ class _AugmentModule(tf.Module):
             )
 
         self.augment = augment
-        self.augment_with_masks = augment_with_masks
-        self.augment_with_boxes = augment_with_boxes
-        self.augment_with_instance_masks = augment_with_instance_masks
+        self.augment_with_partners = augment_with_partners
+        if not self.mixes:  # saving traces every tf.function attribute; these cannot mix
+            self.augment_with_masks = augment_with_masks
+            self.augment_with_boxes = augment_with_boxes
+            self.augment_with_instance_masks = augment_with_instance_masks
+
+
+def _signatures(module: _AugmentModule) -> dict:
+    signatures = {
+        AUGMENT_SIGNATURE: module.augment,
+        AUGMENT_WITH_PARTNERS_SIGNATURE: module.augment_with_partners,
+    }
+    if not module.mixes:
+        signatures.update(
+            {
+                AUGMENT_WITH_MASKS_SIGNATURE: module.augment_with_masks,
+                AUGMENT_WITH_BOXES_SIGNATURE: module.augment_with_boxes,
+                AUGMENT_WITH_INSTANCE_MASKS_SIGNATURE: module.augment_with_instance_masks,
+            }
+        )
+    return signatures
 
 
 def export_augmentation_model(
@@ -109,6 +139,13 @@ def export_augmentation_model(
 
     Signatures: `augment(images uint8 [B,H,W,C], seeds int64 [B,2]) -> {"images"}`,
     `augment_with_masks(images, masks uint8 [B,H,W,1], seeds) -> {"images", "masks"}` and
+    `augment_with_partners(images, partners uint8 [B,H,W,C], seeds) -> {"images",
+    "mix_weights" float [B]}` (each image mixed with its partner by the mixing ops, and its
+    share of the pixels: it replays an offline mixed copy from its original, the partner named
+    by `aug_mix_partner_key` and `aug_seed`; for a policy that does not mix, `augment` with
+    weights 1). For a mixing policy, `augment` mixes each image with the previous one of its
+    batch (as the Keras layer does), and the signatures below are left out (mixing moves no
+    masks, boxes or keypoints yet). Otherwise:
     `augment_with_boxes(images, seeds, boxes float [B,N,4] normalized ymin/xmin/ymax/xmax,
     box_valid bool [B,N], keypoints float [B,N,K,2] normalized y/x (K may be 0),
     keypoint_visible bool [B,N,K]) -> {"images", "boxes", "box_valid", "keypoints",
@@ -129,12 +166,7 @@ def export_augmentation_model(
     tf.saved_model.save(
         module,
         os.path.join(output_dir, SAVED_MODEL_DIR),
-        signatures={
-            AUGMENT_SIGNATURE: module.augment,
-            AUGMENT_WITH_MASKS_SIGNATURE: module.augment_with_masks,
-            AUGMENT_WITH_BOXES_SIGNATURE: module.augment_with_boxes,
-            AUGMENT_WITH_INSTANCE_MASKS_SIGNATURE: module.augment_with_instance_masks,
-        },
+        signatures=_signatures(module),
     )
     record = {
         "policy": policy.to_dict(),

@@ -20,6 +20,8 @@ from tfx_image_augment.core.seeds import batch_seeds
 
 BOX_FORMATS = ("rel_yxyx", "rel_xyxy", "yxyx", "xyxy")
 _EPOCH_SHIFT = 40  # map_dataset folds the epoch into the seed's high word above this bit
+# Inputs that steer the augmentation and are not given back.
+_CONTROL_KEYS = ("seeds", "partners", "partner_labels")
 # What Keras's own preprocessing layers take float images to span unless told otherwise.
 KERAS_VALUE_RANGE = (0.0, 255.0)
 
@@ -98,6 +100,12 @@ class ImageAugmentation(tf.keras.layers.Layer):
         tight box of those pixels (the offline door's `boxes_from_masks`).
       **kwargs: standard Keras layer arguments, such as `name` or `dtype`.
 
+    Mixing ops (`mixup`, `cutmix`) blend each image with a partner: the previous image of the
+    batch (image 0 takes the last), as Keras's MixUp and CutMix take another image of the
+    batch, or the dict's "partners" [B, H, W, C]. Given "labels" (one-hot or soft, float
+    [B, classes]), they mix by the same weights ("partner_labels" with explicit partners).
+    Given the same partner, seed and policy, the pixels equal the offline copy's.
+
     Call arguments:
       inputs: images [B, H, W, C] (C is 1, 3 or 4; uint8, or floating point in
         `value_range`), or a dict in Keras 3's convention: "images", optional "seeds",
@@ -106,7 +114,8 @@ class ImageAugmentation(tf.keras.layers.Layer):
         [B, N, K] (integer values are kept, and follow `keypoint_flip_permutation` with their
         keypoints; a keypoint given with visibility 0 is not moved, NaN included), and
         "instance_masks" [B, N, H, W] uint8, one mask per box (dense, or ragged like the
-        boxes). Everything in it moves with the pixels, by the same draws.
+        boxes). Everything in it moves with the pixels, by the same draws. For mixing
+        policies: "labels", "partners", "partner_labels" (above).
       training: True augments; False or None returns the inputs unchanged; a boolean tensor
         decides at run time.
 
@@ -174,14 +183,14 @@ class ImageAugmentation(tf.keras.layers.Layer):
         if not isinstance(inputs, Mapping):
             return self._call_structure({"images": inputs}, training)["images"]
         inputs = dict(inputs)
-        if not set(inputs) - {"images", "seeds"}:  # images only: give back a tensor, as above
+        if not set(inputs) - {"images", *_CONTROL_KEYS}:  # images only: a tensor, as above
             return self._call_structure(inputs, training)["images"]
         return self._call_structure(inputs, training)
 
     def _call_structure(self, inputs: dict, training) -> dict:
         seeds = inputs.pop("seeds", None)
         if training is False or training is None:
-            return inputs
+            return {k: v for k, v in inputs.items() if k not in _CONTROL_KEYS}
         images = inputs["images"]
 
         def augmented():
@@ -198,7 +207,11 @@ class ImageAugmentation(tf.keras.layers.Layer):
         return tf.cond(
             tf.cast(training, tf.bool),
             augmented,
-            lambda: tf.nest.map_structure(tf.identity, inputs),
+            lambda: {
+                k: tf.nest.map_structure(tf.identity, v)
+                for k, v in inputs.items()
+                if k not in _CONTROL_KEYS
+            },
         )
 
     def _augment_structure(self, inputs: dict, seeds) -> dict:
@@ -240,6 +253,8 @@ class ImageAugmentation(tf.keras.layers.Layer):
                 kwargs["keypoint_visible"] = inputs["keypoint_visibility"]
         if rank3 and seeds.shape.rank == 2:  # one image: seeds [1, 2] or [2]
             seeds = seeds[0]
+        if self._plan.mixing_ops:
+            kwargs["partners"] = self._partners(inputs, rank3)
         out = core.augment_targets(
             images,
             seeds,
@@ -250,8 +265,10 @@ class ImageAugmentation(tf.keras.layers.Layer):
             keypoint_flip_permutation=self.keypoint_flip_permutation,
             **kwargs,
         )
-        result = dict(inputs)
+        result = {k: v for k, v in inputs.items() if k not in _CONTROL_KEYS}
         result["images"] = out["images"]
+        if self._plan.mixing_ops and "labels" in inputs:
+            result["labels"] = self._mixed_labels(inputs, out["mix_weights"])
         if "segmentation_masks" in inputs:
             result["segmentation_masks"] = out["masks"]
         if boxes_in is not None:
@@ -293,11 +310,40 @@ class ImageAugmentation(tf.keras.layers.Layer):
             )
         return result
 
+    def _partners(self, inputs: dict, rank3: bool) -> tf.Tensor:
+        """The images the mixing ops blend in: the dict's "partners", or the batch rolled by
+        one (image i takes image i - 1)."""
+        if "partners" in inputs:
+            return tf.cast(inputs["partners"], inputs["images"].dtype)
+        if rank3:
+            raise ValueError(
+                f"The policy mixes images ({', '.join(self._plan.mixing_ops)}): a single image "
+                "has no partner in its batch; give a batch, or 'partners' in the dict."
+            )
+        return tf.roll(inputs["images"], 1, axis=0)
+
+    def _mixed_labels(self, inputs: dict, shares: tf.Tensor) -> tf.Tensor:
+        """Labels blended by each image's share of its pixels (Keras's MixUp convention)."""
+        labels = inputs["labels"]
+        if not labels.dtype.is_floating:
+            raise ValueError(
+                "Mixing needs one-hot or soft labels (float [B, classes], e.g. tf.one_hot) to "
+                f"blend; got {labels.dtype.name} labels."
+            )
+        if "partner_labels" in inputs:
+            partner_labels = tf.cast(inputs["partner_labels"], labels.dtype)
+        elif "partners" in inputs:
+            raise ValueError("'labels' with explicit 'partners' need 'partner_labels' too.")
+        else:
+            partner_labels = tf.roll(labels, 1, axis=0)
+        share = tf.reshape(tf.cast(shares, labels.dtype), [-1] + [1] * (labels.shape.rank - 1))
+        return share * labels + (1 - share) * partner_labels
+
     def compute_output_shape(self, input_shape):
         if isinstance(input_shape, Mapping):
-            if not set(input_shape) - {"images", "seeds"}:
+            if not set(input_shape) - {"images", *_CONTROL_KEYS}:
                 return input_shape["images"]
-            return {k: v for k, v in input_shape.items() if k != "seeds"}
+            return {k: v for k, v in input_shape.items() if k not in _CONTROL_KEYS}
         return input_shape
 
     def get_config(self) -> dict[str, Any]:

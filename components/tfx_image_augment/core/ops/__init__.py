@@ -1,4 +1,4 @@
-"""The op registry: `OPS`, name -> `OpDef`, in catalogue order (geometric, then photometric).
+"""The op registry: `OPS`, name -> `OpDef`, in catalogue order (geometric, photometric, mixing).
 
 Everything that lists ops derives from here: policy validation, the core's draw table and
 dispatch, RandAugment's candidates, the test strategies, the benchmark and the docs' op table
@@ -10,11 +10,19 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-from tfx_image_augment.core.ops.base import GEOMETRIC, PHOTOMETRIC, REQUIRED, Field, OpDef
+from tfx_image_augment.core.ops.base import (
+    GEOMETRIC,
+    MIXING,
+    PHOTOMETRIC,
+    REQUIRED,
+    Field,
+    OpDef,
+)
 from tfx_image_augment.core.ops.geometric import GEOMETRIC_OPS
+from tfx_image_augment.core.ops.mixing import MIXING_OPS
 from tfx_image_augment.core.ops.photometric import PHOTOMETRIC_OPS
 
-OPS: Mapping[str, OpDef] = {op.name: op for op in (*GEOMETRIC_OPS, *PHOTOMETRIC_OPS)}
+OPS: Mapping[str, OpDef] = {op.name: op for op in (*GEOMETRIC_OPS, *PHOTOMETRIC_OPS, *MIXING_OPS)}
 
 
 def randaugment_specs(level: float) -> tuple[dict[str, Any], ...]:
@@ -26,4 +34,13 @@ def randaugment_specs(level: float) -> tuple[dict[str, Any], ...]:
     return tuple({"op": name, **fields_at(level)} for _, name, fields_at in slots)
 
 
-__all__ = ["OPS", "OpDef", "Field", "REQUIRED", "GEOMETRIC", "PHOTOMETRIC", "randaugment_specs"]
+__all__ = [
+    "OPS",
+    "OpDef",
+    "Field",
+    "REQUIRED",
+    "GEOMETRIC",
+    "PHOTOMETRIC",
+    "MIXING",
+    "randaugment_specs",
+]

@@ -1,10 +1,10 @@
 """What an op is: one `OpDef` holds everything about it, so every other place derives from it.
 
 Policy validation (fields, ranges, defaults, ordered pairs), the per-image draw table (how many
-uniforms an op takes), dispatch (its matrix or pixel function), RandAugment's candidate list
+uniforms an op takes), dispatch (its matrix, pixel or mixing function), RandAugment's candidate list
 (its magnitude mapping), the test strategies, the online benchmark's Keras side-by-side and
-the docs' op table all read these entries. Adding an op means one entry (in `geometric.py`
-or `photometric.py`) and its tests.
+the docs' op table all read these entries. Adding an op means one entry (in `geometric.py`,
+`photometric.py` or `mixing.py`) and its tests.
 """
 
 from __future__ import annotations
@@ -15,6 +15,7 @@ from typing import Any
 
 GEOMETRIC = "geometric"
 PHOTOMETRIC = "photometric"
+MIXING = "mixing"
 
 REQUIRED = object()
 
@@ -61,6 +62,8 @@ class Field:
 # (drawn per image from its node's seed); `op` reads fields by name (`op["max_degrees"]`).
 MatrixFn = Callable[..., Any]  # (op, u, height, width) -> [B, 3, 3] output->input map
 PixelFn = Callable[..., Any]  # (op, x, u, context) -> x; x float32 [B, H, W, C] in [0, 1]
+# (op, x, partner, u) -> (mixed x, [B] float32 share of x in it); x and partner as for PixelFn
+MixFn = Callable[..., Any]
 
 
 @dataclasses.dataclass(frozen=True)
@@ -79,12 +82,14 @@ class OpDef:
 
     Attributes:
       name: the op's name in a policy.
-      kind: GEOMETRIC (moves pixels, masks, boxes: `matrix`) or PHOTOMETRIC (`pixels`).
+      kind: GEOMETRIC (moves pixels, masks, boxes: `matrix`), PHOTOMETRIC (`pixels`) or
+        MIXING (blends the image with a partner image: `mix`).
       summary: the docs' words for its fields (the op table in docs/policies.md).
       fields: field name -> Field (every op also takes `p`, added by the policy).
       draws: uniforms it takes per image, or a function of the op's fields.
       matrix: geometric ops: the output->input affine map per image.
       pixels: photometric ops: the colour transform of a batch.
+      mix: mixing ops: the blend of each image with its partner, and the image's share.
       ordered: (low, high) field names where low must not exceed high.
       flip_axis: flips: the image axis reversed (flip-only stages skip the warp).
       crop_box: crops: (crop_h, crop_w, y0, x0) per image (a lone crop skips the warp).
@@ -103,6 +108,7 @@ class OpDef:
     draws: int | Callable[[Any], int] = 0
     matrix: MatrixFn | None = None
     pixels: PixelFn | None = None
+    mix: MixFn | None = None
     ordered: tuple[str, str] | None = None
     flip_axis: int | None = None
     crop_box: Callable[..., Any] | None = None

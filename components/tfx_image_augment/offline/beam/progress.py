@@ -118,6 +118,11 @@ class WorkerProgress:
         self.counts["copies"] += copies
         self._tick()
 
+    def wrote(self, copies: int) -> None:
+        """Copies written apart from their examples (mixing policies make them later)."""
+        self.counts["copies"] += copies
+        self._tick()
+
     def _tick(self) -> None:
         now = self._clock()
         every = self.WRITE_SECONDS if self._path else self.LOG_SECONDS

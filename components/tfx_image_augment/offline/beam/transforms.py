@@ -12,6 +12,10 @@ Per augmented split:
   weighed by copies x pixels) -> AugmentBatch (originals out as they are; copies 1..k of every
   example through one TF call per image shape) -> Write(.gz, sink.py)
 Pass-through splits: ReadFromTFRecord -> AddProvenance -> Write(.gz, sink.py).
+Policies that mix images (mixup, cutmix) replace BatchElements -> AugmentBatch with
+  MixFanOut (originals out; each copy keyed by its partner bucket, `offline/mixing.py`, as its
+  encoded record) -> GroupByKey -> MixBucket (decode, pair, augment and encode the bucket's
+  copies with their partners), the record count of the split a side input of MixFanOut.
 """
 
 from __future__ import annotations
@@ -36,9 +40,12 @@ from tfx_image_augment.io.codec import (
 from tfx_image_augment.io.folders import ImageFolder, image_record, read_file
 from tfx_image_augment.io.inputs import absolute_pattern, compressions
 from tfx_image_augment.io.killpoints import killpoint
-from tfx_image_augment.io.quarantine import Quarantined
+from tfx_image_augment.io.quarantine import OBJECTS_WITH_MIXING, Quarantined
 from tfx_image_augment.io.records import (
     GZIP_SUFFIX,
+    MIX_PARTNER_KEY_FEATURE,
+    MIX_PARTNER_LABEL_FEATURE,
+    MIX_WEIGHT_FEATURE,
     add_provenance,
     as_original,
     quarantine_record,
@@ -50,6 +57,7 @@ from tfx_image_augment.offline.beam.progress import WorkerProgress
 from tfx_image_augment.offline.beam.sink import GzipTFRecordSink
 from tfx_image_augment.offline.config import AugmentConfig
 from tfx_image_augment.offline.decode import DecodedExample, decode_example
+from tfx_image_augment.offline.mixing import MixMember, bucket_of, partners
 from tfx_image_augment.offline.objects import (
     kept_mask_values,
     padded,
@@ -97,11 +105,14 @@ class DecodeFn(_SplitFn):
     def setup(self):
         super().setup()
         self._read = _counter(self._split, "examples_read")
+        self._mixes = _mixes(self._config)
 
     def process(self, record: bytes, class_counts=None):
         self._read.inc()
         try:
             decoded = decode_example(record, self._config)
+            if self._mixes and decoded.objects is not None:
+                raise Quarantined(OBJECTS_WITH_MIXING, f"{decoded.objects.count} boxes")
         except Quarantined as bad:
             _counter(self._split, f"quarantined/{bad.reason}").inc()
             self._progress.finished(len(record))
@@ -113,12 +124,26 @@ class DecodeFn(_SplitFn):
         yield decoded
 
 
+def _mixes(config: AugmentConfig) -> bool:
+    from tfx_image_augment.core.plan import compile_policy
+
+    return bool(compile_policy(config.loaded_policy).mixing_ops)
+
+
 def _finish_original(record: bytes, key: bytes, config: AugmentConfig) -> bytes:
     if not config.provenance:
         return record
     import tensorflow as tf
 
     return as_original(tf.train.Example.FromString(record), key)
+
+
+class _Copy(NamedTuple):
+    """One copy to make: its index (1..k), its example, and its partner for mixing ops."""
+
+    index: int
+    decoded: DecodedExample
+    partner: DecodedExample | None = None
 
 
 class _Computed(NamedTuple):
@@ -129,6 +154,7 @@ class _Computed(NamedTuple):
     image_values: list  # each copy's encoded image
     mask_values: list | None  # each copy's encoded mask, when the records have one
     instance_values: list  # each copy's instance-mask feature values (None without masks)
+    mix_weights: np.ndarray | None  # [n] float32: each copy's own share (mixing policies)
 
 
 class AugmentBatchFn(_SplitFn):
@@ -149,29 +175,21 @@ class AugmentBatchFn(_SplitFn):
 
     def process(self, batch: list[DecodedExample]):
         killpoint("augment-batch")  # tests stop a run here; a dictionary lookup otherwise
-        config = self._config
         copies = []
         for decoded in batch:
-            if decoded.label is not None:
-                written = decoded.copies + int(config.include_original)
-                _counter(self._split, f"{CLASS_IN}/{decoded.label}").inc()
-                _counter(self._split, f"{CLASS_OUT}/{decoded.label}").inc(written)
-            if config.include_original:
-                self._originals.inc()
-                yield beam.pvalue.TaggedOutput(
-                    self.ORIGINALS, _finish_original(decoded.record, decoded.key, config)
-                )
-            copies.extend((index, decoded) for index in range(1, decoded.copies + 1))
+            yield from _original_out(decoded, self._config, self._split, self._originals)
+            copies.extend(_Copy(index, decoded) for index in range(1, decoded.copies + 1))
         yield from self._augment(copies)
         for decoded in batch:
             self._progress.finished(len(decoded.record), decoded.copies)
 
-    def _augment(self, copies: list[tuple[int, DecodedExample]]):
+    def _augment(self, copies: list[_Copy]):
         # Images of one shape, dtype and format (and, for detection records, one keypoint
         # count) go through the core and the encoder together, at most `batch_size` copies and
         # MAX_BATCH_PIXELS pixels per call (one example may bring more than a call holds).
-        groups: dict[tuple, list[tuple[int, DecodedExample]]] = defaultdict(list)
-        for copy_index, decoded in copies:
+        groups: dict[tuple, list[_Copy]] = defaultdict(list)
+        for copy in copies:
+            decoded = copy.decoded
             mask_shape = None if decoded.mask is None else decoded.mask.shape
             objects = decoded.objects
             key = (
@@ -184,11 +202,11 @@ class AugmentBatchFn(_SplitFn):
                 if objects is None
                 else ("objects", objects.keypoints_per_object, objects.mask_form),
             )
-            groups[key].append((copy_index, decoded))
+            groups[key].append(copy)
         for items in groups.values():
-            height, width = items[0][1].pixels.shape[:2]
+            height, width = items[0].decoded.pixels.shape[:2]
             # Instance masks are one uint8 plane per object: they count as pixels too.
-            planes = 1 + max(_mask_planes(d) for _, d in items) // 4
+            planes = 1 + max(_mask_planes(c.decoded) for c in items) // 4
             per_call = max(
                 1, min(self._config.batch_size, MAX_BATCH_PIXELS // (height * width * planes))
             )
@@ -201,24 +219,32 @@ class AugmentBatchFn(_SplitFn):
                 for part, result in zip(parts, computed, strict=True):
                     yield from self._records(part, result)
 
-    def _compute(self, items: list[tuple[int, DecodedExample]]) -> _Computed:
+    def _compute(self, items: list[_Copy]) -> _Computed:
         """The core and the encoders over `items` (TensorFlow only: runs in a pool thread)."""
         from tfx_image_augment.core.augment import augment_targets
 
         config = self._config
-        seeds = np.array([copy_seed(config.seed, d.key, k) for k, d in items], np.int64)
-        images = np.stack([d.pixels for _, d in items])
+        examples = [c.decoded for c in items]
+        seeds = np.array([copy_seed(config.seed, c.decoded.key, c.index) for c in items], np.int64)
+        images = np.stack([d.pixels for d in examples])
         core_images, value_range = core_inputs(images, config.value_range)
-        first = items[0][1]
+        first = examples[0]
         targets = {}
+        if self._plan.mixing_ops:
+            # A copy without a partner (a bucket of one example) stays unmixed: its own pixels
+            # fill the slot, and has_partner keeps them out.
+            targets["partners"], _ = core_inputs(
+                np.stack([(c.partner or c.decoded).pixels for c in items]), config.value_range
+            )
+            targets["has_partner"] = np.array([c.partner is not None for c in items])
         if first.mask is not None:
-            targets["masks"] = np.stack([d.mask for _, d in items])
+            targets["masks"] = np.stack([d.mask for d in examples])
         if first.objects is not None:
-            boxes, box_valid, keypoints, visible = padded([d.objects for _, d in items])
+            boxes, box_valid, keypoints, visible = padded([d.objects for d in examples])
             targets.update(boxes=boxes, box_valid=box_valid)
             if keypoints is not None:
                 targets.update(keypoints=keypoints, keypoint_visible=visible)
-            instance_masks = padded_masks([d.objects for _, d in items])
+            instance_masks = padded_masks([d.objects for d in examples])
             if instance_masks is not None:
                 targets.update(
                     instance_masks=instance_masks, boxes_from_masks=config.boxes_from_masks
@@ -234,6 +260,7 @@ class AugmentBatchFn(_SplitFn):
         )
         out = {name: value.numpy() for name, value in out.items()}
         out["images"] = core_outputs(out["images"], images.dtype)
+        mix_weights = out.pop("mix_weights", None)
         mask_values = None
         if first.mask is not None:
             mask_values = encode_batch(out["masks"], first.mask_format, config.encode_rules)
@@ -241,25 +268,25 @@ class AugmentBatchFn(_SplitFn):
         instance_values = [None] * len(items)
         if "instance_masks" in out:
             instance_values = kept_mask_values(
-                [d.objects for _, d in items],
+                [d.objects for d in examples],
                 out["box_valid"],
                 out["instance_masks"],
                 config.encode_rules,
             )
-        return _Computed(seeds, out, image_values, mask_values, instance_values)
+        return _Computed(seeds, out, image_values, mask_values, instance_values, mix_weights)
 
-    def _records(self, items: list[tuple[int, DecodedExample]], computed: _Computed):
+    def _records(self, items: list[_Copy], computed: _Computed):
         """Each copy of `items` as a serialized tf.Example (in this DoFn's thread: counters)."""
         import tensorflow as tf
 
-        config, first = self._config, items[0][1]
-        seeds, out, image_values, mask_values, instance_values = computed
+        config, first = self._config, items[0].decoded
+        seeds, out, image_values, mask_values, instance_values, mix_weights = computed
         copies = out["images"]  # the input's dtype and channels again (core_outputs)
         image_fmt = output_format(
             first.image_format, config.encode_rules, copies.shape[-1], copies.dtype
         )
         height, width = copies.shape[1:3]
-        for i, (copy_index, decoded) in enumerate(items):
+        for i, (copy_index, decoded, partner) in enumerate(items):
             example = tf.train.Example.FromString(decoded.record)
             features = example.features.feature
             set_feature(features[decoded.image_feature], image_fmt, image_values[i])
@@ -284,10 +311,86 @@ class AugmentBatchFn(_SplitFn):
                     output_format(first.mask_format, config.encode_rules, 1),
                     mask_values[i],
                 )
+            if mix_weights is not None:
+                _add_mix_features(example, config, partner, float(mix_weights[i]))
             if config.provenance:
                 add_provenance(example, decoded.key, copy_index, tuple(seeds[i]))
             self._written.inc()
             yield example.SerializeToString(deterministic=True)
+
+
+def _original_out(decoded: DecodedExample, config: AugmentConfig, split: str, originals):
+    """Counts the example's class, and yields its original (tagged ORIGINALS) when kept."""
+    if decoded.label is not None:
+        written = decoded.copies + int(config.include_original)
+        _counter(split, f"{CLASS_IN}/{decoded.label}").inc()
+        _counter(split, f"{CLASS_OUT}/{decoded.label}").inc(written)
+    if config.include_original:
+        originals.inc()
+        yield beam.pvalue.TaggedOutput(
+            AugmentBatchFn.ORIGINALS, _finish_original(decoded.record, decoded.key, config)
+        )
+
+
+def _add_mix_features(example, config: AugmentConfig, partner, weight: float) -> None:
+    """What a trainer needs for the copy's soft label: its own share of the pixels and, when
+    it had a partner, the partner's key and label values (with `label_feature`)."""
+    import tensorflow as tf
+
+    features = example.features.feature
+    features[MIX_WEIGHT_FEATURE].float_list.value[:] = [weight]
+    if partner is None:
+        return
+    features[MIX_PARTNER_KEY_FEATURE].bytes_list.value[:] = [partner.key]
+    if config.label_feature:
+        label = tf.train.Example.FromString(partner.record).features.feature.get(
+            config.label_feature
+        )
+        if label is not None:
+            features[MIX_PARTNER_LABEL_FEATURE].CopyFrom(label)
+
+
+class MixFanOutFn(_SplitFn):
+    """A decoded example -> its original (tagged ORIGINALS) and each of its copies as a
+    (bucket, MixMember): the copy's way to the partners it is paired with (`offline/mixing.py`).
+    `num_records` (the split's record count, a side input) sets the number of buckets."""
+
+    def setup(self):
+        super().setup()
+        self._originals = _counter(self._split, "originals_written")
+
+    def process(self, decoded: DecodedExample, num_records: int):
+        killpoint("augment-batch")
+        config = self._config
+        yield from _original_out(decoded, config, self._split, self._originals)
+        for index in range(1, decoded.copies + 1):
+            bucket, slot = bucket_of(
+                config.seed, decoded.key, index, num_records, config.num_copies
+            )
+            yield bucket, MixMember(slot, decoded.key, index, decoded.record)
+        self._progress.finished(len(decoded.record))
+
+
+class MixBucketFn(AugmentBatchFn):
+    """(bucket, its copies) -> the copies augmented with their partners, as records."""
+
+    def process(self, element):
+        _, members = element
+        decoded = {}
+        for member in members:
+            if member.key not in decoded:  # an example's copies share one decoding
+                decoded[member.key] = decode_example(member.record, self._config)
+
+        def image_kind(member: MixMember):
+            pixels = decoded[member.key].pixels
+            return pixels.shape, pixels.dtype.str
+
+        copies = [
+            _Copy(m.copy_index, decoded[m.key], None if p is None else decoded[p.key])
+            for m, p in partners(list(members), image_kind)
+        ]
+        yield from self._augment(copies)
+        self._progress.wrote(len(copies))
 
 
 def _mask_planes(decoded: DecodedExample) -> int:
@@ -521,15 +624,18 @@ class AugmentSplit(beam.PTransform):
         decoded = shuffled | f"Decode[{split}]" >> beam.ParDo(
             DecodeFn(config_json, split, self._progress_dir), **side_inputs
         ).with_outputs(QUARANTINE_TAG, main="ok")
-        written = (
-            decoded.ok
-            | f"Batch[{split}]" >> batch_examples(self._config.batch_size)
-            | f"Augment[{split}]"
-            >> beam.ParDo(AugmentBatchFn(config_json, split, self._progress_dir)).with_outputs(
-                AugmentBatchFn.ORIGINALS, main="copies"
+        if _mixes(self._config):
+            written = self._mix(decoded.ok, records, config_json)
+        else:
+            written = (
+                decoded.ok
+                | f"Batch[{split}]" >> batch_examples(self._config.batch_size)
+                | f"Augment[{split}]"
+                >> beam.ParDo(AugmentBatchFn(config_json, split, self._progress_dir)).with_outputs(
+                    AugmentBatchFn.ORIGINALS, main="copies"
+                )
             )
-        )
-        augmented, originals = written.copies, written[AugmentBatchFn.ORIGINALS]
+        augmented, originals = written["copies"], written[AugmentBatchFn.ORIGINALS]
         if self._config.num_shards:
             # A fixed shard count groups records by shard anyway, so one sink costs nothing more.
             both = (originals, augmented) | f"Flatten[{split}]" >> beam.Flatten()
@@ -542,6 +648,23 @@ class AugmentSplit(beam.PTransform):
             _write(augmented, f"{self._output}-copies", f"WriteCopies[{split}]")
         _write(decoded[QUARANTINE_TAG], self._quarantine, f"WriteQuarantine[{split}]")
         return augmented
+
+    def _mix(self, decoded, records, config_json: str):
+        """Copies meet their partners (`offline/mixing.py`): keyed by bucket, grouped, and
+        augmented a bucket at a time. Only encoded records wait in the shuffle."""
+        split = self._split
+        num_records = beam.pvalue.AsSingleton(
+            records | f"CountRecords[{split}]" >> beam.combiners.Count.Globally()
+        )
+        members = decoded | f"MixFanOut[{split}]" >> beam.ParDo(
+            MixFanOutFn(config_json, split, self._progress_dir), num_records
+        ).with_outputs(AugmentBatchFn.ORIGINALS, main="copies")
+        copies = (
+            members.copies
+            | f"MixBuckets[{split}]" >> beam.GroupByKey()
+            | f"Mix[{split}]" >> beam.ParDo(MixBucketFn(config_json, split, self._progress_dir))
+        )
+        return {"copies": copies, AugmentBatchFn.ORIGINALS: members[AugmentBatchFn.ORIGINALS]}
 
 
 class PassThroughSplit(beam.PTransform):
