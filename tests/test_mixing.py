@@ -10,13 +10,12 @@ import json
 import numpy as np
 import tensorflow as tf
 from tfx_image_augment.cli.commands import main
+from tfx_image_augment.io.reader import read_images
 from tfx_image_augment.io.records import (
     MIX_PARTNER_KEY_FEATURE,
     MIX_PARTNER_LABEL_FEATURE,
     MIX_WEIGHT_FEATURE,
 )
-
-from tfx_image_augment.io.reader import read_images
 
 from pipelines.data import image_example
 from tests import images as real
