@@ -145,6 +145,8 @@ def test_every_catalogue_op_named_in_the_issue_exists():
         "autocontrast",
         "sharpness",
         "cutout",
+        "mixup",  # and the mixing ops of the mixing issue
+        "cutmix",
         "randaugment",
         "trivialaugment",
         "one_of",
