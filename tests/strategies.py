@@ -1,6 +1,7 @@
 """Hypothesis strategies: random valid policies over the whole op catalogue, derived from the
 op registry's field definitions (a new op is covered without touching this file). Mixing ops
-need partner images, so only strategies asked for them (`mixing=True`) draw them."""
+need partner images, so only strategies asked for them (`mixing=True`) draw them, and only those
+that take at most `partners` partners per image (mosaic takes 3)."""
 
 from __future__ import annotations
 
@@ -43,18 +44,19 @@ def _fields(name: str):
 
 
 @st.composite
-def op_specs(draw, allow_meta=True, kinds=None, mixing=False):
+def op_specs(draw, allow_meta=True, kinds=None, mixing=False, partners=1):
     names = [
         n
         for n, (kind, _) in CATALOGUE.items()
         if (allow_meta or kind != META)
         and (kinds is None or kind in kinds)
         and (mixing or kind != MIXING)
+        and (kind != MIXING or OPS[n].partners <= partners)
     ]
     name = draw(st.sampled_from(names))
     spec = {"op": name, "p": draw(st.sampled_from([1.0, 0.5, draw(_unit())]))}
     if name == ONE_OF:
-        children = draw(st.lists(op_specs(False, None, mixing), min_size=1, max_size=3))
+        children = draw(st.lists(op_specs(False, None, mixing, partners), min_size=1, max_size=3))
         spec["ops"] = children
         spec["weights"] = draw(
             st.lists(_unit(0.1, 3), min_size=len(children), max_size=len(children))
@@ -65,8 +67,10 @@ def op_specs(draw, allow_meta=True, kinds=None, mixing=False):
 
 
 @st.composite
-def policies(draw, max_ops=4, kinds=None, allow_meta=True, mixing=False):
-    ops = draw(st.lists(op_specs(allow_meta, kinds, mixing), min_size=0, max_size=max_ops))
+def policies(draw, max_ops=4, kinds=None, allow_meta=True, mixing=False, partners=1):
+    ops = draw(
+        st.lists(op_specs(allow_meta, kinds, mixing, partners), min_size=0, max_size=max_ops)
+    )
     return {
         "version": 1,
         "ops": ops,

@@ -216,8 +216,11 @@ def test_a_large_batch_matches_each_image_alone(ops):
     seeds = _seeds(96, 40)
     policy = load_policy({"version": 1, "ops": ops})
     partners = None
-    if compile_policy(policy).mixing_ops:  # each image mixes with the one before it
+    count = compile_policy(policy).partner_count
+    if count == 1:  # each image mixes with the one before it
         partners = np.roll(images, 1, axis=0)
+    elif count:  # mosaic: with the 3 before it
+        partners = np.stack([np.roll(images, k, axis=0) for k in range(1, count + 1)], axis=1)
     batch = augment(images, seeds, policy, partners=partners).numpy()
     for i in (0, 1, 17, 50, 95):
         partner = None if partners is None else partners[i]

@@ -47,13 +47,19 @@ def golden_policies() -> dict[str, dict]:
 
 
 def compute(policy: dict, images: np.ndarray, seeds: np.ndarray, **kwargs) -> np.ndarray:
-    """The core's output; a mixing policy mixes each image with the one before it."""
+    """The core's output; a mixing policy mixes each image with the one before it (mosaic:
+    with the 3 before it, the nearest first)."""
     from tfx_image_augment import augment, load_policy
     from tfx_image_augment.core.plan import compile_policy
 
     policy = load_policy(policy)
-    if compile_policy(policy).mixing_ops:
+    count = compile_policy(policy).partner_count
+    if count == 1:
         kwargs["partners"] = np.roll(images, 1, axis=0)
+    elif count:
+        kwargs["partners"] = np.stack(
+            [np.roll(images, k, axis=0) for k in range(1, count + 1)], axis=1
+        )
     return augment(images, seeds, policy, **kwargs).numpy()
 
 

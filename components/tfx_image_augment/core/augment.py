@@ -8,12 +8,14 @@ its entry in the registry (`ops/`). Here: running a compiled plan's stages over 
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Sequence
 
 import tensorflow as tf
 
 from tfx_image_augment.core.draws import draw_table, gate_mask, gated
 from tfx_image_augment.core.geometry import Targets, crop_forward, invert_affine
+from tfx_image_augment.core.ops import OPS
 from tfx_image_augment.core.ops.photometric import PixelContext
 from tfx_image_augment.core.plan import Plan, Stage, compile_policy
 from tfx_image_augment.core.policy import Policy
@@ -159,15 +161,68 @@ def _crop(boxes: tf.Tensor, images, masks, instance):
 # ----------------------------------------------------------------------------------------------
 
 
-def _mix(stage: Stage, x, partners, has_partner, shares, table):
-    """x blended with its partner where the op's gate opens and a partner was given; `shares`
-    [B] (float32) is each image's share of the pixels so far, multiplied by this op's."""
+def _mix(
+    stage: Stage,
+    x,
+    partners,
+    has_partner,
+    shares,
+    table,
+    fill_value: float,
+    targets: Targets,
+    partner_boxes=None,
+    min_box_visibility: float = 0.0,
+):
+    """x mixed with its partners (float32 [B, P, H, W, C]) where the op's gate opens and a
+    partner was given; `shares` [B] (float32) is each image's share of the pixels so far,
+    multiplied by this op's. A tiling op (mosaic) also moves the boxes of `targets` and adds
+    its partners' (`partner_boxes`: (boxes [B, P, N, 4], valid [B, P, N])) after them.
+    Returns (x, shares, targets)."""
     for inst in stage.instances:  # one op, or a one_of's mixing option
-        mixed, share = inst.definition.mix(inst.op, x, partners, inst.draws(table))
+        definition, u = inst.definition, inst.draws(table)
+        partner = partners[:, 0] if definition.partners == 1 else partners
+        mixed, share = definition.mix(inst.op, x, partner, u, fill_value=fill_value)
         applies = gate_mask(inst.gate, table) & has_partner
         x = tf.where(applies[:, None, None, None], mixed, x)
         shares = tf.where(applies, shares * share, shares)
-    return x, shares
+        if definition.tiles is not None and targets.boxes is not None:
+            shape = tf.shape(x)
+            tiles = definition.tiles(inst.op, u, shape[1], shape[2])
+            targets = _tiled(
+                tiles, applies, shape[1], shape[2], targets, partner_boxes, min_box_visibility
+            )
+    return x, shares, targets
+
+
+def _tiled(tiles, applies, height, width, targets: Targets, partner_boxes, min_box_visibility):
+    """The boxes after a tiling op: the image's, then each partner's (as given), each moved by
+    its tile's map and clipped to its tile's window; where the op does not apply, the image's
+    as they were and the partners' (0, 0, 0, 0) and invalid."""
+    forward, window = tiles
+    height, width = tf.cast(height, tf.float32), tf.cast(width, tf.float32)
+    rows = [targets]
+    for tile in range(1, forward.shape[1]):
+        rows.append(Targets.create(partner_boxes[0][:, tile - 1], partner_boxes[1][:, tile - 1]))
+    boxes, valid, visibility = [], [], []
+    for tile, before in enumerate(rows):
+        moved = before.mapped(forward[:, tile], height, width, min_box_visibility, window[:, tile])
+        if tile == 0:
+            kept = before
+        else:
+            kept = Targets(
+                tf.zeros_like(moved.boxes),
+                tf.zeros_like(moved.box_valid),
+                tf.zeros_like(moved.box_visibility),
+            )
+        boxes.append(tf.where(applies[:, None, None], moved.boxes, kept.boxes))
+        valid.append(tf.where(applies[:, None], moved.box_valid, kept.box_valid))
+        visibility.append(tf.where(applies[:, None], moved.box_visibility, kept.box_visibility))
+    return dataclasses.replace(
+        targets,
+        boxes=tf.concat(boxes, axis=1),
+        box_valid=tf.concat(valid, axis=1),
+        box_visibility=tf.concat(visibility, axis=1),
+    )
 
 
 def _photometric(stage: Stage, x: tf.Tensor, table: tf.Tensor, seeds: tf.Tensor) -> tf.Tensor:
@@ -217,9 +272,11 @@ def augment(
       value_range: (low, high) of floating-point images; default (0, 1). Ignored for uint8.
       masks: optional integer segmentation masks [B, H, W, 1], moved with the same geometry
         (nearest sampling) and untouched by photometric ops.
-      partners: the images the policy's mixing ops (mixup, cutmix) blend in, one per image,
-        like `images` (same shape and dtype); required when the policy mixes. Each image's
-        share of its mix: `augment_targets(...)["mix_weights"]`.
+      partners: the images the policy's mixing ops blend in, required when the policy mixes:
+        one per image, like `images` ([B, H, W, C], same size and dtype), or P per image
+        [B, P, H, W, C] (for one image [P, H, W, C]). `mosaic` tiles partners 0, 1, 2 in
+        (P >= 3); `mixup` and `cutmix` blend partner 0. Each image's share of its mix:
+        `augment_targets(...)["mix_weights"]`.
 
     Returns:
       The augmented images (same dtype, shape and range), or (images, masks) when masks given.
@@ -252,6 +309,8 @@ def augment_targets(
     boxes_from_masks: bool = True,
     partners=None,
     has_partner=None,
+    partner_boxes=None,
+    partner_box_valid=None,
 ) -> dict[str, tf.Tensor]:
     """Augments images and everything that moves with them, by the same per-image draws.
 
@@ -282,20 +341,33 @@ def augment_targets(
       boxes_from_masks: with `instance_masks`, each object whose moved mask has pixels gets the
         tight box of those pixels (a rotated object's box is no looser than the object); an
         object given with an empty mask keeps its moved box.
-      partners: as in `augment` (mixing policies take no other targets yet).
-      has_partner: bool [B], which images have a partner (default: all); one without is never
-        mixed, and its share stays 1.
+      partners: as in `augment`. `mixup` and `cutmix` take no other targets yet; `mosaic`
+        takes boxes (with `partner_boxes`), not masks, keypoints or instance masks.
+      has_partner: bool [B], which images have partners (default: all); one without is never
+        mixed (by any mixing op, mosaic included), and its share stays 1.
+      partner_boxes: with `boxes` and a policy with `mosaic`, required: float [B, P, N, 4],
+        the boxes of each image's partners, like `boxes` (N the same); mosaic reads partners
+        0, 1, 2.
+      partner_box_valid: bool [B, P, N], which rows of `partner_boxes` are objects (default:
+        all).
 
     Returns:
       A dict with "images", and "masks", "boxes", "box_valid", "keypoints",
       "keypoint_visible", "instance_masks" for the targets given, and "mix_weights" (float32
       [B], each image's share of its pixels: 1 unless a mixing op applied) with partners.
+      With `mosaic` and boxes, "boxes" is [B, 4N, 4] and "box_valid" [B, 4N]: rows 0..N-1 the
+      image's own, then N rows of each of partners 0, 1, 2 (mosaic's top-right, bottom-left
+      and bottom-right tiles), each moved to its tile and clipped to its quadrant; where the
+      mosaic does not apply (its gate, or has_partner false), the own rows are as without it
+      and the partners' invalid (empty boxes at 0, which later ops move like any row).
       Rules: `tfx_image_augment.core.geometry`.
 
     Raises:
       ValueError: the images are not [B, H, W, C] with a static C of 1, 3 or 4, or are
         neither uint8 nor floating point; or instance masks come without boxes; or the
-        policy mixes and no partners (or other targets) were given.
+        policy mixes and no partners (or targets its mixing ops do not move) were given; or
+        it has `mosaic` and partners are not [B, P, H, W, C] with P >= 3, or boxes come
+        without `partner_boxes`.
     """
     plan = policy if isinstance(policy, Plan) else compile_policy(policy)
     images = tf.convert_to_tensor(images)
@@ -306,7 +378,21 @@ def augment_targets(
         raise ValueError("keypoint_visible was given without keypoints.")
     if instance_masks is not None and boxes is None:
         raise ValueError("instance_masks were given without boxes (one box per mask).")
-    _check_mixing(plan, partners, has_partner, masks, boxes, keypoints)
+    partners = None if partners is None else tf.convert_to_tensor(partners)
+    if partner_boxes is not None:
+        partner_boxes = tf.convert_to_tensor(partner_boxes)
+    _check_mixing(
+        plan,
+        images.shape.rank,
+        partners,
+        has_partner,
+        masks,
+        boxes,
+        keypoints,
+        instance_masks,
+        partner_boxes,
+        partner_box_valid,
+    )
     given = {}
     if masks is not None:
         given["masks"] = tf.convert_to_tensor(masks)
@@ -322,7 +408,7 @@ def augment_targets(
             tf.cast(instance_masks, tf.uint8) if instance_masks.dtype == tf.bool else instance_masks
         )
     if partners is not None:
-        given["partners"] = tf.convert_to_tensor(partners)
+        given["partners"] = partners
         given["has_partner"] = (
             tf.ones(tf.shape(seeds)[:-1], tf.bool)
             if has_partner is None
@@ -333,10 +419,16 @@ def augment_targets(
                 f"partners must have the images' dtype ({images.dtype.name}); "
                 f"got {given['partners'].dtype.name}."
             )
+    if partner_boxes is not None:
+        given["partner_boxes"], given["partner_box_valid"] = _coordinates_and_flags(
+            partner_boxes, partner_box_valid
+        )
     single = images.shape.rank == 3
     if single:
         images, seeds = images[None], seeds[None]
         given = {k: v[None] for k, v in given.items()}
+    if "partners" in given and given["partners"].shape.rank == 4:
+        given["partners"] = given["partners"][:, None]  # one partner per image: P = 1
     validate_images(images)
     value_range = (
         None if images.dtype == tf.uint8 else tuple(float(v) for v in (value_range or (0.0, 1.0)))
@@ -371,10 +463,16 @@ def augment_targets(
     outputs = run(images, seeds, *(given[n] for n in names))
     # The graph takes any size; give back the static shapes the caller passed in.
     result = {"images": tf.ensure_shape(outputs[0], images.shape)}
-    for name, value in zip(names, outputs[1:], strict=True):
+    for name, value in zip(_output_names(names), outputs[1:], strict=True):
         if name == "partners":
             result["mix_weights"] = tf.ensure_shape(value, given["has_partner"].shape)
-        elif name != "has_partner":
+        elif name in ("boxes", "box_valid") and "partner_boxes" in given:
+            # Tiled: the image's rows, then each partner's (4N with mosaic).
+            shape = given[name].shape.as_list()
+            axis = 1 if name == "boxes" else -1
+            shape[axis] = None if shape[axis] is None else _tiles_of(plan) * shape[axis]
+            result[name] = tf.ensure_shape(value, shape)
+        else:
             result[name] = tf.ensure_shape(value, given[name].shape)
     if instance_masks is not None and instance_masks.dtype == tf.bool:
         result["instance_masks"] = result["instance_masks"] > 0
@@ -383,10 +481,34 @@ def augment_targets(
     return result
 
 
-def _check_mixing(plan: Plan, partners, has_partner, masks, boxes, keypoints) -> None:
+def _check_mixing(
+    plan: Plan,
+    image_rank,
+    partners,
+    has_partner,
+    masks,
+    boxes,
+    keypoints,
+    instance_masks,
+    partner_boxes,
+    partner_box_valid,
+) -> None:
+    """Which partners and targets the policy's mixing ops take (`partners` and
+    `partner_boxes` as tensors, or None)."""
     mixing = plan.mixing_ops
     if partners is None and has_partner is not None:
         raise ValueError("has_partner was given without partners.")
+    if partner_boxes is None and partner_box_valid is not None:
+        raise ValueError("partner_box_valid was given without partner_boxes.")
+    tiling = plan.tiling_ops
+    if partner_boxes is not None:
+        if boxes is None:
+            raise ValueError("partner_boxes were given without boxes.")
+        if not tiling:
+            raise ValueError(
+                "partner_boxes were given, but the policy has no mixing op that moves boxes "
+                "(mosaic)."
+            )
     if not mixing:
         return
     if partners is None:
@@ -394,10 +516,60 @@ def _check_mixing(plan: Plan, partners, has_partner, masks, boxes, keypoints) ->
             f"The policy mixes images ({', '.join(mixing)}): give partners, one image per "
             "image to blend in (the Keras layer uses the previous image of the batch)."
         )
-    if masks is not None or boxes is not None or keypoints is not None:
+    if partners.shape.rank not in (image_rank, image_rank + 1):
         raise ValueError(
-            f"The policy mixes images ({', '.join(mixing)}); mixing does not move "
+            f"partners must be one image per image (like the images, rank {image_rank}) or P "
+            f"per image (rank {image_rank + 1}); got shape {partners.shape}."
+        )
+    needed = plan.partner_count
+    count = 1 if partners.shape.rank == image_rank else partners.shape[-4]
+    if count is not None and count < needed:
+        raise ValueError(
+            f"The policy mixes images ({', '.join(mixing)}) with {needed} partners per image: "
+            f"give partners [B, P, H, W, C] (one image: [P, H, W, C]) with P >= {needed}; got "
+            f"shape {partners.shape} ({count} per image)."
+        )
+    blending = [name for name in mixing if name not in tiling]
+    if blending and (masks is not None or boxes is not None or keypoints is not None):
+        raise ValueError(
+            f"The policy mixes images ({', '.join(blending)}); mixing does not move "
             "segmentation masks, boxes or keypoints yet."
+        )
+    if not tiling:
+        return
+    if masks is not None or keypoints is not None or instance_masks is not None:
+        raise ValueError(
+            f"The policy tiles images ({', '.join(tiling)}), which moves boxes only: "
+            "segmentation masks, keypoints and instance masks are not supported with it yet."
+        )
+    if boxes is None:
+        return
+    if len(tiling) > 1:
+        raise ValueError(
+            f"The policy tiles images {len(tiling)} times ({', '.join(tiling)}); with boxes, "
+            "it may tile once (one mosaic op)."
+        )
+    if partner_boxes is None:
+        raise ValueError(
+            f"The policy tiles images ({', '.join(tiling)}) and boxes were given: give "
+            "partner_boxes [B, P, N, 4] (and partner_box_valid [B, P, N]), the partners' boxes."
+        )
+    boxes_shape = tf.TensorShape(tf.convert_to_tensor(boxes).shape)
+    if partner_boxes.shape.rank != boxes_shape.rank + 1:
+        raise ValueError(
+            f"partner_boxes must be [B, P, N, 4] (one image: [P, N, 4]) for boxes of shape "
+            f"{boxes_shape}; got shape {partner_boxes.shape}."
+        )
+    count, rows = partner_boxes.shape[-3], partner_boxes.shape[-2]
+    if count is not None and count < needed:
+        raise ValueError(
+            f"partner_boxes must have the boxes of {needed} partners per image; got shape "
+            f"{partner_boxes.shape}."
+        )
+    if rows is not None and boxes_shape[-2] is not None and rows != boxes_shape[-2]:
+        raise ValueError(
+            f"partner_boxes must be padded to the images' N = {boxes_shape[-2]} boxes; got "
+            f"shape {partner_boxes.shape}."
         )
 
 
@@ -414,7 +586,7 @@ def _coordinates_and_flags(values, flags, keep_integers: bool = False):
 
 
 _GRAPHS: dict = {}
-# Rank of each optional input; masks carry their channel count in the signature.
+# Rank of each optional input; masks and partners carry their channel count in the signature.
 _TARGET_RANKS = {
     "masks": 4,
     "boxes": 3,
@@ -422,9 +594,25 @@ _TARGET_RANKS = {
     "keypoints": 4,
     "keypoint_visible": 3,
     "instance_masks": 4,
-    "partners": 4,
+    "partners": 5,  # [B, P, H, W, C]
     "has_partner": 1,
+    "partner_boxes": 4,  # [B, P, N, 4]
+    "partner_box_valid": 3,
 }
+# Inputs that only steer the others (no output of their own); "partners" gives back the
+# images' shares of their mixes.
+_INPUT_ONLY = ("has_partner", "partner_boxes", "partner_box_valid")
+
+
+def _output_names(names):
+    """The graph's outputs after the images: one per input name that is not input-only."""
+    return tuple(name for name in names if name not in _INPUT_ONLY)
+
+
+def _tiles_of(plan: Plan) -> int:
+    """How many images a tiling op (mosaic) puts in one: box rows per row given."""
+    (name,) = plan.tiling_ops
+    return 1 + OPS[name].partners
 
 
 def _graph_for(
@@ -462,7 +650,7 @@ def _graph_for(
     for name, spec_dtype, mask_channels in specs:
         shape = [None] * _TARGET_RANKS[name]
         channels_of = {"masks": mask_channels, "partners": mask_channels}
-        shape[-1] = {**channels_of, "boxes": 4, "keypoints": 2}.get(name)
+        shape[-1] = {**channels_of, "boxes": 4, "keypoints": 2, "partner_boxes": 4}.get(name)
         signature.append(tf.TensorSpec(shape, spec_dtype))
     names = [name for name, _, _ in specs]
 
@@ -489,6 +677,9 @@ def _graph_for(
             min_box_visibility,
             given.get("partners"),
             given.get("has_partner"),
+            None
+            if "partner_boxes" not in given
+            else (given["partner_boxes"], given["partner_box_valid"]),
         )
         if instance is not None:
             instance = tf.transpose(instance, [0, 3, 1, 2])
@@ -501,9 +692,8 @@ def _graph_for(
             "keypoint_visible": targets.keypoint_visible,
             "instance_masks": instance,
             "partners": shares,  # what mixing gives back in the partners' place
-            "has_partner": given.get("has_partner"),
         }
-        return (out_images, *(produced[n] for n in names))
+        return (out_images, *(produced[n] for n in _output_names(names)))
 
     graph = tf.function(
         body,
@@ -526,7 +716,11 @@ def _run_plan(
     min_box_visibility,
     partners=None,
     has_partner=None,
+    partner_boxes=None,
 ):
+    """The plan's stages over a batch. partners: [B, P, H, W, C] (the policy's mixing ops read
+    the first `plan.partner_count`); partner_boxes: (boxes [B, P, N, 4], valid [B, P, N]) of
+    the partners, for a tiling op (mosaic) when `targets` has boxes."""
     shares = None if partners is None else tf.ones(tf.shape(seeds)[:1], tf.float32)
     if not plan.stages:
         return images, masks, instance, targets, shares
@@ -575,14 +769,32 @@ def _run_plan(
         elif stage.kind == "mix":
             if not as_unit_float:
                 x, as_unit_float = to_unit_float(x), True
-            # The partner as it was given, in the same [0, 1] floats (all channels: CutMix
+            # The partners as they were given, in the same [0, 1] floats (all channels: CutMix
             # pastes the partner's alpha with its colour).
+            if plan.partner_count > 1:  # the graph's P is dynamic: checked here
+                tf.debugging.assert_greater_equal(
+                    tf.shape(partners)[1],
+                    plan.partner_count,
+                    message=f"The policy needs {plan.partner_count} partners per image",
+                )
+            given = partners[:, : plan.partner_count]
             partner = (
-                to_unit_float(partners)
+                to_unit_float(given)
                 if is_uint8
-                else (tf.cast(partners, tf.float32) - low) / (high - low)
+                else (tf.cast(given, tf.float32) - low) / (high - low)
             )
-            x, shares = _mix(stage, x, partner, has_partner, shares, table)
+            x, shares, targets = _mix(
+                stage,
+                x,
+                partner,
+                has_partner,
+                shares,
+                table,
+                plan.policy.fill_value,
+                targets,
+                partner_boxes,
+                min_box_visibility,
+            )
         else:
             if not as_unit_float:
                 x, as_unit_float = to_unit_float(x), True

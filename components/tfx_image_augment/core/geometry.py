@@ -23,6 +23,11 @@ at integers, as the warp kernels sample); boxes and keypoints go through its inv
   with a `keypoint_flip_permutation` (as the Object Detection API's flip takes), keypoint slot j
   of a mirrored object takes the moved keypoint `permutation[j]`, so "left eye" stays the left
   eye. Rotations and double flips do not mirror.
+- Mosaic (a mixing op that tiles the image with 3 partner images at half size) moves the
+  image's boxes and its partners' (given with them) by each tile's map, x / 2 + offset, and
+  clips each to its tile's quadrant: the rows and columns where that image shows. Visibility
+  and validity follow the rules above; the result has the image's rows, then partner 1's, 2's
+  and 3's, and later stages move them all.
 - Photometric ops, cutout included, leave boxes and keypoints alone: a cutout patch may hide
   part of an object without changing its box.
 - Per-object instance masks [B, N, H, W] move through the pixel path itself (the same flips,
@@ -134,11 +139,17 @@ class Targets:
             keypoint_labelled=permuted(self.keypoint_labelled),
         )
 
-    def mapped(self, forward: tf.Tensor, height, width, min_box_visibility: float) -> Targets:
-        """Moves through `forward` [B, 2, 3]: input pixel index (x, y, 1) -> output (x, y)."""
+    def mapped(
+        self, forward: tf.Tensor, height, width, min_box_visibility: float, window=None
+    ) -> Targets:
+        """Moves through `forward` [B, 2, 3]: input pixel index (x, y, 1) -> output (x, y).
+
+        Boxes are clipped to the image, or to `window` [B, 4] (normalized ymin, xmin, ymax,
+        xmax inside the image: the part of the output that shows this image, as mosaic's
+        quadrants), and their visibility is what is left of them there."""
         out = self
         if self.boxes is not None:
-            out = out._boxes_mapped(forward, height, width, min_box_visibility)
+            out = out._boxes_mapped(forward, height, width, min_box_visibility, window)
         if self.keypoints is not None:
             y, x = tf.unstack(self.keypoints, axis=-1)
             x, y = _apply(forward[:, None, None], x * width - 0.5, y * height - 0.5)
@@ -169,7 +180,7 @@ class Targets:
         """`moved` keypoints where they were labelled; the others as they are (not moved)."""
         return tf.where(self.keypoint_labelled[..., None], moved, self.keypoints)
 
-    def _boxes_mapped(self, forward, height, width, min_box_visibility) -> Targets:
+    def _boxes_mapped(self, forward, height, width, min_box_visibility, window=None) -> Targets:
         ymin, xmin, ymax, xmax = tf.unstack(self.boxes, axis=-1)
         # The object's edges in pixel-index coordinates (pixel i covers [i - 0.5, i + 0.5]).
         left, right = xmin * width - 0.5, xmax * width - 0.5
@@ -186,7 +197,12 @@ class Targets:
             ],
             axis=-1,
         )
-        clipped = tf.clip_by_value(moved, 0.0, 1.0)
+        if window is None:
+            clipped = tf.clip_by_value(moved, 0.0, 1.0)
+        else:  # (ymin, xmin, ymax, xmax) each kept within the window's rows and columns
+            low = tf.tile(window[:, None, :2], [1, 1, 2])
+            high = tf.tile(window[:, None, 2:], [1, 1, 2])
+            clipped = tf.minimum(tf.maximum(moved, low), high)
         moved_area = _area(moved)
         clipped_area = _area(clipped)
         fraction = tf.where(

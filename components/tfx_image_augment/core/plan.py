@@ -79,6 +79,18 @@ class Plan:
             inst.op.name for stage in self.stages if stage.kind == "mix" for inst in stage.instances
         )
 
+    @property
+    def partner_count(self) -> int:
+        """Partner images each image needs: 0 without mixing, 1 for MixUp/CutMix, 3 with
+        Mosaic."""
+        mixing = [i for s in self.stages if s.kind == "mix" for i in s.instances]
+        return max((i.definition.partners for i in mixing), default=0)
+
+    @property
+    def tiling_ops(self) -> tuple[str, ...]:
+        """The mixing ops the plan runs that tile partner images in (Mosaic): they move boxes."""
+        return tuple(n for n in self.mixing_ops if OPS[n].tiles is not None)
+
 
 def compile_policy(policy: Policy) -> Plan:
     """Turns a policy into stages; consecutive geometric ops share one stage (one warp)."""

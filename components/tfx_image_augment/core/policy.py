@@ -23,6 +23,8 @@ Semantics (exact):
 - `mixup` and `cutmix` blend the image with a partner image (offline: a deterministic other
   example of the split; online: the previous image of the batch), given as it was before any
   op: ops listed before a mixing op change the image alone, ops after it change the mix.
+  `mosaic` tiles the image with three partner images (in the core, given by the caller) at
+  half size around a drawn centre, and moves their boxes with them.
 - `one_of` applies exactly one of its ops per image, picked by `weights`; `randaugment` applies
   `num_ops` ops per image drawn uniformly from a fixed list at strength `magnitude` (0-30);
   `trivialaugment` applies one op from that list at full strength. In `randaugment` the drawn

@@ -33,6 +33,10 @@ The seed contract (pinned by tests/base/test_golden.py; changing it changes pixe
 - A mixing op (mixup, cutmix) reads its weight as `beta64` of its first BETA_DRAWS (26)
   uniforms after the gate (the algorithm is in `beta64`'s docstring); cutmix's rectangle
   centre follows from the next two. Its partner is an input, not a draw (offline: rule 5).
+- `mosaic` draws the gate, then 2 uniforms u0, u1 for its centre, in whole pixels:
+  cy = floor(H * (low + (high - low) * u0) + 0.5), cx = floor(W * (low + (high - low) * u1)
+  + 0.5), in float64, [low, high] its `center` (high - low taken in Python). Its 3 partners
+  (and their boxes) are inputs, not draws.
 
 SEED_RULE_VERSION counts changes to this contract. 1 (0.1-0.2): parameters one image at a time
 with TensorFlow's float32 kernels (on Linux, the C library's sinf/cosf/tanf/expf). 2 (0.3):

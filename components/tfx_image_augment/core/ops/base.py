@@ -62,8 +62,15 @@ class Field:
 # (drawn per image from its node's seed); `op` reads fields by name (`op["max_degrees"]`).
 MatrixFn = Callable[..., Any]  # (op, u, height, width) -> [B, 3, 3] output->input map
 PixelFn = Callable[..., Any]  # (op, x, u, context) -> x; x float32 [B, H, W, C] in [0, 1]
-# (op, x, partner, u) -> (mixed x, [B] float32 share of x in it); x and partner as for PixelFn
+# (op, x, partner, u, fill_value=0.0) -> (mixed x, [B] float32 share of x in it); x as for
+# PixelFn, partner [B, H, W, C] likewise (an op with `partners` > 1: [B, P, H, W, C] with
+# P >= partners); fill_value: what pixels no image covers get (in [0, 1]; ops that cover every
+# pixel ignore it)
 MixFn = Callable[..., Any]
+# (op, u, height, width) -> (forward [B, T, 2, 3], window [B, T, 4]): tile t's input pixel index
+# -> output map (tile 0 the image, tile k partner k) and the normalized (ymin, xmin, ymax, xmax)
+# part of the output where it shows; boxes move by the one and are clipped to the other
+TilesFn = Callable[..., Any]
 
 
 @dataclasses.dataclass(frozen=True)
@@ -90,6 +97,9 @@ class OpDef:
       matrix: geometric ops: the output->input affine map per image.
       pixels: photometric ops: the colour transform of a batch.
       mix: mixing ops: the blend of each image with its partner, and the image's share.
+      partners: mixing ops: partner images per image (1: MixUp, CutMix; 3: Mosaic).
+      tiles: mixing ops that place whole images (scaled, no blending) and so move their boxes:
+        where each tile goes; None: the op moves no targets (the core refuses them).
       ordered: (low, high) field names where low must not exceed high.
       flip_axis: flips: the image axis reversed (flip-only stages skip the warp).
       crop_box: crops: (crop_h, crop_w, y0, x0) per image (a lone crop skips the warp).
@@ -109,6 +119,8 @@ class OpDef:
     matrix: MatrixFn | None = None
     pixels: PixelFn | None = None
     mix: MixFn | None = None
+    partners: int = 1
+    tiles: TilesFn | None = None
     ordered: tuple[str, str] | None = None
     flip_axis: int | None = None
     crop_box: Callable[..., Any] | None = None
