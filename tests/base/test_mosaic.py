@@ -516,3 +516,61 @@ def test_mosaic_refuses_what_it_cannot_take_in_one_clear_sentence():
     assert augment(images, seeds, twice, partners=partners).shape == images.shape  # pixels: fine
     with pytest.raises(PolicyError, match=r"field 'center' must be a list \[lower, upper\]"):
         load_policy(_policy({"op": "mosaic", "center": [0.6, 1.2]}))
+
+
+def test_the_layer_tiles_each_image_with_the_three_before_it_and_their_boxes_come_along():
+    from tfx_image_augment import ImageAugmentation
+
+    images, boxes, _, _ = _scene(5, 64, seed=11)
+    labels = np.arange(10, dtype=np.int64).reshape(5, 2)
+    seeds = _seeds(5, 40)
+    policy = WITH_BOXES["flip_mosaic_rotate"]
+    layer = ImageAugmentation(policy, seed=1)
+    inputs = {"boxes": boxes, "labels": labels}
+    out = layer({"images": images, "seeds": seeds, "bounding_boxes": inputs}, training=True)
+    rolled = np.stack([np.roll(images, k, axis=0) for k in (1, 2, 3)], axis=1)
+    rolled_boxes = np.stack([np.roll(boxes, k, axis=0) for k in (1, 2, 3)], axis=1)
+    expected = _run(policy, images, rolled, seeds, boxes=boxes, partner_boxes=rolled_boxes)
+    np.testing.assert_array_equal(out["images"].numpy(), expected["images"])
+    np.testing.assert_array_equal(out["bounding_boxes"]["boxes"].numpy(), expected["boxes"])
+    # Each row keeps its object's label (own rows, then partner 1's, 2's, 3's), -1 once gone.
+    row_labels = np.concatenate([labels, *(np.roll(labels, k, axis=0) for k in (1, 2, 3))], 1)
+    np.testing.assert_array_equal(
+        out["bounding_boxes"]["labels"].numpy(),
+        np.where(expected["box_valid"], row_labels, -1),
+    )
+    with pytest.raises(ValueError, match="one weight cannot mix their class labels"):
+        layer({"images": images, "labels": tf.one_hot(np.arange(5), 5)}, training=True)
+
+
+def test_the_savedmodel_replays_a_mosaic_with_its_partners_boxes(tmp_path):
+    from tfx_image_augment import ImageAugmentation, export_augmentation_model
+
+    images, boxes, partners, partner_boxes = _scene(4, 64, seed=12)
+    seeds = _seeds(4, 50)
+    policy = WITH_BOXES["zoom_mosaic_crop"]
+    export_augmentation_model(policy, 1, str(tmp_path))
+    model = tf.saved_model.load(str(tmp_path / "saved_model"))
+    assert set(model.signatures) == {
+        "augment",
+        "augment_with_partners",
+        "augment_with_partner_boxes",
+    }
+    valid = np.ones(boxes.shape[:2], bool)
+    out = model.signatures["augment_with_partner_boxes"](
+        images=tf.constant(images),
+        partners=tf.constant(partners),
+        seeds=tf.constant(seeds),
+        boxes=tf.constant(boxes),
+        box_valid=tf.constant(valid),
+        partner_boxes=tf.constant(partner_boxes),
+        partner_box_valid=tf.constant(np.ones(partner_boxes.shape[:3], bool)),
+    )
+    expected = _run(policy, images, partners, seeds, boxes=boxes, partner_boxes=partner_boxes)
+    for name in ("images", "boxes", "box_valid", "mix_weights"):
+        np.testing.assert_array_equal(out[name].numpy(), expected[name])
+    in_batch = model.signatures["augment"](images=tf.constant(images), seeds=tf.constant(seeds))
+    layer = ImageAugmentation(policy)
+    np.testing.assert_array_equal(
+        in_batch["images"].numpy(), layer({"images": images, "seeds": seeds}, training=True)
+    )

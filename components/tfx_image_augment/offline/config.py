@@ -50,6 +50,13 @@ class _ConfigMethods:
                 self.max_copies,
             )
         mixing = _mixing_ops(self.policy)
+        if "mosaic" in mixing:
+            raise _fail(
+                "policy",
+                "without mosaic for an offline run: mosaic runs in the Keras layer and the "
+                "exported model for now (offline it needs its partners' objects, not built yet)",
+                "mosaic",
+            )
         if mixing and self.mask_feature:
             raise _fail(
                 "mask_feature",

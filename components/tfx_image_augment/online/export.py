@@ -23,6 +23,7 @@ AUGMENT_WITH_MASKS_SIGNATURE = "augment_with_masks"
 AUGMENT_WITH_BOXES_SIGNATURE = "augment_with_boxes"
 AUGMENT_WITH_INSTANCE_MASKS_SIGNATURE = "augment_with_instance_masks"
 AUGMENT_WITH_PARTNERS_SIGNATURE = "augment_with_partners"
+AUGMENT_WITH_PARTNER_BOXES_SIGNATURE = "augment_with_partner_boxes"
 
 
 class _AugmentModule(tf.Module):
@@ -40,14 +41,25 @@ class _AugmentModule(tf.Module):
         seeds = tf.TensorSpec([None, 2], tf.int64, name="seeds")
         masks = tf.TensorSpec([None, None, None, 1], tf.uint8, name="masks")
 
-        partners = tf.TensorSpec([None, None, None, channels], tf.uint8, name="partners")
-        self.mixes = bool(plan.mixing_ops)
+        count = plan.partner_count
+        # One partner per image [B, H, W, C]; mosaic's three: [B, 3, H, W, C].
+        partner_shape = [None, None, None, channels] if count < 2 else [None, count, None, None]
+        partners = tf.TensorSpec(
+            partner_shape + ([channels] if count >= 2 else []), tf.uint8, name="partners"
+        )
+        self.mixes, self.tiles = bool(plan.mixing_ops), bool(plan.tiling_ops)
+
+        def batch_partners(images):
+            """As the Keras layer: the image(s) before each one in its batch."""
+            if count < 2:
+                return tf.roll(images, 1, axis=0)
+            return tf.stack([tf.roll(images, k, axis=0) for k in range(1, count + 1)], axis=1)
 
         @tf.function(input_signature=[images, seeds])
         def augment(images, seeds):
-            if self.mixes:  # as the Keras layer: each image mixes with the one before it
-                rolled = tf.roll(images, 1, axis=0)
-                return {"images": core.augment(images, seeds, plan, partners=rolled)}
+            if self.mixes:
+                partners = batch_partners(images)
+                return {"images": core.augment(images, seeds, plan, partners=partners)}
             return {"images": core.augment(images, seeds, plan)}
 
         @tf.function(input_signature=[images, partners, seeds])
@@ -102,8 +114,36 @@ class _AugmentModule(tf.Module):
                 boxes_from_masks=boxes_from_masks,
             )
 
+        boxes_spec = tf.TensorSpec([None, None, 4], tf.float32, name="boxes")
+        valid_spec = tf.TensorSpec([None, None], tf.bool, name="box_valid")
+        partner_boxes = tf.TensorSpec([None, count, None, 4], tf.float32, name="partner_boxes")
+        partner_valid = tf.TensorSpec([None, count, None], tf.bool, name="partner_box_valid")
+
+        @tf.function(
+            input_signature=[images, partners, seeds, boxes_spec, valid_spec]
+            + [partner_boxes, partner_valid]
+        )
+        def augment_with_partner_boxes(
+            images, partners, seeds, boxes, box_valid, partner_boxes, partner_box_valid
+        ):
+            out = core.augment_targets(
+                images,
+                seeds,
+                plan,
+                partners=partners,
+                boxes=boxes,
+                box_valid=box_valid,
+                partner_boxes=partner_boxes,
+                partner_box_valid=partner_box_valid,
+                min_box_visibility=min_box_visibility,
+            )
+            names = ("images", "boxes", "box_valid", "mix_weights")
+            return {name: out[name] for name in names}
+
         self.augment = augment
         self.augment_with_partners = augment_with_partners
+        if self.tiles:
+            self.augment_with_partner_boxes = augment_with_partner_boxes
         if not self.mixes:  # saving traces every tf.function attribute; these cannot mix
             self.augment_with_masks = augment_with_masks
             self.augment_with_boxes = augment_with_boxes
@@ -115,6 +155,8 @@ def _signatures(module: _AugmentModule) -> dict:
         AUGMENT_SIGNATURE: module.augment,
         AUGMENT_WITH_PARTNERS_SIGNATURE: module.augment_with_partners,
     }
+    if module.tiles:
+        signatures[AUGMENT_WITH_PARTNER_BOXES_SIGNATURE] = module.augment_with_partner_boxes
     if not module.mixes:
         signatures.update(
             {
@@ -143,9 +185,13 @@ def export_augmentation_model(
     "mix_weights" float [B]}` (each image mixed with its partner by the mixing ops, and its
     share of the pixels: it replays an offline mixed copy from its original, the partner named
     by `aug_mix_partner_key` and `aug_seed`; for a policy that does not mix, `augment` with
-    weights 1). For a mixing policy, `augment` mixes each image with the previous one of its
-    batch (as the Keras layer does), and the signatures below are left out (mixing moves no
-    masks, boxes or keypoints yet). Otherwise:
+    weights 1). With `mosaic`, partners are [B, 3, H, W, C] and
+    `augment_with_partner_boxes(images, partners, seeds, boxes, box_valid, partner_boxes
+    float [B,3,N,4], partner_box_valid bool [B,3,N]) -> {"images", "boxes" [B,4N,4],
+    "box_valid" [B,4N], "mix_weights"}` moves every tile's boxes. For a mixing policy,
+    `augment` mixes each image with the one(s) before it in its batch (as the Keras layer
+    does), and the signatures below are left out (mixing moves no masks or keypoints yet).
+    Otherwise:
     `augment_with_boxes(images, seeds, boxes float [B,N,4] normalized ymin/xmin/ymax/xmax,
     box_valid bool [B,N], keypoints float [B,N,K,2] normalized y/x (K may be 0),
     keypoint_visible bool [B,N,K]) -> {"images", "boxes", "box_valid", "keypoints",

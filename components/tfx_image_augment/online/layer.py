@@ -68,6 +68,11 @@ def _points_from_normalized(points, fmt: str, size) -> tf.Tensor:
     return tf.reverse(points, axis=[-1]) if x_first else points
 
 
+def _rolled(values: tf.Tensor, count: int) -> tf.Tensor:
+    """[B, count, ...]: for each item, the items 1..count before it in the batch (going round)."""
+    return tf.stack([tf.roll(values, k, axis=0) for k in range(1, count + 1)], axis=1)
+
+
 def _replica_id() -> tf.Tensor | int:
     context = tf.distribute.get_replica_context()
     return context.replica_id_in_sync_group if context is not None else 0
@@ -104,7 +109,10 @@ class ImageAugmentation(tf.keras.layers.Layer):
     batch (image 0 takes the last), as Keras's MixUp and CutMix take another image of the
     batch, or the dict's "partners" [B, H, W, C]. Given "labels" (one-hot or soft, float
     [B, classes]), they mix by the same weights ("partner_labels" with explicit partners).
-    Given the same partner, seed and policy, the pixels equal the offline copy's.
+    Given the same partner, seed and policy, the pixels equal the offline copy's. `mosaic`
+    tiles each image with the three before it in the batch (or "partners" [B, 3, H, W, C]),
+    and their "bounding_boxes" come along: 4N rows per image, its own then each partner's
+    (labels -1 where a box is gone).
 
     Call arguments:
       inputs: images [B, H, W, C] (C is 1, 3 or 4; uint8, or floating point in
@@ -255,6 +263,11 @@ class ImageAugmentation(tf.keras.layers.Layer):
             seeds = seeds[0]
         if self._plan.mixing_ops:
             kwargs["partners"] = self._partners(inputs, rank3)
+            if self._plan.tiling_ops and "boxes" in kwargs:
+                kwargs["partner_boxes"] = _rolled(kwargs["boxes"], self._plan.partner_count)
+                if "box_valid" in kwargs:
+                    valid = kwargs["box_valid"]
+                    kwargs["partner_box_valid"] = _rolled(valid, self._plan.partner_count)
         out = core.augment_targets(
             images,
             seeds,
@@ -278,9 +291,17 @@ class ImageAugmentation(tf.keras.layers.Layer):
             moved = dict(boxes_in, boxes=boxes)
             if labels is not None:
                 dense_labels = labels.to_tensor() if isinstance(labels, tf.RaggedTensor) else labels
+                if "partner_boxes" in kwargs:  # tiled: the partners' labels follow their rows
+                    rolled = _rolled(dense_labels, self._plan.partner_count)
+                    dense_labels = tf.concat(
+                        [dense_labels, tf.reshape(rolled, [tf.shape(rolled)[0], -1])], axis=1
+                    )
                 moved["labels"] = tf.where(
                     out["box_valid"], dense_labels, tf.cast(-1, dense_labels.dtype)
                 )
+            if lengths is not None and "partner_boxes" in kwargs:
+                # Tiled rows are padded per image: every row comes back (labels -1 mark gaps).
+                lengths = tf.fill(tf.shape(lengths), tf.cast(tf.shape(boxes)[1], lengths.dtype))
             if lengths is not None:
                 splits_dtype = boxes_in["boxes"].row_splits.dtype
                 moved = {
@@ -311,8 +332,8 @@ class ImageAugmentation(tf.keras.layers.Layer):
         return result
 
     def _partners(self, inputs: dict, rank3: bool) -> tf.Tensor:
-        """The images the mixing ops blend in: the dict's "partners", or the batch rolled by
-        one (image i takes image i - 1)."""
+        """The images the mixing ops blend in: the dict's "partners", or the batch rolled (image
+        i takes image i - 1; mosaic's three partners are images i - 1, i - 2, i - 3)."""
         if "partners" in inputs:
             return tf.cast(inputs["partners"], inputs["images"].dtype)
         if rank3:
@@ -320,11 +341,18 @@ class ImageAugmentation(tf.keras.layers.Layer):
                 f"The policy mixes images ({', '.join(self._plan.mixing_ops)}): a single image "
                 "has no partner in its batch; give a batch, or 'partners' in the dict."
             )
-        return tf.roll(inputs["images"], 1, axis=0)
+        count = self._plan.partner_count
+        images = inputs["images"]
+        return tf.roll(images, 1, axis=0) if count == 1 else _rolled(images, count)
 
     def _mixed_labels(self, inputs: dict, shares: tf.Tensor) -> tf.Tensor:
         """Labels blended by each image's share of its pixels (Keras's MixUp convention)."""
         labels = inputs["labels"]
+        if self._plan.tiling_ops:
+            raise ValueError(
+                "The policy tiles four images (mosaic): one weight cannot mix their class "
+                "labels; give objects as 'bounding_boxes' (their labels move with them)."
+            )
         if not labels.dtype.is_floating:
             raise ValueError(
                 "Mixing needs one-hot or soft labels (float [B, classes], e.g. tf.one_hot) to "
