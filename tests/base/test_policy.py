@@ -147,6 +147,7 @@ def test_every_catalogue_op_named_in_the_issue_exists():
         "cutout",
         "mixup",  # and the mixing ops of the mixing issue
         "cutmix",
+        "mosaic",
         "randaugment",
         "trivialaugment",
         "one_of",

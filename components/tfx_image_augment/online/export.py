@@ -114,14 +114,11 @@ class _AugmentModule(tf.Module):
                 boxes_from_masks=boxes_from_masks,
             )
 
-        boxes_spec = tf.TensorSpec([None, None, 4], tf.float32, name="boxes")
-        valid_spec = tf.TensorSpec([None, None], tf.bool, name="box_valid")
         partner_boxes = tf.TensorSpec([None, count, None, 4], tf.float32, name="partner_boxes")
         partner_valid = tf.TensorSpec([None, count, None], tf.bool, name="partner_box_valid")
 
         @tf.function(
-            input_signature=[images, partners, seeds, boxes_spec, valid_spec]
-            + [partner_boxes, partner_valid]
+            input_signature=[images, partners, seeds, *objects[:2], partner_boxes, partner_valid]
         )
         def augment_with_partner_boxes(
             images, partners, seeds, boxes, box_valid, partner_boxes, partner_box_valid
