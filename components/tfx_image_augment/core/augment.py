@@ -27,6 +27,7 @@ __all__ = [
     "augment_targets",
     "compile_policy",
     "validate_images",
+    "batch_partners",
     "SUPPORTED_CHANNELS",
     "Plan",
 ]
@@ -237,6 +238,15 @@ def _photometric(stage: Stage, x: tf.Tensor, table: tf.Tensor, seeds: tf.Tensor)
 # ----------------------------------------------------------------------------------------------
 # The entry point
 # ----------------------------------------------------------------------------------------------
+
+
+def batch_partners(values, count: int) -> tf.Tensor:
+    """[B, count, ...]: for each item of a batch, the `count` items before it (going round).
+
+    The online doors' partners (the Keras layer, the SavedModel's `augment`): image i mixes
+    with image i - 1 (mosaic: i - 1, i - 2, i - 3); their boxes and labels follow alike."""
+    values = tf.convert_to_tensor(values)
+    return tf.stack([tf.roll(values, k, axis=0) for k in range(1, count + 1)], axis=1)
 
 
 def validate_images(images: tf.Tensor) -> None:

@@ -49,13 +49,13 @@ class _ConfigMethods:
                 f"at least num_copies ({self.num_copies}) when balancing",
                 self.max_copies,
             )
-        mixing = _mixing_ops(self.policy)
-        if "mosaic" in mixing:
+        mixing, tiling = self.plan.mixing_ops, ", ".join(self.plan.tiling_ops)
+        if tiling:
             raise _fail(
                 "policy",
-                "without mosaic for an offline run: mosaic runs in the Keras layer and the "
+                f"without {tiling} for an offline run: {tiling} runs in the Keras layer and the "
                 "exported model for now (offline it needs its partners' objects, not built yet)",
-                "mosaic",
+                tiling,
             )
         if mixing and self.mask_feature:
             raise _fail(
@@ -81,6 +81,13 @@ class _ConfigMethods:
         from tfx_image_augment.core.policy import load_policy
 
         return load_policy(self.policy)
+
+    @property
+    def plan(self):
+        """The policy compiled (`core.plan`): which stages run, which ops mix images."""
+        from tfx_image_augment.core.plan import compile_policy
+
+        return compile_policy(self.loaded_policy)
 
     @property
     def decode_rules(self) -> DecodeRules:
@@ -140,13 +147,6 @@ class _ConfigMethods:
     @classmethod
     def from_json(cls, text: str) -> AugmentConfig:
         return cls.from_dict(json.loads(text))
-
-
-def _mixing_ops(policy) -> tuple[str, ...]:
-    from tfx_image_augment.core.plan import compile_policy
-    from tfx_image_augment.core.policy import load_policy
-
-    return compile_policy(load_policy(policy)).mixing_ops
 
 
 def _fail(field: str, rule: str, got: Any) -> ValueError:

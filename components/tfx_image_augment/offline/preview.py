@@ -197,7 +197,7 @@ def preview_from_pattern(pattern: str, config, rows: int = 6, max_copies: int = 
     sheet shows K, since the class counts are known only to a run. A mixing policy's copies
     take the next row's image as their partner (a run pairs copies across the whole split).
     (None, None) when nothing decodes."""
-    from tfx_image_augment.core.augment import augment_targets, compile_policy
+    from tfx_image_augment.core.augment import augment_targets
     from tfx_image_augment.core.seeds import copy_seed
     from tfx_image_augment.io.codec import MAX_BATCH_PIXELS, core_inputs
     from tfx_image_augment.offline.balance import copies_wanted
@@ -210,7 +210,7 @@ def preview_from_pattern(pattern: str, config, rows: int = 6, max_copies: int = 
     chosen = [c for c in chosen if c[0].shape == first_shape]  # mixed sizes: the first size
     copies = min(config.num_copies, max_copies)
     policy = config.loaded_policy
-    mixes = bool(compile_policy(policy).mixing_ops)
+    mixes = bool(config.plan.mixing_ops)
     sheet_rows, titles = [], []
     for row_index, (pixels, key, objects, label) in enumerate(chosen):
         if config.copies_per_class is not None:

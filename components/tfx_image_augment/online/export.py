@@ -43,22 +43,14 @@ class _AugmentModule(tf.Module):
 
         count = plan.partner_count
         # One partner per image [B, H, W, C]; mosaic's three: [B, 3, H, W, C].
-        partner_shape = [None, None, None, channels] if count < 2 else [None, count, None, None]
-        partners = tf.TensorSpec(
-            partner_shape + ([channels] if count >= 2 else []), tf.uint8, name="partners"
-        )
+        partner_shape = [None, None, None] if count < 2 else [None, count, None, None]
+        partners = tf.TensorSpec([*partner_shape, channels], tf.uint8, name="partners")
         self.mixes, self.tiles = bool(plan.mixing_ops), bool(plan.tiling_ops)
-
-        def batch_partners(images):
-            """As the Keras layer: the image(s) before each one in its batch."""
-            if count < 2:
-                return tf.roll(images, 1, axis=0)
-            return tf.stack([tf.roll(images, k, axis=0) for k in range(1, count + 1)], axis=1)
 
         @tf.function(input_signature=[images, seeds])
         def augment(images, seeds):
-            if self.mixes:
-                partners = batch_partners(images)
+            if self.mixes:  # as the Keras layer: the image(s) before each one in its batch
+                partners = core.batch_partners(images, count)
                 return {"images": core.augment(images, seeds, plan, partners=partners)}
             return {"images": core.augment(images, seeds, plan)}
 

@@ -68,11 +68,6 @@ def _points_from_normalized(points, fmt: str, size) -> tf.Tensor:
     return tf.reverse(points, axis=[-1]) if x_first else points
 
 
-def _rolled(values: tf.Tensor, count: int) -> tf.Tensor:
-    """[B, count, ...]: for each item, the items 1..count before it in the batch (going round)."""
-    return tf.stack([tf.roll(values, k, axis=0) for k in range(1, count + 1)], axis=1)
-
-
 def _replica_id() -> tf.Tensor | int:
     context = tf.distribute.get_replica_context()
     return context.replica_id_in_sync_group if context is not None else 0
@@ -264,10 +259,10 @@ class ImageAugmentation(tf.keras.layers.Layer):
         if self._plan.mixing_ops:
             kwargs["partners"] = self._partners(inputs, rank3)
             if self._plan.tiling_ops and "boxes" in kwargs:
-                kwargs["partner_boxes"] = _rolled(kwargs["boxes"], self._plan.partner_count)
+                count = self._plan.partner_count
+                kwargs["partner_boxes"] = core.batch_partners(kwargs["boxes"], count)
                 if "box_valid" in kwargs:
-                    valid = kwargs["box_valid"]
-                    kwargs["partner_box_valid"] = _rolled(valid, self._plan.partner_count)
+                    kwargs["partner_box_valid"] = core.batch_partners(kwargs["box_valid"], count)
         out = core.augment_targets(
             images,
             seeds,
@@ -292,7 +287,7 @@ class ImageAugmentation(tf.keras.layers.Layer):
             if labels is not None:
                 dense_labels = labels.to_tensor() if isinstance(labels, tf.RaggedTensor) else labels
                 if "partner_boxes" in kwargs:  # tiled: the partners' labels follow their rows
-                    rolled = _rolled(dense_labels, self._plan.partner_count)
+                    rolled = core.batch_partners(dense_labels, self._plan.partner_count)
                     dense_labels = tf.concat(
                         [dense_labels, tf.reshape(rolled, [tf.shape(rolled)[0], -1])], axis=1
                     )
@@ -341,9 +336,7 @@ class ImageAugmentation(tf.keras.layers.Layer):
                 f"The policy mixes images ({', '.join(self._plan.mixing_ops)}): a single image "
                 "has no partner in its batch; give a batch, or 'partners' in the dict."
             )
-        count = self._plan.partner_count
-        images = inputs["images"]
-        return tf.roll(images, 1, axis=0) if count == 1 else _rolled(images, count)
+        return core.batch_partners(inputs["images"], self._plan.partner_count)
 
     def _mixed_labels(self, inputs: dict, shares: tf.Tensor) -> tf.Tensor:
         """Labels blended by each image's share of its pixels (Keras's MixUp convention)."""
@@ -363,7 +356,7 @@ class ImageAugmentation(tf.keras.layers.Layer):
         elif "partners" in inputs:
             raise ValueError("'labels' with explicit 'partners' need 'partner_labels' too.")
         else:
-            partner_labels = tf.roll(labels, 1, axis=0)
+            partner_labels = core.batch_partners(labels, 1)[:, 0]
         share = tf.reshape(tf.cast(shares, labels.dtype), [-1] + [1] * (labels.shape.rank - 1))
         return share * labels + (1 - share) * partner_labels
 

@@ -105,7 +105,7 @@ class DecodeFn(_SplitFn):
     def setup(self):
         super().setup()
         self._read = _counter(self._split, "examples_read")
-        self._mixes = _mixes(self._config)
+        self._mixes = bool(self._config.plan.mixing_ops)
 
     def process(self, record: bytes, class_counts=None):
         self._read.inc()
@@ -122,12 +122,6 @@ class DecodeFn(_SplitFn):
             return
         decoded.copies = copies_for(self._config, decoded.label, decoded.key, class_counts or {})
         yield decoded
-
-
-def _mixes(config: AugmentConfig) -> bool:
-    from tfx_image_augment.core.plan import compile_policy
-
-    return bool(compile_policy(config.loaded_policy).mixing_ops)
 
 
 def _finish_original(record: bytes, key: bytes, config: AugmentConfig) -> bytes:
@@ -167,9 +161,7 @@ class AugmentBatchFn(_SplitFn):
 
     def setup(self):
         super().setup()
-        from tfx_image_augment.core.augment import compile_policy
-
-        self._plan = compile_policy(self._config.loaded_policy)
+        self._plan = self._config.plan
         self._written = _counter(self._split, "copies_written")
         self._originals = _counter(self._split, "originals_written")
 
@@ -624,7 +616,7 @@ class AugmentSplit(beam.PTransform):
         decoded = shuffled | f"Decode[{split}]" >> beam.ParDo(
             DecodeFn(config_json, split, self._progress_dir), **side_inputs
         ).with_outputs(QUARANTINE_TAG, main="ok")
-        if _mixes(self._config):
+        if self._config.plan.mixing_ops:
             written = self._mix(decoded.ok, records, config_json)
         else:
             written = (
