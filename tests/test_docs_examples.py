@@ -7,7 +7,8 @@ block runs in a subprocess from a fresh temporary folder holding small real data
 `data/train-00000-of-00001.tfrecord.gz` (scikit-learn's digits as PNG tf.Examples with `image`,
 `label` and `id`; the same file as `train-00000-of-00001.tfrecord`: gzip is read from the bytes),
 `coco-train-00000-of-00001.tfrecord` (digits pasted on canvases, as Object Detection API
-records with one PNG instance mask per object); python blocks also find `out/`, an
+records with one PNG instance mask per object) and `boxes-train-00000-of-00001.tfrecord`
+(other canvases, boxes without masks); python blocks also find `out/`, an
 `image-augment run` of those records.
 `image-augment` in a bash block runs as `python -m tfx_image_augment.cli`.
 """
@@ -98,6 +99,10 @@ def example_data(tmp_path_factory):
                     canvases[i], boxes[i], labels[i], f"scene_{i}", instance_masks=instance_masks
                 )
             )
+    canvases, boxes, _, labels = scene(8, seed=1)
+    with tf.io.TFRecordWriter(str(root / "boxes-train-00000-of-00001.tfrecord")) as writer:
+        for i in range(len(canvases)):
+            writer.write(detection_example(canvases[i], boxes[i], labels[i], f"scene_{i}"))
     made = tmp_path_factory.mktemp("made_out")
     shutil.copytree(root / "data", made / "data")
     args = ["run", "--input", "data/train-*.tfrecord*", "--output", "out/", "--copies", "2"]

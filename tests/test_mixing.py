@@ -1,7 +1,8 @@
-"""MixUp and CutMix offline: every copy's partner is a deterministic function of the seed and the
-split's keys, so runs agree byte for byte whatever the runner, worker count or input files; each
-mixed copy records its partner and weight, and the SavedModel replays it exactly from its
-original, its partner and its seed. Real photo crops and digits (scikit-learn's)."""
+"""MixUp, CutMix and Mosaic offline: every copy's partner is a deterministic function of the
+seed and the split's keys, so runs agree byte for byte whatever the runner, worker count or
+input files; each mixed copy records its partners and weight, and the SavedModel replays it
+exactly from its original, its partners and its seed (a mosaic's boxes and per-object values
+too). Real photo crops and digits (scikit-learn's)."""
 
 from __future__ import annotations
 
@@ -12,6 +13,7 @@ import tensorflow as tf
 from tfx_image_augment.cli.commands import main
 from tfx_image_augment.io.reader import read_images
 from tfx_image_augment.io.records import (
+    BOX_SIDES,
     MIX_PARTNER_KEY_FEATURE,
     MIX_PARTNER_LABEL_FEATURE,
     MIX_WEIGHT_FEATURE,
@@ -167,9 +169,6 @@ def test_a_mixing_policy_refuses_masks_at_once_and_quarantines_records_with_boxe
     assert "'mask_feature' must be left unset with a policy that mixes images (mixup, cutmix)" in (
         capsys.readouterr().err
     )
-    mosaic = {"version": 1, "ops": [{"op": "mosaic"}]}
-    assert main([*base, "--policy", json.dumps(mosaic)]) == 2
-    assert "without mosaic for an offline run" in capsys.readouterr().err
     images, boxes, _, labels = scene(4)
     records = [
         detection_example(images[i], boxes[i], labels[i], f"s{i}") for i in range(len(images))
@@ -201,3 +200,90 @@ def test_the_component_writes_the_mix_features_even_without_provenance(tmp_path)
         assert "aug_seed" not in copy and 0.0 <= copy[MIX_WEIGHT_FEATURE].float_list.value[0] <= 1
         assert copy[MIX_PARTNER_KEY_FEATURE].bytes_list.value[0] in keys
     assert sorted(read_records(f"{augmented.uri}/Split-eval/*")) == sorted(records[:5])
+
+
+MOSAIC = {
+    "version": 1,
+    "ops": [{"op": "mosaic", "p": 0.9}, {"op": "flip_left_right", "p": 0.5}],
+}
+
+
+def test_mosaic_copies_carry_their_partners_objects_and_replay_exactly(tmp_path, capsys):
+    images, boxes, _, labels = scene(12, seed=3)
+    records = [
+        detection_example(images[i], boxes[i], labels[i], f"s{i}") for i in range(len(images))
+    ]
+    # One record with keypoints: mosaic moves boxes only, so it is quarantined with the reason.
+    points = np.full((2, 1, 2), 0.5, np.float32)
+    odd = detection_example(images[0], boxes[0], labels[0], "kp", keypoints=points)
+    write_records(tmp_path / "one/data.tfrecord", [*records, odd])
+    out = tmp_path / "mosaic"
+    args = ["run", "--input", str(tmp_path / "one/*"), "--output", str(out)]
+    args += ["--policy", json.dumps(MOSAIC), "--copies", "3", "--seed", "5"]
+    args += ["--key-feature", "image/source_id", "--max-quarantine-fraction", "0.1"]
+    assert main([*args, "--", "--direct_num_workers=1"]) == 0
+    assert "objects_with_mixing" in capsys.readouterr().out  # the run's summary
+    written = read_records(str(out / "data_tfrecord-*"))
+    originals, copies = {}, []
+    for record in written:
+        features = _features(record)
+        key = features["image/source_id"].bytes_list.value[0]
+        if features["aug_copy_index"].int64_list.value[0]:
+            copies.append((key, features))
+        else:
+            originals[key] = features
+    assert len(originals) == 12 and len(copies) == 36
+
+    def pixels(features):
+        return tf.io.decode_png(features["image/encoded"].bytes_list.value[0]).numpy()
+
+    def objects(features):
+        sides = [features[f"image/object/bbox/{s}"].float_list.value for s in BOX_SIDES]
+        return np.array(sides, np.float32).T.reshape(-1, 4)
+
+    def per_object(features, name="image/object/class/label"):
+        return list(features[name].int64_list.value)
+
+    own, around, seeds = [], [], []
+    for key, copy in copies:
+        keys = list(copy[MIX_PARTNER_KEY_FEATURE].bytes_list.value)
+        # Three partners of three other examples (a bucket of 36 copies has enough).
+        assert len(keys) == len(set(keys)) == 3 and key not in keys
+        own.append(originals[key])
+        around.append([originals[k] for k in keys])
+        seeds.append(list(copy["aug_seed"].int64_list.value))
+    model = tf.saved_model.load(str(out / "augmentation_model/saved_model"))
+    replayed = model.signatures["augment_with_partner_boxes"](
+        images=tf.constant(np.stack([pixels(f) for f in own])),
+        partners=tf.constant(np.stack([[pixels(f) for f in group] for group in around])),
+        seeds=tf.constant(seeds, tf.int64),
+        boxes=tf.constant(np.stack([objects(f) for f in own])),
+        box_valid=tf.ones([len(own), 2], tf.bool),
+        partner_boxes=tf.constant(np.stack([[objects(f) for f in group] for group in around])),
+        partner_box_valid=tf.ones([len(own), 3, 2], tf.bool),
+    )
+    replayed = {name: value.numpy() for name, value in replayed.items()}
+    np.testing.assert_array_equal(replayed["images"], np.stack([pixels(c) for _, c in copies]))
+    weights = [c[MIX_WEIGHT_FEATURE].float_list.value[0] for _, c in copies]
+    np.testing.assert_array_equal(replayed["mix_weights"], np.array(weights, np.float32))
+    assert 20 < sum(w < 1 for w in weights) < 36  # p 0.9
+    for i, (_, copy) in enumerate(copies):
+        valid = replayed["box_valid"][i]
+        np.testing.assert_array_equal(objects(copy), replayed["boxes"][i][valid])
+        # Every per-object list follows its boxes: own objects first, then each partner's.
+        members = [own[i], *around[i]]
+        labels_ = [v for m in members for v in per_object(m)]
+        texts = [v for m in members for v in m["image/object/class/text"].bytes_list.value]
+        assert per_object(copy) == [v for v, kept in zip(labels_, valid, strict=True) if kept]
+        assert list(copy["image/object/class/text"].bytes_list.value) == [
+            v for v, kept in zip(texts, valid, strict=True) if kept
+        ]
+        assert len(copy["image/object/area"].float_list.value) == valid.sum()
+    # Copies where mosaic applied hold objects of their partners.
+    assert sum(replayed["box_valid"][:, 2:].any(axis=1)) > 20
+
+    for index in range(3):
+        write_records(tmp_path / f"three/data-{index}.tfrecord", [*records, odd][index::3])
+    args[2], args[4] = str(tmp_path / "three/*"), str(tmp_path / "again")
+    assert main([*args, "--", "--direct_num_workers=1"]) == 0
+    assert sorted(read_records(str(tmp_path / "again/data_tfrecord-*"))) == sorted(written)

@@ -209,13 +209,29 @@ def test_partners_follow_slot_order_skip_the_same_example_and_other_image_kinds(
     ]
     kind = {b"a": 32, b"b": 32, b"c": 32, b"d": 64}
     paired = partners(members[::-1], lambda m: kind[m.key])  # input order does not matter
-    got = {(m.key, m.copy_index): p and p.key for m, p in paired}
+    got = {(m.key, m.copy_index): tuple(p.key for p in ps) for m, ps in paired}
     # Slot order: b(1) d(3) a1(5) a2(6) c(9); each takes the next of another example and kind.
     assert got == {
-        (b"b", 1): b"a",
-        (b"d", 1): None,
-        (b"a", 1): b"c",
-        (b"a", 2): b"c",
-        (b"c", 1): b"b",
+        (b"b", 1): (b"a",),
+        (b"d", 1): (),
+        (b"a", 1): (b"c",),
+        (b"a", 2): (b"c",),
+        (b"c", 1): (b"b",),
     }
     assert [m.slot for m, _ in paired] == sorted(m.slot for m in members)
+    # Mosaic's three: distinct examples, in slot order; fewer than three of the kind: none.
+    members.append(_member("e", 1, 7))
+    kind[b"e"] = 32
+    tiled = {
+        (m.key, m.copy_index): tuple(p.key for p in ps)
+        for m, ps in partners(members, lambda m: kind[m.key], count=3)
+    }
+    # Slot order: b(1) d(3) a1(5) a2(6) e(7) c(9).
+    assert tiled == {
+        (b"b", 1): (b"a", b"e", b"c"),
+        (b"d", 1): (),
+        (b"a", 1): (b"e", b"c", b"b"),
+        (b"a", 2): (b"e", b"c", b"b"),
+        (b"e", 1): (b"c", b"b", b"a"),
+        (b"c", 1): (b"b", b"a", b"e"),
+    }

@@ -11,8 +11,10 @@
    `mix_slot(seed, x, k)`; a split of n records with K copies each has
    `mix_buckets(n, K)` buckets, and the copy goes to bucket `mix_bucket(slot, buckets)`. In a
    bucket, copies sort by (slot, key, k); a copy's partner is the first one after it, going
-   round, of another example whose image has the same shape and dtype (none: it is not
-   mixed). So partners depend on the seed and the split's keys only.
+   round, of another example whose image has the same shape and dtype and whose record has the
+   same per-object features (none: it is not mixed). Mosaic's 3 partners are the first 3 such
+   copies of 3 distinct examples (fewer than 3: not mixed). So partners depend on the seed and
+   the split's keys only.
 
 The seed contract (pinned by tests/base/test_golden.py; changing it changes pixels):
 - Every image carries a seed of shape [2] (int64). Each random node of the policy draws its

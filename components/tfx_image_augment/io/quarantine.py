@@ -60,8 +60,8 @@ REASONS = {
     "8-bit channel, or its raw values are not integers in [0, 255]",
     INSTANCE_MASK_SHAPE_MISMATCH: "a per-object mask's height and width differ from the "
     "image's, or raw masks do not hold objects x height x width values",
-    OBJECTS_WITH_MIXING: "the record has boxes and the policy mixes images (mixup, cutmix), "
-    "which does not move boxes yet",
+    OBJECTS_WITH_MIXING: "the record has objects the policy's mixing ops do not move yet: "
+    "boxes under mixup or cutmix, keypoints or instance masks under mosaic",
 }
 
 

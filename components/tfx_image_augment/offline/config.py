@@ -49,14 +49,7 @@ class _ConfigMethods:
                 f"at least num_copies ({self.num_copies}) when balancing",
                 self.max_copies,
             )
-        mixing, tiling = self.plan.mixing_ops, ", ".join(self.plan.tiling_ops)
-        if tiling:
-            raise _fail(
-                "policy",
-                f"without {tiling} for an offline run: {tiling} runs in the Keras layer and the "
-                "exported model for now (offline it needs its partners' objects, not built yet)",
-                tiling,
-            )
+        mixing = self.plan.mixing_ops
         if mixing and self.mask_feature:
             raise _fail(
                 "mask_feature",

@@ -57,6 +57,9 @@ class Objects:
     keypoint_visibility: np.ndarray | None = None
     masks: np.ndarray | None = None  # uint8 [N, H, W], the values as stored
     mask_form: str | None = None  # codec.INSTANCE_MASK_FORMS
+    # The record's per-object features as (name, value type): what a mosaic's partners share,
+    # so their values can be concatenated with the image's own.
+    schema: tuple = ()
 
     @property
     def count(self) -> int:
@@ -65,6 +68,10 @@ class Objects:
     @property
     def keypoints_per_object(self) -> int | None:
         return None if self.keypoints is None else self.keypoints.shape[1]
+
+
+# A record without objects, where a mosaic needs a partner's (a copy that found no partners).
+NO_OBJECTS = Objects(np.zeros((0, 4), np.float32))
 
 
 def _values(features, name: str) -> list | None:
@@ -146,7 +153,12 @@ def read_objects(example, config: AugmentConfig, height: int, width: int) -> Obj
         found = len(_values(features, name))
         if found not in allowed:
             raise Quarantined(OBJECTS_MISALIGNED, f"{name} has {found} values for {count} objects")
-    return Objects(normalized, keypoints, visibility, masks, mask_form)
+    schema = tuple(
+        (name, features[name].WhichOneof("kind"))
+        for name in sorted(features)
+        if name.startswith(config.object_feature_prefix)
+    )
+    return Objects(normalized, keypoints, visibility, masks, mask_form, schema)
 
 
 def instance_mask_feature(config: AugmentConfig) -> str:
@@ -209,25 +221,37 @@ def write_objects(
     height: int,
     width: int,
     mask_values: list | None = None,
+    partners: tuple = (),
+    rows: int = 0,
 ) -> int:
     """Rewrites `example`'s objects from the moved geometry (first `objects.count` rows of the
     core's padded outputs, keypoint visibility as the values `padded` gave it); drops invalid
     objects from every per-object feature. `mask_values`: the kept objects' moved instance
-    masks as `kept_mask_values` encodes them. Returns how many objects were kept."""
+    masks as `kept_mask_values` encodes them. `partners`: a tiling op's partners as (their
+    record's features, their Objects), whose objects follow the image's own in blocks of `rows`
+    rows (the core's order: own, partner 1, 2, 3); their kept objects' boxes and per-object
+    values are appended in that order (partners bring boxes and per-object values only, the
+    same features as the image's: `Objects.schema`). Returns how many objects were kept."""
     features = example.features.feature
-    count = objects.count
-    keep = np.flatnonzero(box_valid[:count])
+    members = [(features, objects), *partners]
+    keeps = [
+        np.flatnonzero(box_valid[m * rows : m * rows + member.count])
+        for m, (_, member) in enumerate(members)
+    ]
+    keep = keeps[0]
     scale = (
         np.ones(4, np.float32)
         if config.box_coordinates == "normalized"
         else np.array([height, width, height, width], np.float32)
     )
-    kept_boxes = boxes[keep] * scale
+    kept_boxes = (
+        np.concatenate([boxes[m * rows + kept] for m, kept in enumerate(keeps)]).reshape(-1, 4)
+        * scale
+    )
     for i, side in enumerate(BOX_SIDES):
         feature = features[config.box_feature_prefix + side]
         feature.float_list.value[:] = kept_boxes[:, i].tolist()
     per_object = objects.keypoints_per_object or 0
-    kept_keypoints = [i * per_object + j for i in keep for j in range(per_object)]
     for name in sorted(features):
         kind = features[name].WhichOneof("kind")
         if (
@@ -242,10 +266,15 @@ def write_objects(
             or name == config.keypoint_feature_prefix + "visibility"
         ):
             continue  # rewritten from the moved keypoints below
+        kept = []
+        for (member_features, member), member_keep in zip(members, keeps, strict=True):
+            values = getattr(member_features[name], kind).value
+            # Per-keypoint features (`keypoint/text`) have count * K values; all others count.
+            indices = member_keep
+            if per_object and len(values) == member.count * per_object:
+                indices = [i * per_object + j for i in member_keep for j in range(per_object)]
+            kept.extend(values[i] for i in indices)
         values = getattr(features[name], kind).value
-        # Per-keypoint features (`keypoint/text`) have count * K values; all others count.
-        indices = kept_keypoints if per_object and len(values) == count * per_object else keep
-        kept = [values[i] for i in indices]
         del values[:]
         values.extend(kept)
     if objects.keypoints is not None:
@@ -266,7 +295,7 @@ def write_objects(
             feature.int64_list.value.extend(mask_values)
         else:
             feature.bytes_list.value.extend(mask_values)
-    return len(keep)
+    return len(kept_boxes)
 
 
 def kept_mask_values(objects_list: list[Objects], box_valid, instance_masks, rules) -> list:
@@ -297,11 +326,11 @@ def padded_masks(objects_list: list[Objects]) -> np.ndarray | None:
     return masks
 
 
-def padded(objects_list: list[Objects]):
+def padded(objects_list: list[Objects], most: int | None = None):
     """The core's padded inputs for a group of records with the same keypoint count:
     boxes [B, N, 4], box_valid [B, N], keypoints [B, N, K, 2] and their int64 visibility
-    values [B, N, K] (or None)."""
-    most = max(o.count for o in objects_list)
+    values [B, N, K] (or None); N is `most` or the most objects a record has."""
+    most = max(o.count for o in objects_list) if most is None else most
     batch = len(objects_list)
     boxes = np.zeros((batch, most, 4), np.float32)
     valid = np.zeros((batch, most), bool)

@@ -169,6 +169,7 @@ def _choose(pattern, config, rows: int):
     from tfx_image_augment.io.quarantine import Quarantined
     from tfx_image_augment.io.records import compression_of
     from tfx_image_augment.offline.decode import decode_example
+    from tfx_image_augment.offline.mixing import check_mixable
 
     if isinstance(pattern, ImageFolder):
         sources = [folder_records(pattern, limit=rows * 4)]
@@ -182,6 +183,7 @@ def _choose(pattern, config, rows: int):
         for record in records:
             try:
                 decoded = decode_example(record, config)
+                check_mixable(decoded.objects, config.plan)
             except Quarantined:  # a preview skips what it cannot show
                 continue
             chosen.append((decoded.pixels, decoded.key, decoded.objects, decoded.label))
@@ -195,13 +197,13 @@ def preview_from_pattern(pattern: str, config, rows: int = 6, max_copies: int = 
     1..min(K, max_copies) as the offline expansion seeds them (boxes and keypoints moved alike).
     With `copies_per_class` a row shows its class's number (rounded up); with `balance` the
     sheet shows K, since the class counts are known only to a run. A mixing policy's copies
-    take the next row's image as their partner (a run pairs copies across the whole split).
-    (None, None) when nothing decodes."""
+    take the next rows' images as their partners (mosaic: the next three rows, boxes along; a
+    run pairs copies across the whole split). (None, None) when nothing decodes."""
     from tfx_image_augment.core.augment import augment_targets
     from tfx_image_augment.core.seeds import copy_seed
     from tfx_image_augment.io.codec import MAX_BATCH_PIXELS, core_inputs
     from tfx_image_augment.offline.balance import copies_wanted
-    from tfx_image_augment.offline.objects import padded, padded_masks
+    from tfx_image_augment.offline.objects import NO_OBJECTS, padded, padded_masks
 
     chosen = _choose(pattern, config, rows)
     if not chosen:
@@ -210,7 +212,8 @@ def preview_from_pattern(pattern: str, config, rows: int = 6, max_copies: int = 
     chosen = [c for c in chosen if c[0].shape == first_shape]  # mixed sizes: the first size
     copies = min(config.num_copies, max_copies)
     policy = config.loaded_policy
-    mixes = bool(config.plan.mixing_ops)
+    plan = config.plan
+    count = plan.partner_count
     sheet_rows, titles = [], []
     for row_index, (pixels, key, objects, label) in enumerate(chosen):
         if config.copies_per_class is not None:
@@ -226,15 +229,23 @@ def preview_from_pattern(pattern: str, config, rows: int = 6, max_copies: int = 
         for start in range(0, copies, per_call):
             chunk = seeds[start : start + per_call]
             targets = {}
-            if mixes:
-                partner = chosen[(row_index + 1) % len(chosen)][0]
+            partners = [chosen[(row_index + i) % len(chosen)] for i in range(1, count + 1)]
+            if count:
+                stacked = np.stack([p[0] for p in partners])[None]
                 targets["partners"] = np.repeat(
-                    core_inputs(partner[None], config.value_range)[0], len(chunk), axis=0
+                    core_inputs(stacked, config.value_range)[0], len(chunk), axis=0
                 )
-                targets["has_partner"] = np.full([len(chunk)], len(chosen) > 1)
+                targets["has_partner"] = np.full([len(chunk)], len(chosen) > count)
             if objects is not None:
-                boxes, valid, keypoints, visible = padded([objects] * len(chunk))
+                most = max(o.count for o in [objects] + [p[2] or NO_OBJECTS for p in partners])
+                boxes, valid, keypoints, visible = padded([objects] * len(chunk), most)
                 targets.update(boxes=boxes, box_valid=valid)
+                if plan.tiling_ops:
+                    around, around_valid = padded([p[2] or NO_OBJECTS for p in partners], most)[:2]
+                    targets.update(
+                        partner_boxes=np.repeat(around[None], len(chunk), axis=0),
+                        partner_box_valid=np.repeat(around_valid[None], len(chunk), axis=0),
+                    )
                 if keypoints is not None:
                     targets.update(keypoints=keypoints, keypoint_visible=visible)
                 if objects.masks is not None:
@@ -259,7 +270,8 @@ def preview_from_pattern(pattern: str, config, rows: int = 6, max_copies: int = 
     header = (
         f"policy {policy.name or 'custom'} ({policy.fingerprint[:12]}), seed {config.seed}; "
         f"each row: an original, then its copies"
-        + ("; partner: the next row's original" if mixes else "")
+        + (f"; partners: the next {count} rows" if count > 1 else "")
+        + ("; partner: the next row's original" if count == 1 else "")
     )
     if not sheet_rows:  # every class shown gets no copies
         return None, first_shape[-1]

@@ -21,6 +21,7 @@ Policies that mix images (mixup, cutmix) replace BatchElements -> AugmentBatch w
 from __future__ import annotations
 
 import functools
+import itertools
 from collections import defaultdict
 from typing import NamedTuple
 
@@ -40,7 +41,7 @@ from tfx_image_augment.io.codec import (
 from tfx_image_augment.io.folders import ImageFolder, image_record, read_file
 from tfx_image_augment.io.inputs import absolute_pattern, compressions
 from tfx_image_augment.io.killpoints import killpoint
-from tfx_image_augment.io.quarantine import OBJECTS_WITH_MIXING, Quarantined
+from tfx_image_augment.io.quarantine import Quarantined
 from tfx_image_augment.io.records import (
     GZIP_SUFFIX,
     MIX_PARTNER_KEY_FEATURE,
@@ -57,8 +58,9 @@ from tfx_image_augment.offline.beam.progress import WorkerProgress
 from tfx_image_augment.offline.beam.sink import GzipTFRecordSink
 from tfx_image_augment.offline.config import AugmentConfig
 from tfx_image_augment.offline.decode import DecodedExample, decode_example
-from tfx_image_augment.offline.mixing import MixMember, bucket_of, partners
+from tfx_image_augment.offline.mixing import MixMember, bucket_of, check_mixable, partners
 from tfx_image_augment.offline.objects import (
+    NO_OBJECTS,
     kept_mask_values,
     padded,
     padded_masks,
@@ -105,14 +107,13 @@ class DecodeFn(_SplitFn):
     def setup(self):
         super().setup()
         self._read = _counter(self._split, "examples_read")
-        self._mixes = bool(self._config.plan.mixing_ops)
+        self._plan = self._config.plan
 
     def process(self, record: bytes, class_counts=None):
         self._read.inc()
         try:
             decoded = decode_example(record, self._config)
-            if self._mixes and decoded.objects is not None:
-                raise Quarantined(OBJECTS_WITH_MIXING, f"{decoded.objects.count} boxes")
+            check_mixable(decoded.objects, self._plan)
         except Quarantined as bad:
             _counter(self._split, f"quarantined/{bad.reason}").inc()
             self._progress.finished(len(record))
@@ -133,11 +134,12 @@ def _finish_original(record: bytes, key: bytes, config: AugmentConfig) -> bytes:
 
 
 class _Copy(NamedTuple):
-    """One copy to make: its index (1..k), its example, and its partner for mixing ops."""
+    """One copy to make: its index (1..k), its example, and its partners for mixing ops
+    (`Plan.partner_count` of them, or none: not mixed)."""
 
     index: int
     decoded: DecodedExample
-    partner: DecodedExample | None = None
+    partners: tuple[DecodedExample, ...] = ()
 
 
 class _Computed(NamedTuple):
@@ -222,18 +224,35 @@ class AugmentBatchFn(_SplitFn):
         core_images, value_range = core_inputs(images, config.value_range)
         first = examples[0]
         targets = {}
-        if self._plan.mixing_ops:
-            # A copy without a partner (a bucket of one example) stays unmixed: its own pixels
-            # fill the slot, and has_partner keeps them out.
+        count = self._plan.partner_count
+        if count:
+            # A copy without partners (too few in its bucket) stays unmixed: its own pixels
+            # fill the slots, and has_partner keeps them out.
             targets["partners"], _ = core_inputs(
-                np.stack([(c.partner or c.decoded).pixels for c in items]), config.value_range
+                np.stack([[p.pixels for p in c.partners or [c.decoded] * count] for c in items]),
+                config.value_range,
             )
-            targets["has_partner"] = np.array([c.partner is not None for c in items])
+            targets["has_partner"] = np.array([bool(c.partners) for c in items])
         if first.mask is not None:
             targets["masks"] = np.stack([d.mask for d in examples])
         if first.objects is not None:
-            boxes, box_valid, keypoints, visible = padded([d.objects for d in examples])
+            # A tiling op's partners bring their objects, padded as wide as the image's own.
+            partner_objects = []
+            if self._plan.tiling_ops:
+                partner_objects = [
+                    [p.objects for p in c.partners] or [NO_OBJECTS] * count for c in items
+                ]
+            most = max(
+                o.count for o in itertools.chain([d.objects for d in examples], *partner_objects)
+            )
+            boxes, box_valid, keypoints, visible = padded([d.objects for d in examples], most)
             targets.update(boxes=boxes, box_valid=box_valid)
+            if partner_objects:
+                rows = [padded(objects, most)[:2] for objects in partner_objects]
+                targets.update(
+                    partner_boxes=np.stack([r[0] for r in rows]),
+                    partner_box_valid=np.stack([r[1] for r in rows]),
+                )
             if keypoints is not None:
                 targets.update(keypoints=keypoints, keypoint_visible=visible)
             instance_masks = padded_masks([d.objects for d in examples])
@@ -278,7 +297,9 @@ class AugmentBatchFn(_SplitFn):
             first.image_format, config.encode_rules, copies.shape[-1], copies.dtype
         )
         height, width = copies.shape[1:3]
-        for i, (copy_index, decoded, partner) in enumerate(items):
+        # A tiling op's output rows: the image's objects, then each partner's, N rows each.
+        rows = out["boxes"].shape[1] // (1 + self._plan.partner_count) if "boxes" in out else 0
+        for i, (copy_index, decoded, partners_) in enumerate(items):
             example = tf.train.Example.FromString(decoded.record)
             features = example.features.feature
             set_feature(features[decoded.image_feature], image_fmt, image_values[i])
@@ -296,6 +317,13 @@ class AugmentBatchFn(_SplitFn):
                     height,
                     width,
                     instance_values[i],
+                    partners=tuple(
+                        (tf.train.Example.FromString(p.record).features.feature, p.objects)
+                        for p in partners_
+                    )
+                    if self._plan.tiling_ops
+                    else (),
+                    rows=rows,
                 )
             if first.mask is not None:
                 set_feature(
@@ -304,7 +332,7 @@ class AugmentBatchFn(_SplitFn):
                     mask_values[i],
                 )
             if mix_weights is not None:
-                _add_mix_features(example, config, partner, float(mix_weights[i]))
+                _add_mix_features(example, config, partners_, float(mix_weights[i]))
             if config.provenance:
                 add_provenance(example, decoded.key, copy_index, tuple(seeds[i]))
             self._written.inc()
@@ -324,22 +352,26 @@ def _original_out(decoded: DecodedExample, config: AugmentConfig, split: str, or
         )
 
 
-def _add_mix_features(example, config: AugmentConfig, partner, weight: float) -> None:
+def _add_mix_features(example, config: AugmentConfig, partners_, weight: float) -> None:
     """What a trainer needs for the copy's soft label: its own share of the pixels and, when
-    it had a partner, the partner's key and label values (with `label_feature`)."""
+    it had partners, their keys and (with `label_feature`) label values, in partner order."""
     import tensorflow as tf
 
     features = example.features.feature
     features[MIX_WEIGHT_FEATURE].float_list.value[:] = [weight]
-    if partner is None:
+    if not partners_:
         return
-    features[MIX_PARTNER_KEY_FEATURE].bytes_list.value[:] = [partner.key]
+    features[MIX_PARTNER_KEY_FEATURE].bytes_list.value[:] = [p.key for p in partners_]
     if config.label_feature:
-        label = tf.train.Example.FromString(partner.record).features.feature.get(
-            config.label_feature
-        )
-        if label is not None:
-            features[MIX_PARTNER_LABEL_FEATURE].CopyFrom(label)
+        labels = [
+            tf.train.Example.FromString(p.record).features.feature.get(config.label_feature)
+            for p in partners_
+        ]
+        if all(label is not None for label in labels):
+            combined = features[MIX_PARTNER_LABEL_FEATURE]
+            combined.Clear()
+            for label in labels:
+                combined.MergeFrom(label)  # repeated values append, in partner order
 
 
 class MixFanOutFn(_SplitFn):
@@ -374,12 +406,14 @@ class MixBucketFn(AugmentBatchFn):
                 decoded[member.key] = decode_example(member.record, self._config)
 
         def image_kind(member: MixMember):
-            pixels = decoded[member.key].pixels
-            return pixels.shape, pixels.dtype.str
+            example = decoded[member.key]
+            objects = None if example.objects is None else example.objects.schema
+            return example.pixels.shape, example.pixels.dtype.str, objects
 
+        count = self._config.plan.partner_count
         copies = [
-            _Copy(m.copy_index, decoded[m.key], None if p is None else decoded[p.key])
-            for m, p in partners(list(members), image_kind)
+            _Copy(m.copy_index, decoded[m.key], tuple(decoded[p.key] for p in ps))
+            for m, ps in partners(list(members), image_kind, count)
         ]
         yield from self._augment(copies)
         self._progress.wrote(len(copies))
