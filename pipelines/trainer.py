@@ -3,6 +3,10 @@
 custom_config keys (all optional): mode (offline | online | both), policy, seed,
 learning_rate, batch_size, epochs, filters, dense_units, strategy_devices (for tests: a list of
 device names for MirroredStrategy), augmentation_model_uri (set by AugmentedTrainer).
+
+When the examples come from a mixing policy (MixUp, CutMix: they carry `aug_mix_weight`), the
+model trains on soft targets, `w * one_hot(label) + (1 - w) * one_hot(aug_mix_partner_label)`,
+with categorical cross-entropy; the online modes do not mix (the layer would need the labels).
 """
 
 from __future__ import annotations
@@ -18,6 +22,8 @@ import tensorflow as tf  # noqa: E402
 import tensorflow_transform as tft  # noqa: E402
 from tfx_bsl.public import tfxio  # noqa: E402
 from tfx_image_augment import ImageAugmentation, load_exported_policy  # noqa: E402
+from tfx_image_augment.core.plan import compile_policy  # noqa: E402
+from tfx_image_augment.core.policy import load_policy  # noqa: E402
 
 from pipelines import features  # noqa: E402
 
@@ -72,6 +78,13 @@ def augmentation_layer(config: dict[str, Any]) -> ImageAugmentation | None:
         policy, seed = load_exported_policy(uri)
     else:
         policy, seed = config.get("policy", "standard"), int(config.get("seed", 0))
+    mixing = compile_policy(load_policy(policy)).mixing_ops
+    if mixing:
+        raise ValueError(
+            f"custom_config 'mode' {config['mode']!r} applies the policy in the model, and it "
+            f"mixes images ({', '.join(mixing)}): this trainer mixes offline only (mode "
+            "'offline'), since the layer would need the labels too."
+        )
     return ImageAugmentation(policy, seed=seed, value_range=(0.0, 1.0), name="augmentation")
 
 
@@ -89,12 +102,36 @@ def build_model(config: dict[str, Any], augmentation=None) -> tf.keras.Model:
     x = tf.keras.layers.Dropout(0.2)(x)
     outputs = tf.keras.layers.Dense(features.NUM_CLASSES, activation="softmax", dtype="float32")(x)
     model = tf.keras.Model(inputs, outputs)
+    # Mixed copies' targets are distributions over the classes, not class indices.
+    sparse = "" if config.get("soft_targets") else "sparse_"
     model.compile(
         optimizer=tf.keras.optimizers.Adam(config["learning_rate"]),
-        loss="sparse_categorical_crossentropy",
-        metrics=["sparse_categorical_accuracy"],
+        loss=f"{sparse}categorical_crossentropy",
+        metrics=[f"{sparse}categorical_accuracy"],
     )
     return model
+
+
+def _per_example(values, default: float) -> tf.Tensor:
+    """[B] from a feature with at most one value per example, dense or (absent from some
+    examples) sparse; `default` where an example has none."""
+    if isinstance(values, tf.SparseTensor):
+        batch = tf.shape(values, out_type=tf.int64)[0]
+        values = tf.sparse.to_dense(
+            tf.sparse.reset_shape(values, [batch, 1]), default_value=default
+        )
+    return tf.reshape(values, [-1])
+
+
+def soft_targets(raw: dict, label: tf.Tensor) -> tf.Tensor:
+    """[B, NUM_CLASSES]: each example's label at its `aug_mix_weight` w (1 for an original or
+    an unmixed copy) and its partner's at 1 - w."""
+    weight = _per_example(raw[features.MIX_WEIGHT_KEY], 1.0)[:, None]
+    partner = tf.zeros_like(label)
+    if features.MIX_PARTNER_LABEL_KEY in raw:
+        partner = _per_example(tf.cast(raw[features.MIX_PARTNER_LABEL_KEY], tf.int64), 0)
+    own = tf.one_hot(label, features.NUM_CLASSES)
+    return weight * own + (1.0 - weight) * tf.one_hot(partner, features.NUM_CLASSES)
 
 
 def _dataset(fn_args, files, tf_transform_output, config, training: bool) -> tf.data.Dataset:
@@ -111,6 +148,8 @@ def _dataset(fn_args, files, tf_transform_output, config, training: bool) -> tf.
     def apply(raw):
         transformed = transform(raw)
         image, label = transformed[features.IMAGE_XF], transformed[features.LABEL_XF]
+        if config.get("soft_targets"):
+            label = soft_targets(raw, label)
         copy_index = raw.get(features.COPY_INDEX_KEY)
         if copy_index is None:
             is_original = tf.ones_like(label, tf.bool)
@@ -168,6 +207,7 @@ def write_image_grid(images: tf.Tensor, log_dir: str, name: str, step: int = 0) 
 def run_fn(fn_args) -> None:
     config = settings(fn_args.custom_config)
     tf_transform_output = tft.TFTransformOutput(fn_args.transform_output)
+    config["soft_targets"] = features.MIX_WEIGHT_KEY in tf_transform_output.raw_feature_spec()
     train = _dataset(fn_args, fn_args.train_files, tf_transform_output, config, training=True)
     evaluation = _dataset(fn_args, fn_args.eval_files, tf_transform_output, config, False)
 
