@@ -285,5 +285,5 @@ def test_mosaic_copies_carry_their_partners_objects_and_replay_exactly(tmp_path,
     for index in range(3):
         write_records(tmp_path / f"three/data-{index}.tfrecord", [*records, odd][index::3])
     args[2], args[4] = str(tmp_path / "three/*"), str(tmp_path / "again")
-    assert main([*args, "--", "--direct_num_workers=1"]) == 0
+    assert main([*args, "--", *MULTI]) == 0
     assert sorted(read_records(str(tmp_path / "again/data_tfrecord-*"))) == sorted(written)
