@@ -8,6 +8,11 @@ STAMP       := $(VENV)/.installed
 PY_VERSION  := $(shell cat .python-version)
 PY_MINOR    := $(basename $(PY_VERSION))
 PYTEST_ARGS ?=
+# The main suite runs on every core (pytest-xdist), each test file on one worker so that its
+# module fixtures (a pipeline run, a worker pool) run once; the 25 slowest tests are listed at
+# the end, so what each costs is in every CI log.
+TEST_WORKERS ?= auto
+MAIN_PYTEST := -n $(TEST_WORKERS) --dist loadfile --durations=25
 QUICK       ?=
 # The second environment: the newest TensorFlow + Keras 3, no TFX, no Beam (constraints-latest.txt).
 LATEST_VENV  := .venv-latest
@@ -85,9 +90,9 @@ $(PEER_STAMP): $(STAMP) $(PEER_REQS)
 	$(PY) -m pip check; \
 	touch $(PEER_STAMP)
 
-# pytest keeps one core busy, and the machines have two: the second environment's tests and the
-# docs build run beside the main suite (own temporary folder, no shared pytest cache), and their
-# output is printed after it. Either failing fails `make test`.
+# The second environment's tests and the docs build run beside the main suite (own temporary
+# folder, no shared pytest cache), and their output is printed after it. Either failing fails
+# `make test`.
 test: setup $(if $(filter 1,$(LATEST)),setup-latest,)
 	$(VENV)/bin/lint-imports
 ifeq ($(LATEST),1)
@@ -97,12 +102,12 @@ ifeq ($(LATEST),1)
 	  && $(DOCS_BUILD) ) > "$$second_log" 2>&1 & second=$$!; \
 	trap 'kill $$second 2>/dev/null; rm -rf "$$second_log" "$$second_tmp"' EXIT; \
 	trap 'exit 130' INT TERM; \
-	$(PY) -m pytest $(PYTEST_ARGS); main_code=$$?; \
+	$(PY) -m pytest $(MAIN_PYTEST) $(PYTEST_ARGS); main_code=$$?; \
 	wait $$second; second_code=$$?; \
 	echo ">> the base package on the newest TensorFlow, and the docs build:"; cat "$$second_log"; \
 	test $$main_code -eq 0 && test $$second_code -eq 0
 else
-	$(PY) -m pytest $(PYTEST_ARGS)
+	$(PY) -m pytest $(MAIN_PYTEST) $(PYTEST_ARGS)
 endif
 
 run: setup
