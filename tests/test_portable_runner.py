@@ -26,6 +26,7 @@ from tests.conftest import PROJECT_ROOT
 from tests.portable_pool import free_loopback_port, live_children, worker_pool
 
 COPIES = 2
+MIXUP = '{"version": 1, "ops": [{"op": "mixup", "alpha": 0.4}]}'
 
 
 @pytest.fixture(scope="module")
@@ -106,6 +107,26 @@ def test_cli_on_a_worker_pool_writes_the_direct_runners_records(pool, tmp_path):
     workers = _workers_started(pool)
     assert any(w.startswith("image-augment-check-") for w in workers), workers
     assert any(not w.startswith("image-augment-check-") for w in workers), workers
+
+
+@pytest.mark.e2e
+@pytest.mark.timeout(300)
+def test_a_mixing_run_pairs_the_same_partners_on_a_worker_pool(pool, tmp_path):
+    # Mixing adds a side input (the split's record count) and a GroupByKey of the copies into
+    # their buckets: both must come out of the portable path as on the DirectRunner.
+    pattern = _cli_input(tmp_path, 40)
+    mixing = ("--policy", MIXUP, "--key-feature", "id", "--label-feature", "label")
+    assert _run_cli(pattern, tmp_path / "direct", ["--direct_num_workers=1"], *mixing) == 0
+    assert _run_cli(pattern, tmp_path / "portable", pool.beam_args, *mixing) == 0
+    direct = sorted(ph.read_records(str(tmp_path / "direct/data_tfrecord-*")))
+    assert len(direct) == 40 * (1 + COPIES)
+    assert sorted(ph.read_records(str(tmp_path / "portable/data_tfrecord-*"))) == direct
+    partners = {
+        tf.train.Example.FromString(r).features.feature["aug_mix_partner_key"].bytes_list.value[0]
+        for r in direct
+        if b"aug_mix_partner_key" in r
+    }
+    assert len(partners) > 20  # mixed with partners from all over the split
 
 
 @pytest.mark.e2e
