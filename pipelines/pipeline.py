@@ -51,6 +51,8 @@ def create_pipeline(
         num_copies=num_copies,
         seed=seed,
         key_feature=key_feature,
+        # A mixing policy's copies then carry their partner's label: the Trainer's soft targets.
+        label_feature=features.LABEL_KEY,
     )
     augmented = augment.outputs[AUGMENTED_EXAMPLES_KEY]
     statistics = tfx.components.StatisticsGen(examples=augmented)

@@ -126,10 +126,13 @@ def _per_example(values, default: float) -> tf.Tensor:
 def soft_targets(raw: dict, label: tf.Tensor) -> tf.Tensor:
     """[B, NUM_CLASSES]: each example's label at its `aug_mix_weight` w (1 for an original or
     an unmixed copy) and its partner's at 1 - w."""
+    if features.MIX_PARTNER_LABEL_KEY not in raw:
+        raise ValueError(
+            f"The examples carry {features.MIX_WEIGHT_KEY} but no "
+            f"{features.MIX_PARTNER_LABEL_KEY}: run ImageAugment with label_feature set."
+        )
     weight = _per_example(raw[features.MIX_WEIGHT_KEY], 1.0)[:, None]
-    partner = tf.zeros_like(label)
-    if features.MIX_PARTNER_LABEL_KEY in raw:
-        partner = _per_example(tf.cast(raw[features.MIX_PARTNER_LABEL_KEY], tf.int64), 0)
+    partner = _per_example(tf.cast(raw[features.MIX_PARTNER_LABEL_KEY], tf.int64), 0)
     own = tf.one_hot(label, features.NUM_CLASSES)
     return weight * own + (1.0 - weight) * tf.one_hot(partner, features.NUM_CLASSES)
 
@@ -208,6 +211,12 @@ def run_fn(fn_args) -> None:
     config = settings(fn_args.custom_config)
     tf_transform_output = tft.TFTransformOutput(fn_args.transform_output)
     config["soft_targets"] = features.MIX_WEIGHT_KEY in tf_transform_output.raw_feature_spec()
+    uri = config.get("augmentation_model_uri")
+    if uri and compile_policy(load_policy(load_exported_policy(uri)[0])).tiling_ops:
+        raise ValueError(
+            "The policy tiles images (mosaic): its copies hold their partners' objects, a "
+            "detection target; this example trainer is a classifier (use mixup or cutmix)."
+        )
     train = _dataset(fn_args, fn_args.train_files, tf_transform_output, config, training=True)
     evaluation = _dataset(fn_args, fn_args.eval_files, tf_transform_output, config, False)
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 
 import numpy as np
+import pytest
 import tensorflow as tf
 from tfx_image_augment.cli.commands import main
 from tfx_image_augment.io.reader import read_images
@@ -287,3 +288,28 @@ def test_mosaic_copies_carry_their_partners_objects_and_replay_exactly(tmp_path,
     args[2], args[4] = str(tmp_path / "three/*"), str(tmp_path / "again")
     assert main([*args, "--", *MULTI]) == 0
     assert sorted(read_records(str(tmp_path / "again/data_tfrecord-*"))) == sorted(written)
+
+
+def test_which_objects_each_mixing_policy_quarantines():
+    from tfx_image_augment.core.plan import compile_policy
+    from tfx_image_augment.core.policy import load_policy
+    from tfx_image_augment.io.quarantine import Quarantined
+    from tfx_image_augment.offline.mixing import check_mixable
+    from tfx_image_augment.offline.objects import Objects
+
+    boxes = Objects(np.array([[0.1, 0.1, 0.5, 0.5]], np.float32))
+    with_points = Objects(boxes.boxes, np.zeros((1, 1, 2), np.float32), np.ones((1, 1), np.int64))
+
+    def plan(*ops):
+        return compile_policy(load_policy({"version": 1, "ops": [{"op": op} for op in ops]}))
+
+    check_mixable(boxes, plan("mosaic"))  # mosaic moves boxes
+    check_mixable(None, plan("mixup"))  # a record without objects mixes
+    for objects, ops, detail in (
+        (boxes, ("mixup",), "1 boxes; mixup moves no boxes"),
+        (with_points, ("mosaic",), "keypoints; mosaic moves boxes only"),
+        (boxes, ("mosaic", "mosaic"), "1 boxes; the policy tiles 2 times, boxes once"),
+    ):
+        with pytest.raises(Quarantined) as caught:
+            check_mixable(objects, plan(*ops))
+        assert caught.value.reason == "objects_with_mixing" and caught.value.detail == detail

@@ -77,3 +77,9 @@ def test_the_online_modes_refuse_a_mixing_policy_in_one_sentence():
     config = trainer.settings({"mode": "both", "policy": MIXUP})
     with pytest.raises(ValueError, match="this trainer mixes offline only"):
         trainer.augmentation_layer(config)
+
+
+def test_soft_targets_refuse_examples_without_their_partners_labels():
+    raw = {features.MIX_WEIGHT_KEY: tf.constant([[0.5]])}
+    with pytest.raises(ValueError, match="run ImageAugment with label_feature set"):
+        trainer.soft_targets(raw, tf.constant([3], tf.int64))

@@ -72,6 +72,11 @@ def check_mixable(objects, plan) -> None:
         raise Quarantined(
             OBJECTS_WITH_MIXING, f"{objects.count} boxes; {', '.join(blending)} moves no boxes"
         )
+    if len(plan.tiling_ops) > 1:
+        raise Quarantined(
+            OBJECTS_WITH_MIXING,
+            f"{objects.count} boxes; the policy tiles {len(plan.tiling_ops)} times, boxes once",
+        )
     if objects.keypoints is not None or objects.masks is not None:
         what = "keypoints" if objects.keypoints is not None else "instance masks"
         raise Quarantined(

@@ -199,8 +199,9 @@ class AugmentBatchFn(_SplitFn):
             groups[key].append(copy)
         for items in groups.values():
             height, width = items[0].decoded.pixels.shape[:2]
-            # Instance masks are one uint8 plane per object: they count as pixels too.
-            planes = 1 + max(_mask_planes(c.decoded) for c in items) // 4
+            # Instance masks are one uint8 plane per object, and mixing partners whole images:
+            # they count as pixels too.
+            planes = 1 + self._plan.partner_count + max(_mask_planes(c.decoded) for c in items) // 4
             per_call = max(
                 1, min(self._config.batch_size, MAX_BATCH_PIXELS // (height * width * planes))
             )
@@ -367,11 +368,14 @@ def _add_mix_features(example, config: AugmentConfig, partners_, weight: float) 
             tf.train.Example.FromString(p.record).features.feature.get(config.label_feature)
             for p in partners_
         ]
-        if all(label is not None for label in labels):
-            combined = features[MIX_PARTNER_LABEL_FEATURE]
-            combined.Clear()
-            for label in labels:
-                combined.MergeFrom(label)  # repeated values append, in partner order
+        # One value per partner, of one type, or none at all: a reader pairs them with the keys.
+        kinds = {None if label is None else label.WhichOneof("kind") for label in labels}
+        if len(kinds) == 1 and None not in kinds:
+            kind = kinds.pop()
+            values = [getattr(label, kind).value for label in labels]
+            if all(len(v) == 1 for v in values):
+                combined = getattr(features[MIX_PARTNER_LABEL_FEATURE], kind).value
+                combined[:] = [v[0] for v in values]
 
 
 class MixFanOutFn(_SplitFn):
