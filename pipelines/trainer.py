@@ -151,8 +151,6 @@ def _dataset(fn_args, files, tf_transform_output, config, training: bool) -> tf.
     def apply(raw):
         transformed = transform(raw)
         image, label = transformed[features.IMAGE_XF], transformed[features.LABEL_XF]
-        if config.get("soft_targets"):
-            label = soft_targets(raw, label)
         copy_index = raw.get(features.COPY_INDEX_KEY)
         if copy_index is None:
             is_original = tf.ones_like(label, tf.bool)
@@ -160,6 +158,8 @@ def _dataset(fn_args, files, tf_transform_output, config, training: bool) -> tf.
             if isinstance(copy_index, tf.SparseTensor):
                 copy_index = tf.sparse.to_dense(copy_index)
             is_original = tf.reshape(copy_index, [-1]) == 0
+        if config.get("soft_targets"):  # after is_original, which takes one flag per example
+            label = soft_targets(raw, label)
         return image, label, is_original
 
     dataset = dataset.map(apply, num_parallel_calls=tf.data.AUTOTUNE)

@@ -179,11 +179,12 @@ def _choose(pattern, config, rows: int):
             for path in sorted(tf.io.gfile.glob(pattern))
         )
     chosen = []
+    plan = config.plan
     for records in sources:
         for record in records:
             try:
                 decoded = decode_example(record, config)
-                check_mixable(decoded.objects, config.plan)
+                check_mixable(decoded.objects, plan)
             except Quarantined:  # a preview skips what it cannot show
                 continue
             chosen.append((decoded.pixels, decoded.key, decoded.objects, decoded.label))
@@ -226,22 +227,24 @@ def preview_from_pattern(pattern: str, config, rows: int = 6, max_copies: int = 
         # As on the workers, a large image's copies are augmented a few at a time, and only
         # thumbnails are kept.
         per_call = max(1, MAX_BATCH_PIXELS // (pixels.shape[0] * pixels.shape[1]))
+        partners = [chosen[(row_index + i) % len(chosen)] for i in range(1, count + 1)]
+        partner_images = None
+        if count:
+            stacked = np.stack([p[0] for p in partners])[None]
+            partner_images = core_inputs(stacked, config.value_range)[0]
+        partner_objects = [p[2] or NO_OBJECTS for p in partners]
+        most = max(o.count for o in [objects or NO_OBJECTS, *partner_objects])
         for start in range(0, copies, per_call):
             chunk = seeds[start : start + per_call]
             targets = {}
-            partners = [chosen[(row_index + i) % len(chosen)] for i in range(1, count + 1)]
             if count:
-                stacked = np.stack([p[0] for p in partners])[None]
-                targets["partners"] = np.repeat(
-                    core_inputs(stacked, config.value_range)[0], len(chunk), axis=0
-                )
+                targets["partners"] = np.repeat(partner_images, len(chunk), axis=0)
                 targets["has_partner"] = np.full([len(chunk)], len(chosen) > count)
             if objects is not None:
-                most = max(o.count for o in [objects] + [p[2] or NO_OBJECTS for p in partners])
                 boxes, valid, keypoints, visible = padded([objects] * len(chunk), most)
                 targets.update(boxes=boxes, box_valid=valid)
                 if plan.tiling_ops:
-                    around, around_valid = padded([p[2] or NO_OBJECTS for p in partners], most)[:2]
+                    around, around_valid = padded(partner_objects, most)[:2]
                     targets.update(
                         partner_boxes=np.repeat(around[None], len(chunk), axis=0),
                         partner_box_valid=np.repeat(around_valid[None], len(chunk), axis=0),

@@ -303,6 +303,11 @@ class AugmentBatchFn(_SplitFn):
         for i, (copy_index, decoded, partners_) in enumerate(items):
             example = tf.train.Example.FromString(decoded.record)
             features = example.features.feature
+            # Parsed once: a mosaic copy takes its partners' objects, and any mixed copy their
+            # labels.
+            partner_features = [
+                tf.train.Example.FromString(p.record).features.feature for p in partners_
+            ]
             set_feature(features[decoded.image_feature], image_fmt, image_values[i])
             if image_fmt in ("png", "jpeg"):
                 set_image_format(features, image_fmt)
@@ -319,8 +324,7 @@ class AugmentBatchFn(_SplitFn):
                     width,
                     instance_values[i],
                     partners=tuple(
-                        (tf.train.Example.FromString(p.record).features.feature, p.objects)
-                        for p in partners_
+                        zip(partner_features, [p.objects for p in partners_], strict=True)
                     )
                     if self._plan.tiling_ops
                     else (),
@@ -333,7 +337,10 @@ class AugmentBatchFn(_SplitFn):
                     mask_values[i],
                 )
             if mix_weights is not None:
-                _add_mix_features(example, config, partners_, float(mix_weights[i]))
+                partner_keys = [p.key for p in partners_]
+                _add_mix_features(
+                    example, config, partner_keys, partner_features, float(mix_weights[i])
+                )
             if config.provenance:
                 add_provenance(example, decoded.key, copy_index, tuple(seeds[i]))
             self._written.inc()
@@ -353,21 +360,19 @@ def _original_out(decoded: DecodedExample, config: AugmentConfig, split: str, or
         )
 
 
-def _add_mix_features(example, config: AugmentConfig, partners_, weight: float) -> None:
+def _add_mix_features(
+    example, config: AugmentConfig, partner_keys: list, partner_features: list, weight: float
+) -> None:
     """What a trainer needs for the copy's soft label: its own share of the pixels and, when
-    it had partners, their keys and (with `label_feature`) label values, in partner order."""
-    import tensorflow as tf
-
+    it had partners, their keys and (with `label_feature`) label values, in partner order
+    (`partner_features`: each partner record's parsed features)."""
     features = example.features.feature
     features[MIX_WEIGHT_FEATURE].float_list.value[:] = [weight]
-    if not partners_:
+    if not partner_keys:
         return
-    features[MIX_PARTNER_KEY_FEATURE].bytes_list.value[:] = [p.key for p in partners_]
+    features[MIX_PARTNER_KEY_FEATURE].bytes_list.value[:] = partner_keys
     if config.label_feature:
-        labels = [
-            tf.train.Example.FromString(p.record).features.feature.get(config.label_feature)
-            for p in partners_
-        ]
+        labels = [partner.get(config.label_feature) for partner in partner_features]
         # One value per partner, of one type, or none at all: a reader pairs them with the keys.
         kinds = {None if label is None else label.WhichOneof("kind") for label in labels}
         if len(kinds) == 1 and None not in kinds:
@@ -414,10 +419,9 @@ class MixBucketFn(AugmentBatchFn):
             objects = None if example.objects is None else example.objects.schema
             return example.pixels.shape, example.pixels.dtype.str, objects
 
-        count = self._config.plan.partner_count
         copies = [
             _Copy(m.copy_index, decoded[m.key], tuple(decoded[p.key] for p in ps))
-            for m, ps in partners(list(members), image_kind, count)
+            for m, ps in partners(list(members), image_kind, self._plan.partner_count)
         ]
         yield from self._augment(copies)
         self._progress.wrote(len(copies))
