@@ -4,21 +4,28 @@
 
 On the offline benchmark's workloads (4,000 32x32 PNG records, 400 224x224 JPEG records; K=4,
 `standard`, one process): decoding (DecodeFn, per input), the whole batch step (AugmentBatchFn:
-core, encoding, protobuf), the core alone and the encoder alone on the same batches (so the
-protobuf share is what remains), and writing every record as our sink does (TFRecord frames
-with their CRCs, gzipped at the level the first record fits: `offline/beam/sink.py`). What is
-left of a Beam run's time beyond the sum is Beam's.
+core, encoding, protobuf), the core alone and the encoder alone on the same batches (their
+share; the batch step runs them in parts at once), and writing every record as our sink does
+(TFRecord frames with their CRCs, gzipped at the level the first record fits:
+`offline/beam/sink.py`). What is left of a Beam run's time beyond the sum is Beam's.
+
+Then the core by stage at 224 px (`stage_profile`): each stage of `standard` as a policy of its
+own in one core call of 64 crops, beside the peer's albumentations transform for the same stage
+(when albumentations is installed) and one TensorFlow element-wise pass for scale: the profile
+that shows where the 224 px gap to the peer is.
 """
 
 from __future__ import annotations
 
 import argparse
+import importlib.util
 import os
 import pathlib
 import sys
 import tempfile
 import time
 import zlib
+from random import Random
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 
@@ -78,11 +85,13 @@ def measure(pattern: str) -> dict:
     compressor = zlib.compressobj(level_for(serialized[0]), zlib.DEFLATED, GZIP_WBITS)
     gzip_s = _seconds(lambda: [compressor.compress(framed(r)) for r in serialized])
     copies = len(decoded) * COPIES
+    # The batch step runs the core and the encoder in CORE_THREADS parts at once, so at 224 px
+    # it takes less than the two alone: they are shown for their share, not summed.
     per_copy = {
         "decode (per input / K)": decode_s / copies,
-        "core": core_s / copies,
-        "encode": encode_s / copies,
-        "protobuf and the rest of the batch step": (batch_s - core_s - encode_s) / copies,
+        "core, alone": core_s / copies,
+        "encode, alone": encode_s / copies,
+        "the whole batch step (core and encode in parts at once, protobuf)": batch_s / copies,
         "frame + gzip (K+1 records / K)": gzip_s / copies,
     }
     return {
@@ -90,8 +99,110 @@ def measure(pattern: str) -> dict:
         "copies": copies,
         "copies_per_call": per_call,
         "microseconds_per_copy": {k: round(v * 1e6, 1) for k, v in per_copy.items()},
-        "copies_per_second_without_beam": round(1 / sum(per_copy.values())),
+        "copies_per_second_without_beam": round(copies / (decode_s + batch_s + gzip_s)),
     }
+
+
+# Stages of `standard` as policies of their own: what each costs in one call of the core.
+STAGES = {
+    "flip (p 0.5)": [{"op": "flip_left_right", "p": 0.5}],
+    "warp: rotate, zoom, translate (p 0.8 each)": [
+        {"op": "rotate", "max_degrees": 15, "p": 0.8},
+        {"op": "zoom", "min_scale": 0.9, "max_scale": 1.1, "p": 0.8},
+        {"op": "translate", "max_dx": 0.1, "max_dy": 0.1, "p": 0.8},
+    ],
+    "brightness": [{"op": "brightness", "max_delta": 0.2}],
+    "contrast + saturation": [
+        {"op": "contrast", "lower": 0.8, "upper": 1.2},
+        {"op": "saturation", "lower": 0.8, "upper": 1.2},
+    ],
+    "`standard`, whole": "standard",
+}
+
+
+def _peer_stages() -> dict | None:
+    """The peer's transforms for the same rows (benchmarks/peer_albumentations.py), or None
+    without albumentations."""
+    if importlib.util.find_spec("albumentations") is None:
+        return None
+    import albumentations as A
+    import cv2
+
+    from benchmarks.peer_albumentations import _pipeline
+
+    cv2.setNumThreads(0)  # as the peer runs: one process per core, OpenCV single-threaded
+    whole = _pipeline()
+    flip, affine, brightness, jitter = whole.transforms
+    return {
+        "flip (p 0.5)": A.Compose([flip]),
+        "warp: rotate, zoom, translate (p 0.8 each)": A.Compose([affine]),
+        "brightness": A.Compose([brightness]),
+        "contrast + saturation": A.Compose([jitter]),
+        "`standard`, whole": whole,
+    }
+
+
+def stage_profile(size: int = 224, images: int = 64, repeats: int = 5) -> list[dict]:
+    """Microseconds per image of each stage: ours in one core call of `images` uint8 crops
+    (the offline door's call size at 224 px), the peer's albumentations transform image by
+    image on the same crops, and one TensorFlow element-wise pass for scale."""
+    import numpy as np
+    import tensorflow as tf
+    from tfx_image_augment import augment, load_policy
+
+    from pipelines.data import photo_crops
+
+    crops = photo_crops(size, images, seed=11)
+    seeds = np.arange(2 * images, dtype=np.int64).reshape(images, 2)
+
+    def per_image(fn) -> float:
+        fn()  # traces or warms up
+        started = time.perf_counter()
+        for _ in range(repeats):
+            fn()
+        return (time.perf_counter() - started) / repeats / images * 1e6
+
+    peer = _peer_stages()
+    rows = []
+    for name, ops in STAGES.items():
+        policy = load_policy(ops if isinstance(ops, str) else {"version": 1, "ops": ops})
+        row = {
+            "stage": name,
+            "ours_us": round(per_image(lambda: augment(crops, seeds, policy).numpy())),  # noqa: B023
+        }
+        if peer is not None:
+            transform = peer[name]
+            transform.set_random_state(np.random.default_rng(0), Random(0))
+            row["peer_us"] = round(
+                per_image(lambda: [transform(image=c)["image"] for c in crops])  # noqa: B023
+            )
+        rows.append(row)
+    batch = tf.constant(crops.astype(np.float32) / 255.0)
+    one_pass = tf.function(lambda x: x * 1.5)
+    rows.append(
+        {
+            "stage": "one TensorFlow element-wise pass (a float32 multiply)",
+            "ours_us": round(per_image(lambda: one_pass(batch).numpy())),
+        }
+    )
+    return rows
+
+
+def stage_table(stages: list[dict]) -> str:
+    """The stage profile as markdown (phases.md and the docs' benchmark block)."""
+    lines = [
+        "Microseconds (wall clock) per 224x224 crop (uint8) of each stage of `standard`: ours "
+        "in one core call of 64 images (the offline door's call at this size; TensorFlow's "
+        "kernels on every core), the peer's albumentations transform image by image on the same "
+        "crops (OpenCV single-threaded, as the peer runs it, one process per core).",
+        "",
+        "| stage | ours | peer |",
+        "|---|---:|---:|",
+    ]
+    for row in stages:
+        peer = f"{row['peer_us']:,}" if "peer_us" in row else "-"
+        lines.append(f"| {row['stage']} | {row['ours_us']:,} | {peer} |")
+    return "\n".join(lines)
 
 
 def main(argv=None) -> None:
@@ -121,9 +232,16 @@ def main(argv=None) -> None:
         lines.append(f"| {phase} | {cells} |")
     cells = " | ".join(f"{r['copies_per_second_without_beam']:,}" for r in rows)
     lines.append(f"| **copies/s without Beam** | {cells} |")
+    stages = stage_profile(repeats=2 if args.quick else 5)
+    lines += ["", stage_table(stages)]
     command = "python -m benchmarks.phases" + (" --quick" if args.quick else "")
     write_results(
-        "phases" + ("_quick" if args.quick else ""), rows, "\n".join(lines), command, started
+        "phases" + ("_quick" if args.quick else ""),
+        rows,
+        "\n".join(lines),
+        command,
+        started,
+        extra={"stages_224": stages},
     )
 
 

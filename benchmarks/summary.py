@@ -263,7 +263,7 @@ def main(argv=None) -> dict:
     )
     print(table)
     if args.readme:
-        update_readme(summary, table, offline, core_ops)
+        update_readme(summary, table, offline, core_ops, load("phases"))
     return summary
 
 
@@ -274,7 +274,9 @@ README_BLOCK = re.compile(
 )
 
 
-def readme_block(summary: dict, table: str, offline: dict, core_ops: dict) -> str:
+def readme_block(
+    summary: dict, table: str, offline: dict, core_ops: dict, phases: dict | None = None
+) -> str:
     from benchmarks import offline as offline_benchmark
 
     facts = summary["machine"]
@@ -323,6 +325,16 @@ def readme_block(summary: dict, table: str, offline: dict, core_ops: dict) -> st
             )
     lines.append("")
     lines.append("Every op: `benchmarks/results/core_ops.md`.")
+    if phases and phases.get("stages_224"):
+        from benchmarks.phases import stage_table
+
+        lines += [
+            "",
+            f"**Where the 224 px time goes** (`{phases['command']}`, the same day; per-copy phases "
+            "without Beam: `benchmarks/results/phases.md`):",
+            "",
+            stage_table(phases["stages_224"]),
+        ]
     return "\n".join(lines) + "\n"
 
 
@@ -332,12 +344,14 @@ def _cell(spread: dict, digits: int = 0) -> str:
     )
 
 
-def update_readme(summary: dict, table: str, offline: dict, core_ops: dict) -> None:
+def update_readme(
+    summary: dict, table: str, offline: dict, core_ops: dict, phases: dict | None = None
+) -> None:
     path = BENCHMARKS_PAGE
     text = path.read_text()
     if not README_BLOCK.search(text):
         raise SystemExit(f"{path.name} has no <!-- BENCHMARKS:BEGIN --> ... END block to rewrite.")
-    block = readme_block(summary, table, offline, core_ops)
+    block = readme_block(summary, table, offline, core_ops, phases)
     path.write_text(README_BLOCK.sub(lambda m: m.group(1) + block + m.group(3), text))
     print(f"rewrote the benchmark block of {path.name}")
 

@@ -20,7 +20,9 @@ def _row(workload, config, repeats, cores_busy=1.0, inputs=None):
         "workload": workload,
         "inputs": inputs or (20000 if workload == "32x32 PNG" else 2000),
         "config": config,
+        "unit": "copies/s",
         "per_second": {"median": ordered[len(ordered) // 2], "min": ordered[0], "max": ordered[-1]},
+        "per_second_per_core": round(ordered[len(ordered) // 2] / 2),
         "peak_rss_mib": {"median": 900, "min": 900, "max": 900},
         "cores_busy": cores_busy,
         "cores_busy_repeats": [round(cores_busy + d, 2) for d in (-0.1, 0, 0.1)],
@@ -69,3 +71,22 @@ def test_no_peer_rows_no_peer_ratios_and_the_retired_targets_are_gone():
     retired = {"offline_32_over_beam_floor", "mp2_over_inmemory_32", "mp2_over_inmemory_224"}
     assert not retired & set(found) and not retired & set(summary.TARGETS)
     assert set(found) <= set(summary.TARGETS)
+
+
+def test_the_docs_block_shows_the_stage_profile_when_phases_has_one():
+    run = {
+        "date": "2026-11-30",
+        "machine": {"cores": 2, "cpu": "x", "tensorflow": "t", "apache_beam": "b"},
+        "sources": {"memory": "python -m benchmarks.memory"},
+    }
+    core_ops = {"rows": [], "command": "python -m benchmarks.core_ops"}
+    stages = [
+        {"stage": "brightness", "ours_us": 1210, "peer_us": 95},
+        {"stage": "one TensorFlow element-wise pass (a float32 multiply)", "ours_us": 420},
+    ]
+    phases = {"command": "python -m benchmarks.phases", "stages_224": stages}
+    block = summary.readme_block(run, "TARGETS", _offline(), core_ops, phases)
+    assert "**Where the 224 px time goes** (`python -m benchmarks.phases`" in block
+    assert "| brightness | 1,210 | 95 |" in block
+    assert "| one TensorFlow element-wise pass (a float32 multiply) | 420 | - |" in block
+    assert "Where the 224 px time goes" not in summary.readme_block(run, "T", _offline(), core_ops)
