@@ -33,6 +33,7 @@ from tfx_image_augment import environment  # noqa: E402
 
 from benchmarks import workloads  # noqa: E402
 from benchmarks.common import write_results  # noqa: E402
+from benchmarks.summary import stage_table  # noqa: E402
 
 COPIES = 4
 
@@ -186,23 +187,6 @@ def stage_profile(size: int = 224, images: int = 64, repeats: int = 5) -> list[d
         }
     )
     return rows
-
-
-def stage_table(stages: list[dict]) -> str:
-    """The stage profile as markdown (phases.md and the docs' benchmark block)."""
-    lines = [
-        "Microseconds (wall clock) per 224x224 crop (uint8) of each stage of `standard`: ours "
-        "in one core call of 64 images (the offline door's call at this size; TensorFlow's "
-        "kernels on every core), the peer's albumentations transform image by image on the same "
-        "crops (OpenCV single-threaded, as the peer runs it, one process per core).",
-        "",
-        "| stage | ours | peer |",
-        "|---|---:|---:|",
-    ]
-    for row in stages:
-        peer = f"{row['peer_us']:,}" if "peer_us" in row else "-"
-        lines.append(f"| {row['stage']} | {row['ours_us']:,} | {peer} |")
-    return "\n".join(lines)
 
 
 def main(argv=None) -> None:

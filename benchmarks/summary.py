@@ -326,8 +326,6 @@ def readme_block(
     lines.append("")
     lines.append("Every op: `benchmarks/results/core_ops.md`.")
     if phases and phases.get("stages_224"):
-        from benchmarks.phases import stage_table
-
         lines += [
             "",
             f"**Where the 224 px time goes** (`{phases['command']}`, the same day; per-copy phases "
@@ -336,6 +334,24 @@ def readme_block(
             stage_table(phases["stages_224"]),
         ]
     return "\n".join(lines) + "\n"
+
+
+def stage_table(stages: list[dict]) -> str:
+    """The stage profile of `python -m benchmarks.phases` as markdown (phases.md, the docs
+    block)."""
+    lines = [
+        "Microseconds (wall clock) per 224x224 crop (uint8) of each stage of `standard`: ours "
+        "in one core call of 64 images (the offline door's call at this size; TensorFlow's "
+        "kernels on every core), the peer's albumentations transform image by image on the same "
+        "crops (OpenCV single-threaded, as the peer runs it, one process per core).",
+        "",
+        "| stage | ours | peer |",
+        "|---|---:|---:|",
+    ]
+    for row in stages:
+        peer = f"{row['peer_us']:,}" if "peer_us" in row else "-"
+        lines.append(f"| {row['stage']} | {row['ours_us']:,} | {peer} |")
+    return "\n".join(lines)
 
 
 def _cell(spread: dict, digits: int = 0) -> str:
