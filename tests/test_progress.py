@@ -70,6 +70,9 @@ def test_the_line_gives_percentage_rate_and_eta_and_never_100_before_the_end():
     assert unknown == "250 examples done, 1,000 copies written (100/s)"
     final = progress_line({**counts, "bytes": 10_000}, 10_000, progress.BYTES, 80.0, final=True)
     assert final == "250 examples done (100%): 1,000 copies written in 0:01:20 (12/s)"
+    # The first news has no time behind it: no rate, no ETA (not "(585,797,130/s), ETA 0:00:00").
+    first = progress_line(counts, 10_000, progress.BYTES, elapsed=0.0)
+    assert first == "250 examples done (25%), 1,000 copies written"
 
 
 def test_a_terminal_gets_a_bar_that_ends_full(tmp_path, capsys):

@@ -187,8 +187,8 @@ def progress_line(
     counts: dict[str, int], total: int | None, unit: str, elapsed: float, final: bool = False
 ) -> str:
     """'1,234 examples done (31%), 4,936 copies written (812/s), ETA 0:00:42'; without a
-    total, the counts and the rate only; `final`: '... done (100%): 4,936 copies written in
-    0:00:06 (812/s)'."""
+    total, the counts and the rate only; with no time `elapsed` yet, the counts only; `final`:
+    '... done (100%): 4,936 copies written in 0:00:06 (812/s)'."""
     done = counts[unit]
     line = f"{counts['examples']:,} examples done"
     if total:
@@ -199,7 +199,9 @@ def progress_line(
         return (
             line + f": {counts['copies']:,} copies written in {_duration(elapsed)} ({rate:,.0f}/s)"
         )
-    line += f", {counts['copies']:,} copies written ({rate:,.0f}/s)"
+    line += f", {counts['copies']:,} copies written"
+    if elapsed > 0:
+        line += f" ({rate:,.0f}/s)"
     if total and 0 < done < total and elapsed > 0:
         line += f", ETA {_duration(elapsed * (total - done) / done)}"
     return line
@@ -266,15 +268,25 @@ class ProgressMonitor:
             elif time.monotonic() - last_log >= self.LOG_SECONDS:
                 last_log = time.monotonic()
                 self._report()
+            elif self._first_news is None:
+                self._news(read_counts(self.folder))  # the rate's start, to the second
+
+    def _news(self, counts: dict[str, int]) -> bool:
+        """Notes when the first example is done; True when that is now. While it runs, rates
+        and the ETA count from then: Beam's and TensorFlow's start-up is behind the run by
+        then. The last line counts it all."""
+        if self._first_news is None and counts["examples"]:
+            self._first_news = time.monotonic()
+            return True
+        return False
 
     def _report(self, final: bool = False) -> None:
         counts = read_counts(self.folder)
-        if self._first_news is None and counts["examples"]:
-            # While it runs, rates and the ETA count from the first example done: Beam's and
-            # TensorFlow's start-up is behind the run by then. The last line counts it all.
-            self._first_news = time.monotonic()
+        # News seen only now has no time behind it yet: its line gives no rate (a rate over
+        # microseconds read "585,797,130/s, ETA 0:00:00").
+        just_started = self._news(counts) and not final
         since = self._started if final else (self._first_news or self._started)
-        elapsed = time.monotonic() - since
+        elapsed = 0.0 if just_started else time.monotonic() - since
         if self._bar is not None:
             self._bar.n = counts[self.unit]
             self._bar.set_postfix_str(f"{counts['copies']:,} copies", refresh=False)
