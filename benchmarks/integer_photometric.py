@@ -21,14 +21,16 @@ IMAGES = 64
 
 
 def photometric(images, delta, contrast, saturation):
-    """Brightness (+delta levels), contrast around each channel's exact mean, saturation around
-    the Q8 luma; factors in Q8 (x 256), rounded half up, clipped after each op."""
+    """Brightness (+delta levels), contrast around each channel's mean (an exact integer sum,
+    rounded to Q8), saturation around the Q8 luma; factors in Q8 (x 256), rounded half up,
+    clipped after each op."""
     import tensorflow as tf
 
     x = tf.clip_by_value(tf.cast(images, tf.int32) + delta[:, None, None, None], 0, 255)
     pixels = tf.shape(x)[1] * tf.shape(x)[2]
     total = tf.reduce_sum(x, axis=[1, 2], keepdims=True)  # integer sums: exact
-    mean8 = (total * 256 + pixels // 2) // pixels
+    # total * 256 overflows int32 above a mean of 167 levels at 224 px: split it.
+    mean8 = (total // pixels) * 256 + ((total % pixels) * 256 + pixels // 2) // pixels
     factor = contrast[:, None, None, None]
     x = tf.clip_by_value((mean8 * 256 + (x * 256 - mean8) * factor + 32768) // 65536, 0, 255)
     grey8 = x[..., 0:1] * 77 + x[..., 1:2] * 150 + x[..., 2:3] * 29

@@ -11,7 +11,7 @@ from __future__ import annotations
 import argparse
 import time
 
-from benchmarks import accuracy, core_ops, memory, offline, plots, sink, summary
+from benchmarks import accuracy, core_ops, memory, offline, phases, plots, sink, summary
 
 
 def main(argv=None) -> None:
@@ -23,6 +23,7 @@ def main(argv=None) -> None:
     offline.main(flags)
     core_ops.main(flags)
     sink.main()
+    phases.main(flags)  # the stage profile the docs block shows
     if not args.quick:  # training runs and the 49 MP image: minutes each, not spot checks
         accuracy.main(flags)
         memory.main([])

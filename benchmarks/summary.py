@@ -8,7 +8,8 @@ repeat i of the numerator with repeat i of the denominator (they ran side by sid
 the median and the spread of those pairs. The quick run has no memory-scaling run and only a
 few single ops, so two ratios are absent there. `--readme` (or `--docs`: the block moved from the
 README to the docs; the flag keeps its name) rewrites the benchmark block of docs/benchmarks.md
-(between its BENCHMARKS markers) from these results, so the published figures are always a run's.
+(between its BENCHMARKS markers) from these results, and from `phases.json` the stage profile
+at 224 px when it has one, so the published figures are always a run's.
 """
 
 from __future__ import annotations
@@ -328,8 +329,9 @@ def readme_block(
     if phases and phases.get("stages_224"):
         lines += [
             "",
-            f"**Where the 224 px time goes** (`{phases['command']}`, the same day; per-copy phases "
-            "without Beam: `benchmarks/results/phases.md`):",
+            f"**Where the 224 px time goes** (`{phases['command']}`, "
+            f"{phases.get('date', 'undated')}; per-copy phases without Beam: "
+            "`benchmarks/results/phases.md`):",
             "",
             stage_table(phases["stages_224"]),
         ]
@@ -341,9 +343,12 @@ def stage_table(stages: list[dict]) -> str:
     block)."""
     lines = [
         "Microseconds (wall clock) per 224x224 crop (uint8) of each stage of `standard`: ours "
-        "in one core call of 64 images (the offline door's call at this size; TensorFlow's "
-        "kernels on every core), the peer's albumentations transform image by image on the same "
-        "crops (OpenCV single-threaded, as the peer runs it, one process per core).",
+        "in one core call of 64 images (the offline door's call at this size, which it splits "
+        "in 4 threaded parts; TensorFlow's kernels on every core), the peer's albumentations "
+        "transform image by image on the same crops (OpenCV single-threaded, as the peer runs "
+        "it, one process per core): per core, the gap is about twice the ratio. Each "
+        "photometric row pays its own uint8 -> float -> uint8 round trip, so the rows add up "
+        "to more than the whole.",
         "",
         "| stage | ours | peer |",
         "|---|---:|---:|",
