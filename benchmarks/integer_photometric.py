@@ -13,7 +13,6 @@ graph's, alone and in the batch. Not part of `make bench`.
 from __future__ import annotations
 
 import os
-import time
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 
@@ -44,6 +43,7 @@ def main() -> None:
     import tensorflow as tf
     from tfx_image_augment import augment, load_policy
 
+    from benchmarks.phases import STAGES, microseconds_per_image
     from pipelines.data import photo_crops
 
     crops = photo_crops(224, IMAGES, seed=11)
@@ -55,30 +55,20 @@ def main() -> None:
     )
     images = tf.constant(crops)
 
-    def per_image(fn, repeats: int = 5):
-        out = fn().numpy()
-        started = time.perf_counter()
-        for _ in range(repeats):
-            fn().numpy()
-        return (time.perf_counter() - started) / repeats / IMAGES * 1e6, out
+    def per_image(fn) -> float:
+        return microseconds_per_image(lambda: fn().numpy(), IMAGES, repeats=5)
 
     graph = tf.function(photometric)
     xla = tf.function(photometric, jit_compile=True)
-    graph_us, graph_out = per_image(lambda: graph(images, *draws))
-    xla_us, xla_out = per_image(lambda: xla(images, *draws))
+    graph_us = per_image(lambda: graph(images, *draws))
+    xla_us = per_image(lambda: xla(images, *draws))
+    graph_out, xla_out = graph(images, *draws).numpy(), xla(images, *draws).numpy()
     alone = np.stack([xla(images[i : i + 1], *(d[i : i + 1] for d in draws))[0] for i in range(8)])
-    policy = load_policy(
-        {
-            "version": 1,
-            "ops": [
-                {"op": "brightness", "max_delta": 0.2},
-                {"op": "contrast", "lower": 0.8, "upper": 1.2},
-                {"op": "saturation", "lower": 0.8, "upper": 1.2},
-            ],
-        }
-    )
+    # The same three ops as the stage profile's rows, as one policy.
+    ops = STAGES["brightness"] + STAGES["contrast + saturation"]
+    policy = load_policy({"version": 1, "ops": ops})
     seeds = np.arange(2 * IMAGES, dtype=np.int64).reshape(IMAGES, 2)
-    core_us, _ = per_image(lambda: augment(crops, seeds, policy))
+    core_us = per_image(lambda: augment(crops, seeds, policy))
     print(f"integer ops, graph: {graph_us:,.0f} us per image")
     print(f"integer ops, XLA:   {xla_us:,.0f} us per image")
     print(

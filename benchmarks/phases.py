@@ -46,6 +46,12 @@ def _seconds(fn) -> float:
     return time.perf_counter() - started
 
 
+def microseconds_per_image(fn, images: int, repeats: int) -> float:
+    """`fn`'s wall time per image (a call does `images`), after one call that traces or warms up."""
+    fn()
+    return _seconds(lambda: [fn() for _ in range(repeats)]) / repeats / images * 1e6
+
+
 def measure(pattern: str) -> dict:
     import numpy as np
     import tensorflow as tf
@@ -160,11 +166,7 @@ def stage_profile(size: int = 224, images: int = 64, repeats: int = 5) -> list[d
     seeds = np.arange(2 * images, dtype=np.int64).reshape(images, 2)
 
     def per_image(fn) -> float:
-        fn()  # traces or warms up
-        started = time.perf_counter()
-        for _ in range(repeats):
-            fn()
-        return (time.perf_counter() - started) / repeats / images * 1e6
+        return microseconds_per_image(fn, images, repeats)
 
     peer = _peer_stages()
     rows = []
