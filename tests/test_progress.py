@@ -4,6 +4,7 @@ and an ETA while it runs (a bar on a terminal, plain lines in a log)."""
 from __future__ import annotations
 
 import logging
+import re
 
 import tensorflow as tf
 from tfx_image_augment.cli.commands import main
@@ -100,3 +101,8 @@ def test_a_local_run_logs_its_progress_against_the_input_size(tmp_path, monkeypa
     during, last = lines[:-1], lines[-1]
     assert "image-augment: 200 examples done (100%): 800 copies written in 0:00:" in last
     assert any("%), " in line and "copies written" in line and ", ETA " in line for line in during)
+    # The line where the first news arrives has no time behind it: no rate (it read
+    # "(585,797,130/s), ETA 0:00:00"); later rates are a run's, not microseconds'.
+    assert "/s)" not in during[0] and ", ETA " not in during[0]
+    rates = [int(m.replace(",", "")) for m in re.findall(r"\(([\d,]+)/s\)", "\n".join(during))]
+    assert rates and max(rates) < 100_000
