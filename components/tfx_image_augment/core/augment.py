@@ -263,6 +263,10 @@ def validate_images(images: tf.Tensor) -> None:
         )
 
 
+# The core needs no AutoGraph (its Python branches on Python values only). Marked so, a caller's
+# tf.function or tf.data map runs it as written instead of converting its source on every trace
+# (a tf.data map of `standard`: 4.2 -> 1.6-2.4 s to trace here).
+@tf.autograph.experimental.do_not_convert
 def augment(
     images,
     seeds,
@@ -302,6 +306,7 @@ def augment(
     return out["images"] if masks is None else (out["images"], out["masks"])
 
 
+@tf.autograph.experimental.do_not_convert
 def augment_targets(
     images,
     seeds,
