@@ -30,6 +30,7 @@ from tfx_image_augment.offline.beam.expansion import (
     first_quarantine_reasons,
 )
 from tfx_image_augment.offline.config import AugmentConfig
+from tfx_image_augment.offline.decode import decode_example, decode_examples
 
 from tests import images as real
 from tests.executor_helpers import counts, examples_artifact, run_executor
@@ -536,3 +537,42 @@ def test_png_compression_changes_the_bytes_never_the_pixels():
     for values in written.values():
         decoded = np.stack([tf.io.decode_png(v[0]).numpy() for v in values])
         np.testing.assert_array_equal(decoded, photos)
+
+
+def test_records_decoded_together_match_one_at_a_time():
+    # The expansion decodes checked records in groups (one TensorFlow call per image size and
+    # depth); every record must come out as decode_example alone gives it: the same pixels and
+    # dtype, or the same reason and detail, whatever else shares its group.
+    good = _good_records(6)
+    jpegs = [
+        _example(_bytes(tf.io.encode_jpeg(crop, quality=90).numpy()), label=i).SerializeToString()
+        for i, crop in enumerate(real.photo_crops(40, 3, seed=3))
+    ]
+    grey = [
+        _example(_bytes(_png(digit)), label=i).SerializeToString()
+        for i, digit in enumerate(real.digits(24)[0][:3])  # 24x24 like `good`, one channel
+    ]
+    deep = [_example(_bytes(_png(photo))).SerializeToString() for photo in _photos_16_bit(2)]
+    records = good[:3] + list(_catalogue().values()) + grey + good[3:] + jpegs + deep
+    config = AugmentConfig()
+
+    together = decode_examples(records, config)
+
+    assert len(together) == len(records)
+    for record, outcome in zip(records, together, strict=True):
+        try:
+            alone = decode_example(record, config)
+        except quarantine.Quarantined as bad:
+            assert isinstance(outcome, quarantine.Quarantined)
+            assert (outcome.reason, outcome.detail) == (bad.reason, bad.detail)
+            continue
+        assert not isinstance(outcome, quarantine.Quarantined), outcome
+        assert outcome.pixels.dtype == alone.pixels.dtype
+        np.testing.assert_array_equal(outcome.pixels, alone.pixels)
+        assert (outcome.key, outcome.image_format) == (alone.key, alone.image_format)
+    assert sum(not isinstance(o, quarantine.Quarantined) for o in together) == 14
+    # Undamaged images of one size are decoded in one call (what saves the time), not each
+    # alone after a failed one.
+    codec._BATCH_DECODERS.clear()
+    clean = decode_examples(good + jpegs, config)
+    assert codec._BATCH_DECODERS and not any(isinstance(o, quarantine.Quarantined) for o in clean)
