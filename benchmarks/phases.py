@@ -59,17 +59,24 @@ def measure(pattern: str) -> dict:
     from tfx_image_augment.core.seeds import copy_seed
     from tfx_image_augment.io.codec import MAX_BATCH_PIXELS, encode_batch
     from tfx_image_augment.offline.beam.sink import GZIP_WBITS, framed, level_for
-    from tfx_image_augment.offline.beam.transforms import AugmentBatchFn, DecodeFn
+    from tfx_image_augment.offline.beam.transforms import DECODE_BATCH, AugmentBatchFn
     from tfx_image_augment.offline.config import AugmentConfig
+    from tfx_image_augment.offline.decode import decode_examples
 
     records = [r.numpy() for r in tf.data.TFRecordDataset(sorted(tf.io.gfile.glob(pattern)))]
     config = AugmentConfig(policy="standard", num_copies=COPIES, seed=1, key_feature="id")
-    decode, augment = DecodeFn(config.to_json(), "train"), AugmentBatchFn(config.to_json(), "t")
-    decode.setup()
+    augment = AugmentBatchFn(config.to_json(), "t")
     augment.setup()
-    list(augment.process(list(decode.process(records[0]))))  # trace the graphs first
+
+    def decode_all() -> list:  # as DecodeFn decodes: in groups of DECODE_BATCH records
+        groups = range(0, len(records), DECODE_BATCH)
+        return [x for i in groups for x in decode_examples(records[i : i + DECODE_BATCH], config)]
+
+    # Trace the graphs first: the core's, the encoder's and the grouped decoder's.
+    list(augment.process(decode_examples(records[:DECODE_BATCH], config)[:1]))
     decoded: list = []
-    decode_s = _seconds(lambda: decoded.extend(x for r in records for x in decode.process(r)))
+    decode_s = _seconds(lambda: decoded.extend(decode_all()))
+    assert all(not isinstance(d, Exception) for d in decoded), "the workload has bad records"
     height, width = decoded[0].pixels.shape[:2]
     per_call = max(1, min(config.batch_size, MAX_BATCH_PIXELS // (height * width)))
     examples_per_batch = max(1, per_call // COPIES)

@@ -539,7 +539,7 @@ def test_png_compression_changes_the_bytes_never_the_pixels():
         np.testing.assert_array_equal(decoded, photos)
 
 
-def test_records_decoded_together_match_one_at_a_time():
+def test_records_decoded_together_match_one_at_a_time(monkeypatch):
     # The expansion decodes checked records in groups (one TensorFlow call per image size and
     # depth); every record must come out as decode_example alone gives it: the same pixels and
     # dtype, or the same reason and detail, whatever else shares its group.
@@ -571,8 +571,13 @@ def test_records_decoded_together_match_one_at_a_time():
         np.testing.assert_array_equal(outcome.pixels, alone.pixels)
         assert (outcome.key, outcome.image_format) == (alone.key, alone.image_format)
     assert sum(not isinstance(o, quarantine.Quarantined) for o in together) == 14
-    # Undamaged images of one size are decoded in one call (what saves the time), not each
-    # alone after a failed one.
-    codec._BATCH_DECODERS.clear()
+    # Undamaged images of one size are decoded in one call (what saves the time), never one at
+    # a time after a failed call.
+    alone = []
+    decode_one = codec._decode_one
+    monkeypatch.setattr(
+        codec, "_decode_one", lambda image: alone.append(image) or decode_one(image)
+    )
     clean = decode_examples(good + jpegs, config)
-    assert codec._BATCH_DECODERS and not any(isinstance(o, quarantine.Quarantined) for o in clean)
+    assert not any(isinstance(o, quarantine.Quarantined) for o in clean) and alone == []
+    assert len(decode_examples(good[:1] + jpegs[:1], config)) == 2 and len(alone) == 2

@@ -48,7 +48,7 @@ class _AugmentModule(tf.Module):
         self.mixes, self.tiles = bool(plan.mixing_ops), bool(plan.tiling_ops)
 
         # autograph=False: the wrappers branch on Python values only, and converting their
-        # source for each signature took a third of the export (13.7 -> 8.3 s here).
+        # source for each signature took a third of the export (11.2-13.7 -> 8.3 s here).
         @tf.function(input_signature=[images, seeds], autograph=False)
         def augment(images, seeds):
             if self.mixes:  # as the Keras layer: the image(s) before each one in its batch

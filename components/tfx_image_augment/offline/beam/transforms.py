@@ -133,10 +133,11 @@ class DecodeFn(_SplitFn):
         record: bytes,
         window=beam.DoFn.WindowParam,
         timestamp=beam.DoFn.TimestampParam,
+        pane=beam.DoFn.PaneInfoParam,
         class_counts=None,  # after Beam's parameters: a plain default before them shifts them
     ):
         self._read.inc()
-        place = WindowedValue(None, timestamp, (window,))
+        place = WindowedValue(None, timestamp, (window,), pane)
         try:
             checked = check_example(record, self._config)
         except Quarantined as bad:
