@@ -68,15 +68,21 @@ def measure(pattern: str) -> dict:
     augment = AugmentBatchFn(config.to_json(), "t")
     augment.setup()
 
-    def decode_all() -> list:  # as DecodeFn decodes: in groups of DECODE_BATCH records
+    def decode(some: list[bytes]) -> list:  # as DecodeFn does, K copies each
+        decoded = decode_examples(some, config)
+        assert all(not isinstance(d, Exception) for d in decoded), "the workload has bad records"
+        for example in decoded:
+            example.copies = COPIES
+        return decoded
+
+    def decode_all() -> list:  # in groups of DECODE_BATCH records, as DecodeFn
         groups = range(0, len(records), DECODE_BATCH)
-        return [x for i in groups for x in decode_examples(records[i : i + DECODE_BATCH], config)]
+        return [x for i in groups for x in decode(records[i : i + DECODE_BATCH])]
 
     # Trace the graphs first: the core's, the encoder's and the grouped decoder's.
-    list(augment.process(decode_examples(records[:DECODE_BATCH], config)[:1]))
+    list(augment.process(decode(records[:DECODE_BATCH])[:1]))
     decoded: list = []
     decode_s = _seconds(lambda: decoded.extend(decode_all()))
-    assert all(not isinstance(d, Exception) for d in decoded), "the workload has bad records"
     height, width = decoded[0].pixels.shape[:2]
     per_call = max(1, min(config.batch_size, MAX_BATCH_PIXELS // (height * width)))
     examples_per_batch = max(1, per_call // COPIES)
