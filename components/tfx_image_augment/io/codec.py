@@ -459,7 +459,7 @@ def decode_encoded(images: list[EncodedImage]) -> list:
             try:
                 together = _batch_decoder(channels, dtype)(contents).numpy()
             except (tf.errors.InvalidArgumentError, tf.errors.DataLossError):
-                together = None
+                together = None  # one of them does not decode, or differs: each alone says
         for n, index in enumerate(indices):
             try:
                 results[index] = (

@@ -460,15 +460,12 @@ class MixBucketFn(AugmentBatchFn):
 
     def process(self, element):
         _, members = element
-        records = {}  # an example's copies share one decoding
-        for member in members:
-            records.setdefault(member.key, member.record)
-        decoded = {}
+        records = {member.key: member.record for member in members}  # copies share a decoding
         outcomes = decode_examples(list(records.values()), self._config)
-        for key, outcome in zip(records, outcomes, strict=True):
+        for outcome in outcomes:
             if isinstance(outcome, Quarantined):  # DecodeFn let it through: not data, a bug
                 raise outcome
-            decoded[key] = outcome
+        decoded = dict(zip(records, outcomes, strict=True))
 
         def image_kind(member: MixMember):
             example = decoded[member.key]
