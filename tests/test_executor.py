@@ -318,40 +318,78 @@ def test_batches_are_bounded_by_pixels_and_a_huge_image_goes_alone():
         assert_that(sizes, check)
 
 
-def test_an_example_with_more_copies_than_a_call_holds_is_split_over_calls():
+def test_copies_split_over_calls_and_computed_ahead_keep_their_pixels_and_windows(monkeypatch):
+    # Each example brings more copies than a call holds (5 copies, 2 per call), and
+    # AugmentBatchFn makes one call's records while the pool computes the next: records leave
+    # during a later element or from finish_bundle, and must still be in their own example's
+    # window. DecodeFn holds records back the same way, in groups (of 3 here, across windows).
     import apache_beam as beam
+    from apache_beam.testing.util import assert_that
+    from apache_beam.transforms.window import FixedWindows, TimestampedValue
     from tfx_image_augment import augment, load_policy
-    from tfx_image_augment.offline.beam.transforms import AugmentBatchFn, DecodedExample
-
-    from tests.images import digits
-
-    image = digits(32)[0][0]
-    example = tf.train.Example()
-    example.features.feature["image"].bytes_list.value.append(tf.io.encode_png(image).numpy())
-    config = AugmentConfig(policy="standard", num_copies=5, batch_size=2, seed=3)
-    decoded = DecodedExample(
-        b"k", example.SerializeToString(), image, "png", None, None, "image", copies=5
+    from tfx_image_augment.offline.beam import transforms
+    from tfx_image_augment.offline.beam.transforms import (
+        QUARANTINE_TAG,
+        AugmentBatchFn,
+        DecodeFn,
+        batch_examples,
     )
-    batch_fn = AugmentBatchFn(config.to_json(), "train")
-    batch_fn.setup()
-    outputs = list(batch_fn.process([decoded]))
-    originals = [o for o in outputs if isinstance(o, beam.pvalue.TaggedOutput)]
-    copies = [tf.train.Example.FromString(o) for o in outputs if isinstance(o, bytes)]
-    assert len(originals) == 1 and len(copies) == 5
-    assert sorted(c.features.feature["aug_copy_index"].int64_list.value[0] for c in copies) == [
-        1,
-        2,
-        3,
-        4,
-        5,
-    ]
-    # Each copy as the core computes it for its seed, whatever call it went through.
-    seeds = np.array([c.features.feature["aug_seed"].int64_list.value for c in copies], np.int64)
-    expected = augment(np.stack([image] * 5), seeds, load_policy("standard")).numpy()
-    written = np.stack(
-        [tf.io.decode_png(c.features.feature["image"].bytes_list.value[0]) for c in copies]
-    )
-    np.testing.assert_array_equal(written, expected)
+
+    monkeypatch.setattr(transforms, "DECODE_BATCH", 3)  # the in-memory runner: this process
+
+    records = _digit_examples(6)
+    config = AugmentConfig(policy="standard", num_copies=5, batch_size=2, seed=3, key_feature="id")
+    images = {
+        f"d{i}": tf.io.decode_png(_parse(r).features.feature["image"].bytes_list.value[0]).numpy()
+        for i, r in enumerate(records)
+    }
+
+    def copy_and_window(record: bytes, window=beam.DoFn.WindowParam):
+        return tf.train.Example.FromString(record), int(window.start)
+
+    def check(outputs):
+        assert len(outputs) == 6 * 5
+        by_id: dict[str, list] = {}
+        for copy, window_start in outputs:
+            key = copy.features.feature["aug_source_key"].bytes_list.value[0].decode()
+            by_id.setdefault(key, []).append((copy, window_start))
+        assert sorted(by_id) == sorted(images)
+        for source_id, copies in by_id.items():
+            # Example i has timestamp 5 i: two examples per window of 10 seconds.
+            assert {start for _, start in copies} == {int(source_id[1:]) * 5 // 10 * 10}
+            indexes = [c.features.feature["aug_copy_index"].int64_list.value[0] for c, _ in copies]
+            assert sorted(indexes) == [1, 2, 3, 4, 5]
+            # Each copy as the core computes it for its seed, whatever call it went through.
+            seeds = np.array(
+                [c.features.feature["aug_seed"].int64_list.value for c, _ in copies], np.int64
+            )
+            expected = augment(
+                np.stack([images[source_id]] * 5), seeds, load_policy("standard")
+            ).numpy()
+            written = [
+                tf.io.decode_png(c.features.feature["image"].bytes_list.value[0]).numpy()
+                for c, _ in copies
+            ]
+            np.testing.assert_array_equal(np.stack(written), expected)
+
+    with beam.Pipeline(argv=["--direct_num_workers=1"]) as pipeline:
+        decoded = (
+            pipeline
+            | beam.Create(list(enumerate(records)), reshuffle=False)
+            | beam.MapTuple(lambda i, record: TimestampedValue(record, i * 5))
+            | beam.WindowInto(FixedWindows(10))
+            | beam.ParDo(DecodeFn(config.to_json(), "train")).with_outputs(
+                QUARANTINE_TAG, main="ok"
+            )
+        )
+        written = (
+            decoded.ok
+            | batch_examples(config.batch_size)
+            | beam.ParDo(AugmentBatchFn(config.to_json(), "train")).with_outputs(
+                AugmentBatchFn.ORIGINALS, main="copies"
+            )
+        )
+        assert_that(written.copies | beam.Map(copy_and_window), check)
 
 
 def test_an_augmented_split_without_examples_fails_and_publishes_nothing(tmp_path):

@@ -22,7 +22,9 @@ from __future__ import annotations
 
 import functools
 import itertools
-from collections import defaultdict
+from collections import defaultdict, deque
+from collections.abc import Callable
+from concurrent.futures import Future
 from typing import NamedTuple
 
 import apache_beam as beam
@@ -110,14 +112,16 @@ class _SplitFn(beam.DoFn):
 # many, and at most MAX_BATCH_PIXELS pixels. An eager decode pays ~200 us of dispatch per image
 # (more than a 32-px PNG's decode); one call over 64 costs ~60 us an image and runs on every core.
 DECODE_BATCH = 64
+# Groups decoded ahead of the one whose examples go out (DecodeFn._decode_waiting).
+GROUPS_AHEAD = 1
 
 
 class DecodeFn(_SplitFn):
     """Parses, validates and decodes each record; bad ones go whole to the quarantine output.
     Also decides the example's number of copies (`class_counts`: the side input balancing
     needs; waiting for it holds back encoded records, never decoded pixels). Checked records
-    wait for their decode in groups of up to DECODE_BATCH (`decode_checked`), each output in
-    its own record's window."""
+    wait for their decode in groups of up to DECODE_BATCH (`decode_checked`, in the pool while
+    this thread checks the next group), each output in its own record's window."""
 
     def setup(self):
         super().setup()
@@ -127,6 +131,9 @@ class DecodeFn(_SplitFn):
     def start_bundle(self):
         self._waiting: list[tuple[CheckedExample, dict | None, WindowedValue]] = []
         self._waiting_pixels = 0
+        # Groups submitted to the pool, oldest first, with their decodes (a failed bundle's are
+        # dropped with it).
+        self._decoding: deque[tuple[list, Future]] = deque()
 
     def process(
         self,
@@ -150,23 +157,39 @@ class DecodeFn(_SplitFn):
 
     def finish_bundle(self):
         yield from self._decode_waiting()
+        yield from self._decoded_out(keep=0)
         super().finish_bundle()
 
     def _decode_waiting(self):
+        """Submits the waiting records' decode to the pool, and yields the groups before it:
+        this thread, which Beam's work and the records' checks hold, never waits behind the
+        core's kernels for a decode it does not need yet."""
         waiting, self._waiting, self._waiting_pixels = self._waiting, [], 0
-        outcomes = decode_checked([checked for checked, _, _ in waiting], self._config)
-        for (checked, class_counts, place), decoded in zip(waiting, outcomes, strict=True):
-            try:
-                if isinstance(decoded, Quarantined):
-                    raise decoded
-                check_mixable(decoded.objects, self._plan)
-            except Quarantined as bad:
-                yield self._quarantined(checked.record, bad, place)
-                continue
-            decoded.copies = copies_for(
-                self._config, decoded.label, decoded.key, class_counts or {}
-            )
-            yield place.with_value(decoded)
+        if waiting:
+            checked = [checked for checked, _, _ in waiting]
+            decoding = _core_pool().submit(decode_checked, checked, self._config)
+            self._decoding.append((waiting, decoding))
+        yield from self._decoded_out(keep=GROUPS_AHEAD)
+
+    def _decoded_out(self, keep: int):
+        """Yields the oldest submitted groups' examples (or quarantined records) until `keep`
+        groups are left."""
+        while len(self._decoding) > keep:
+            waiting, result = self._decoding.popleft()
+            for (checked, class_counts, place), decoded in zip(
+                waiting, result.result(), strict=True
+            ):
+                try:
+                    if isinstance(decoded, Quarantined):
+                        raise decoded
+                    check_mixable(decoded.objects, self._plan)
+                except Quarantined as bad:
+                    yield self._quarantined(checked.record, bad, place)
+                    continue
+                decoded.copies = copies_for(
+                    self._config, decoded.label, decoded.key, class_counts or {}
+                )
+                yield place.with_value(decoded)
 
     def _quarantined(self, record: bytes, bad: Quarantined, place: WindowedValue):
         _counter(self._split, f"quarantined/{bad.reason}").inc()
@@ -204,11 +227,23 @@ class _Computed(NamedTuple):
     mix_weights: np.ndarray | None  # [n] float32: each copy's own share (mixing policies)
 
 
+class _InFlight(NamedTuple):
+    """A core call submitted to the pool whose records are not out yet."""
+
+    place: WindowedValue  # the window, timestamp and pane its records go out in
+    parts: list[list[_Copy]]
+    results: list[Future]  # each part's _Computed
+    done: Callable[[], None] | None  # called once its records are out (progress)
+
+
 class AugmentBatchFn(_SplitFn):
     """A batch of examples -> each one's original (tagged ORIGINALS, unchanged but for
     provenance) and its copies 1..k (k from `balance.copies_for`, decided when it was decoded):
     augmented, re-encoded, serialized. Copies fan out here, inside the batch, rather than as
-    K elements each through Beam: one element per example is all the runner carries."""
+    K elements each through Beam: one element per example is all the runner carries.
+
+    The core works ahead: a batch's copies come out while the next batch is computed (in the
+    pool's threads), each in its own batch's window, the last ones from `finish_bundle`."""
 
     ORIGINALS = "originals"
 
@@ -218,20 +253,65 @@ class AugmentBatchFn(_SplitFn):
         self._written = _counter(self._split, "copies_written")
         self._originals = _counter(self._split, "originals_written")
 
-    def process(self, batch: list[DecodedExample]):
+    def start_bundle(self):
+        # A failed bundle's calls are dropped with it: its retry computes them again.
+        self._in_flight: deque[_InFlight] = deque()
+
+    def process(
+        self,
+        batch: list[DecodedExample],
+        window=beam.DoFn.WindowParam,
+        timestamp=beam.DoFn.TimestampParam,
+        pane=beam.DoFn.PaneInfoParam,
+    ):
         killpoint("augment-batch")  # tests stop a run here; a dictionary lookup otherwise
         copies = []
         for decoded in batch:
             yield from _original_out(decoded, self._config, self._split, self._originals)
             copies.extend(_Copy(index, decoded) for index in range(1, decoded.copies + 1))
-        yield from self._augment(copies)
-        for decoded in batch:
-            self._progress.finished(len(decoded.record), decoded.copies)
 
-    def _augment(self, copies: list[_Copy]):
-        # Images of one shape, dtype and format (and, for detection records, one keypoint
-        # count) go through the core and the encoder together, at most `batch_size` copies and
-        # MAX_BATCH_PIXELS pixels per call (one example may bring more than a call holds).
+        def finished():
+            for decoded in batch:
+                self._progress.finished(len(decoded.record), decoded.copies)
+
+        yield from self._augment(copies, WindowedValue(None, timestamp, (window,), pane), finished)
+
+    def finish_bundle(self):
+        yield from self._records_out(keep=0)
+        super().finish_bundle()
+
+    def _augment(self, copies: list[_Copy], place: WindowedValue, done: Callable[[], None]):
+        """Submits `copies` to the core in calls, and yields the records of the calls before
+        them: this thread turns one call's outputs into records (protobuf, Beam and the sink
+        hold the GIL) while the pool computes the next (TensorFlow's kernels release it)."""
+        calls = self._calls(copies)
+        if not calls:
+            done()
+        for number, items in enumerate(calls, start=1):
+            # The call's copies in CORE_THREADS parts at once: one part's kernels run while
+            # another part's Python dispatches its ops. Every copy's pixels are the same in
+            # any batch, so the parts change no bit.
+            parts = _split(items, CORE_THREADS)
+            results = [_core_pool().submit(self._compute, part) for part in parts]
+            self._in_flight.append(
+                _InFlight(place, parts, results, done if number == len(calls) else None)
+            )
+            yield from self._records_out(keep=CALLS_AHEAD)
+
+    def _records_out(self, keep: int):
+        """Yields the records of the oldest calls in flight until `keep` are left."""
+        while len(self._in_flight) > keep:
+            call = self._in_flight.popleft()
+            for part, result in zip(call.parts, call.results, strict=True):
+                for record in self._records(part, result.result()):
+                    yield call.place.with_value(record)
+            if call.done is not None:
+                call.done()
+
+    def _calls(self, copies: list[_Copy]) -> list[list[_Copy]]:
+        """`copies` in core calls: images of one shape, dtype and format (and, for detection
+        records, one keypoint count) together, at most `batch_size` copies and
+        MAX_BATCH_PIXELS pixels per call (one example may bring more than a call holds)."""
         groups: dict[tuple, list[_Copy]] = defaultdict(list)
         for copy in copies:
             decoded = copy.decoded
@@ -248,6 +328,7 @@ class AugmentBatchFn(_SplitFn):
                 else ("objects", objects.keypoints_per_object, objects.mask_form),
             )
             groups[key].append(copy)
+        calls = []
         for items in groups.values():
             height, width = items[0].decoded.pixels.shape[:2]
             # Instance masks are one uint8 plane per object, and mixing partners whole images:
@@ -256,14 +337,10 @@ class AugmentBatchFn(_SplitFn):
             per_call = max(
                 1, min(self._config.batch_size, MAX_BATCH_PIXELS // (height * width * planes))
             )
-            for start in range(0, len(items), per_call):
-                # The call's copies in CORE_THREADS parts at once: TensorFlow releases the GIL,
-                # so one part's kernels run while another part's Python dispatches its ops.
-                # Every copy's pixels are the same in any batch, so the parts change no bit.
-                parts = _split(items[start : start + per_call], CORE_THREADS)
-                computed = _core_pool().map(self._compute, parts)
-                for part, result in zip(parts, computed, strict=True):
-                    yield from self._records(part, result)
+            calls.extend(
+                items[start : start + per_call] for start in range(0, len(items), per_call)
+            )
+        return calls
 
     def _compute(self, items: list[_Copy]) -> _Computed:
         """The core and the encoders over `items` (TensorFlow only: runs in a pool thread)."""
@@ -458,7 +535,13 @@ class MixFanOutFn(_SplitFn):
 class MixBucketFn(AugmentBatchFn):
     """(bucket, its copies) -> the copies augmented with their partners, as records."""
 
-    def process(self, element):
+    def process(
+        self,
+        element,
+        window=beam.DoFn.WindowParam,
+        timestamp=beam.DoFn.TimestampParam,
+        pane=beam.DoFn.PaneInfoParam,
+    ):
         _, members = element
         records = {member.key: member.record for member in members}  # copies share a decoding
         outcomes = decode_examples(list(records.values()), self._config)
@@ -476,8 +559,11 @@ class MixBucketFn(AugmentBatchFn):
             _Copy(m.copy_index, decoded[m.key], tuple(decoded[p.key] for p in ps))
             for m, ps in partners(list(members), image_kind, self._plan.partner_count)
         ]
-        yield from self._augment(copies)
-        self._progress.wrote(len(copies))
+        yield from self._augment(
+            copies,
+            WindowedValue(None, timestamp, (window,), pane),
+            functools.partial(self._progress.wrote, len(copies)),
+        )
 
 
 def _mask_planes(decoded: DecodedExample) -> int:
@@ -511,11 +597,14 @@ def batch_examples(batch_size: int) -> beam.PTransform:
 # Parts of one core call run at once (AugmentBatchFn._augment): on 2 cores, 4 parts augmented
 # and encoded 224-px copies 1.4x and 32-px copies 1.5x faster than one call (8 were slower).
 CORE_THREADS = 4
+# Core calls computed ahead of the one whose records are being made (AugmentBatchFn._augment).
+CALLS_AHEAD = 1
 _CORE_POOL = None
 
 
 def _core_pool():
-    """This process's threads for the core (made on first use: importing starts none)."""
+    """This process's threads for TensorFlow's work: decode groups and core calls (made on
+    first use: importing starts none)."""
     global _CORE_POOL
     if _CORE_POOL is None:
         from concurrent.futures import ThreadPoolExecutor
