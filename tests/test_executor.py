@@ -322,9 +322,10 @@ def test_copies_split_over_calls_and_computed_ahead_keep_their_pixels_and_window
     # Each example brings more copies than a call holds (5 copies, 2 per call), and
     # AugmentBatchFn makes one call's records while the pool computes the next: records leave
     # during a later element or from finish_bundle, and must still be in their own example's
-    # window. DecodeFn holds records back the same way, in groups (of 3 here, across windows).
+    # window. DecodeFn holds records back the same way, in groups (of 3 here, across windows),
+    # and its last group, with a truncated PNG to quarantine, leaves from its finish_bundle.
     import apache_beam as beam
-    from apache_beam.testing.util import assert_that
+    from apache_beam.testing.util import assert_that, equal_to
     from apache_beam.transforms.window import FixedWindows, TimestampedValue
     from tfx_image_augment import augment, load_policy
     from tfx_image_augment.offline.beam import transforms
@@ -337,22 +338,31 @@ def test_copies_split_over_calls_and_computed_ahead_keep_their_pixels_and_window
 
     monkeypatch.setattr(transforms, "DECODE_BATCH", 3)  # the in-memory runner: this process
 
+    from pipelines.data import image_example
+
     records = _digit_examples(6)
     config = AugmentConfig(policy="standard", num_copies=5, batch_size=2, seed=3, key_feature="id")
     images = {
         f"d{i}": tf.io.decode_png(_parse(r).features.feature["image"].bytes_list.value[0]).numpy()
         for i, r in enumerate(records)
     }
+    png = _parse(records[0]).features.feature["image"].bytes_list.value[0]
+    records.append(image_example(png[: len(png) // 2], 0, "d6"))  # timestamp 30
 
-    def copy_and_window(record: bytes, window=beam.DoFn.WindowParam):
-        return tf.train.Example.FromString(record), int(window.start)
+    def window_start(element, window=beam.DoFn.WindowParam):
+        return element, int(window.start)
+
+    def original_window(record: bytes, window=beam.DoFn.WindowParam):
+        key = _parse(record).features.feature["aug_source_key"].bytes_list.value[0].decode()
+        return key, int(window.start)
 
     def check(outputs):
         assert len(outputs) == 6 * 5
         by_id: dict[str, list] = {}
-        for copy, window_start in outputs:
+        for record, start in outputs:
+            copy = tf.train.Example.FromString(record)
             key = copy.features.feature["aug_source_key"].bytes_list.value[0].decode()
-            by_id.setdefault(key, []).append((copy, window_start))
+            by_id.setdefault(key, []).append((copy, start))
         assert sorted(by_id) == sorted(images)
         for source_id, copies in by_id.items():
             # Example i has timestamp 5 i: two examples per window of 10 seconds.
@@ -389,7 +399,18 @@ def test_copies_split_over_calls_and_computed_ahead_keep_their_pixels_and_window
                 AugmentBatchFn.ORIGINALS, main="copies"
             )
         )
-        assert_that(written.copies | beam.Map(copy_and_window), check)
+        assert_that(written.copies | "CopyWindows" >> beam.Map(window_start), check)
+        assert_that(
+            written[AugmentBatchFn.ORIGINALS] | beam.Map(original_window),
+            equal_to([(source_id, int(source_id[1:]) * 5 // 10 * 10) for source_id in images]),
+            label="Originals",
+        )
+        assert_that(
+            decoded[QUARANTINE_TAG]
+            | "QuarantineWindows" >> beam.Map(lambda record, w=beam.DoFn.WindowParam: int(w.start)),
+            equal_to([30]),
+            label="Quarantined",
+        )
 
 
 def test_an_augmented_split_without_examples_fails_and_publishes_nothing(tmp_path):

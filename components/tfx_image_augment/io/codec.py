@@ -436,7 +436,8 @@ def _batch_decoder(channels: int, dtype):
                 fn_output_signature=tf.TensorSpec([None, None, None], dtype),
             )
 
-        _BATCH_DECODERS[key] = decode
+        # setdefault: pool threads may build the first one at once; all use the one kept.
+        return _BATCH_DECODERS.setdefault(key, decode)
     return _BATCH_DECODERS[key]
 
 
@@ -544,7 +545,7 @@ def _encoder(target: str, rules: EncodeRules):
         def encode(images):
             return tf.map_fn(encode_one, images, fn_output_signature=tf.string)
 
-        _ENCODERS[key] = encode
+        return _ENCODERS.setdefault(key, encode)  # as _batch_decoder: pool threads
     return _ENCODERS[key]
 
 
