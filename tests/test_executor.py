@@ -352,6 +352,9 @@ def test_copies_split_over_calls_and_computed_ahead_keep_their_pixels_and_window
     def window_start(element, window=beam.DoFn.WindowParam):
         return element, int(window.start)
 
+    def window_of(source_id: str) -> int:  # example i has timestamp 5 i: two per window of 10 s
+        return int(source_id[1:]) * 5 // 10 * 10
+
     def original_window(record: bytes, window=beam.DoFn.WindowParam):
         key = _parse(record).features.feature["aug_source_key"].bytes_list.value[0].decode()
         return key, int(window.start)
@@ -365,8 +368,7 @@ def test_copies_split_over_calls_and_computed_ahead_keep_their_pixels_and_window
             by_id.setdefault(key, []).append((copy, start))
         assert sorted(by_id) == sorted(images)
         for source_id, copies in by_id.items():
-            # Example i has timestamp 5 i: two examples per window of 10 seconds.
-            assert {start for _, start in copies} == {int(source_id[1:]) * 5 // 10 * 10}
+            assert {start for _, start in copies} == {window_of(source_id)}
             indexes = [c.features.feature["aug_copy_index"].int64_list.value[0] for c, _ in copies]
             assert sorted(indexes) == [1, 2, 3, 4, 5]
             # Each copy as the core computes it for its seed, whatever call it went through.
@@ -402,7 +404,7 @@ def test_copies_split_over_calls_and_computed_ahead_keep_their_pixels_and_window
         assert_that(written.copies | "CopyWindows" >> beam.Map(window_start), check)
         assert_that(
             written[AugmentBatchFn.ORIGINALS] | beam.Map(original_window),
-            equal_to([(source_id, int(source_id[1:]) * 5 // 10 * 10) for source_id in images]),
+            equal_to([(source_id, window_of(source_id)) for source_id in images]),
             label="Originals",
         )
         assert_that(

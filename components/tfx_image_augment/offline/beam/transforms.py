@@ -20,13 +20,12 @@ Policies that mix images (mixup, cutmix) replace BatchElements -> AugmentBatch w
 
 from __future__ import annotations
 
-import contextlib
 import functools
 import itertools
 from collections import defaultdict, deque
 from collections.abc import Callable
 from concurrent.futures import Future
-from typing import NamedTuple
+from typing import Any, NamedTuple
 
 import apache_beam as beam
 import numpy as np
@@ -87,6 +86,12 @@ def _counter(split: str, name: str):
     return beam.metrics.Metrics.counter(METRICS_NAMESPACE, f"{split}/{name}")
 
 
+def _place(window, timestamp, pane) -> WindowedValue:
+    """Where an element's outputs go (its window, timestamp and pane), for the outputs that
+    leave after it, from a later element or `finish_bundle`: `place.with_value(output)`."""
+    return WindowedValue(None, timestamp, (window,), pane)
+
+
 # ----------------------------------------------------------------------------------------------
 # DoFns
 # ----------------------------------------------------------------------------------------------
@@ -132,8 +137,8 @@ class DecodeFn(_SplitFn):
     def start_bundle(self):
         self._waiting: list[tuple[CheckedExample, dict | None, WindowedValue]] = []
         self._waiting_pixels = 0
-        # Groups submitted to the pool, oldest first, with their decodes.
-        self._decoding: deque[tuple[list, Future]] = deque()
+        # Groups submitted to the pool: (the group, [its decode]).
+        self._decoding = _WorkAhead(GROUPS_AHEAD)
 
     def process(
         self,
@@ -144,7 +149,7 @@ class DecodeFn(_SplitFn):
         class_counts=None,  # after Beam's parameters: a plain default before them shifts them
     ):
         self._read.inc()
-        place = WindowedValue(None, timestamp, (window,), pane)
+        place = _place(window, timestamp, pane)
         try:
             checked = check_example(record, self._config)
         except Quarantined as bad:
@@ -157,7 +162,7 @@ class DecodeFn(_SplitFn):
 
     def finish_bundle(self):
         yield from self._decode_waiting()
-        yield from self._decoded_out(keep=0)
+        yield from self._decoded_out(everything=True)
         super().finish_bundle()
 
     def _decode_waiting(self):
@@ -168,19 +173,17 @@ class DecodeFn(_SplitFn):
         if waiting:
             checked = [checked for checked, _, _ in waiting]
             decoding = _core_pool().submit(decode_checked, checked, self._config)
-            self._decoding.append((waiting, decoding))
-        yield from self._decoded_out(keep=GROUPS_AHEAD)
+            self._decoding.submitted(waiting, [decoding])
+        yield from self._decoded_out()
 
     def teardown(self):
-        _cancel(decoding for _, decoding in getattr(self, "_decoding", ()))
+        if hasattr(self, "_decoding"):
+            self._decoding.cancel()
 
-    def _decoded_out(self, keep: int):
-        """Yields the oldest submitted groups' examples (or quarantined records) until `keep`
-        groups are left."""
-        while len(self._decoding) > keep:
-            waiting, result = self._decoding.popleft()
-            with _cancelled_on_failure(decoding for _, decoding in self._decoding):
-                outcomes = result.result()
+    def _decoded_out(self, everything: bool = False):
+        """Yields the examples (or quarantined records) of the groups whose decode is taken
+        back (`_WorkAhead.taken`)."""
+        for waiting, (outcomes,) in self._decoding.taken(everything):
             for (checked, class_counts, place), decoded in zip(waiting, outcomes, strict=True):
                 try:
                     if isinstance(decoded, Quarantined):
@@ -230,12 +233,11 @@ class _Computed(NamedTuple):
     mix_weights: np.ndarray | None  # [n] float32: each copy's own share (mixing policies)
 
 
-class _InFlight(NamedTuple):
-    """A core call submitted to the pool whose records are not out yet."""
+class _Call(NamedTuple):
+    """A core call submitted to the pool (`_WorkAhead`), whose records are not out yet."""
 
     place: WindowedValue  # the window, timestamp and pane its records go out in
-    parts: list[list[_Copy]]
-    results: list[Future]  # each part's _Computed
+    parts: list[list[_Copy]]  # each computed in a pool thread into a _Computed
     done: Callable[[], None] | None  # called once its records are out (progress)
 
 
@@ -257,10 +259,11 @@ class AugmentBatchFn(_SplitFn):
         self._originals = _counter(self._split, "originals_written")
 
     def start_bundle(self):
-        self._in_flight: deque[_InFlight] = deque()
+        self._in_flight = _WorkAhead(CALLS_AHEAD)
 
     def teardown(self):
-        _cancel(result for call in getattr(self, "_in_flight", ()) for result in call.results)
+        if hasattr(self, "_in_flight"):
+            self._in_flight.cancel()
 
     def process(
         self,
@@ -279,10 +282,10 @@ class AugmentBatchFn(_SplitFn):
             for decoded in batch:
                 self._progress.finished(len(decoded.record), decoded.copies)
 
-        yield from self._augment(copies, WindowedValue(None, timestamp, (window,), pane), finished)
+        yield from self._augment(copies, _place(window, timestamp, pane), finished)
 
     def finish_bundle(self):
-        yield from self._records_out(keep=0)
+        yield from self._records_out(everything=True)
         super().finish_bundle()
 
     def _augment(self, copies: list[_Copy], place: WindowedValue, done: Callable[[], None]):
@@ -298,18 +301,14 @@ class AugmentBatchFn(_SplitFn):
             # any batch, so the parts change no bit.
             parts = _split(items, CORE_THREADS)
             results = [_core_pool().submit(self._compute, part) for part in parts]
-            self._in_flight.append(
-                _InFlight(place, parts, results, done if number == len(calls) else None)
+            self._in_flight.submitted(
+                _Call(place, parts, done if number == len(calls) else None), results
             )
-            yield from self._records_out(keep=CALLS_AHEAD)
+            yield from self._records_out()
 
-    def _records_out(self, keep: int):
-        """Yields the records of the oldest calls in flight until `keep` are left."""
-        while len(self._in_flight) > keep:
-            call = self._in_flight.popleft()
-            pending = (result for later in self._in_flight for result in later.results)
-            with _cancelled_on_failure(pending):
-                computed = [result.result() for result in call.results]
+    def _records_out(self, everything: bool = False):
+        """Yields the records of the calls taken back (`_WorkAhead.taken`)."""
+        for call, computed in self._in_flight.taken(everything):
             for part, result in zip(call.parts, computed, strict=True):
                 for record in self._records(part, result):
                     yield call.place.with_value(record)
@@ -569,7 +568,7 @@ class MixBucketFn(AugmentBatchFn):
         ]
         yield from self._augment(
             copies,
-            WindowedValue(None, timestamp, (window,), pane),
+            _place(window, timestamp, pane),
             functools.partial(self._progress.wrote, len(copies)),
         )
 
@@ -623,21 +622,37 @@ def _core_pool():
     return _CORE_POOL
 
 
-def _cancel(futures) -> None:
-    """Drops pool work not started yet (a failed bundle's: its retry computes it again)."""
-    for future in futures:
-        future.cancel()
+class _WorkAhead:
+    """A DoFn's work in the pool, taken back in the order it was submitted: the DoFn carries on
+    while the pool computes, and hands on the oldest items once more than `ahead` wait."""
 
+    def __init__(self, ahead: int):
+        self._ahead = ahead
+        self._items: deque[tuple[Any, list[Future]]] = deque()
 
-@contextlib.contextmanager
-def _cancelled_on_failure(futures):
-    """Cancels `futures` (the work queued after this one) if the block raises, then re-raises:
-    the pool does not go on computing for a bundle that failed."""
-    try:
-        yield
-    except BaseException:
-        _cancel(futures)
-        raise
+    def submitted(self, payload: Any, futures: list[Future]) -> None:
+        self._items.append((payload, futures))
+
+    def taken(self, everything: bool = False):
+        """Yields (payload, its futures' results) of the oldest items until `ahead` are left
+        (none with `everything`: the bundle's end). If one failed, the work queued after it is
+        cancelled before its error is raised: the pool does not go on computing for a bundle
+        that failed."""
+        keep = 0 if everything else self._ahead
+        while len(self._items) > keep:
+            payload, futures = self._items.popleft()
+            try:
+                results = [future.result() for future in futures]
+            except BaseException:
+                self.cancel()
+                raise
+            yield payload, results
+
+    def cancel(self) -> None:
+        """Drops the work not started yet (a failed bundle's: its retry computes it again)."""
+        for _, futures in self._items:
+            for future in futures:
+                future.cancel()
 
 
 def _split(items: list, parts: int) -> list[list]:
