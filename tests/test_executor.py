@@ -318,6 +318,31 @@ def test_batches_are_bounded_by_pixels_and_a_huge_image_goes_alone():
         assert_that(sizes, check)
 
 
+def test_work_ahead_never_holds_two_oversized_calls_at_once():
+    # Calls (and decode groups) are bounded by pixels, so that memory is; working one call
+    # ahead doubled that bound, and a 49 MP photo's two copies ran side by side (3.2 -> 6.7 GB
+    # peak). Full calls still overlap; one larger than a call's bound runs alone.
+    from concurrent.futures import Future
+
+    from tfx_image_augment.offline.beam.transforms import _WorkAhead
+
+    def work(result):
+        future = Future()
+        future.set_result(result)
+        return [future]
+
+    ahead = _WorkAhead(ahead=1, largest=100)
+    ahead.submitted("a", work(1), 100)
+    assert list(ahead.taken(room_for=100)) == []  # a full call beside a full call: overlap
+    ahead.submitted("b", work(2), 100)
+    assert list(ahead.taken()) == [("a", [1])]  # one ahead
+    assert list(ahead.taken(room_for=101)) == [("b", [2])]  # no room: wait for b first
+    ahead.submitted("huge", work(3), 1000)
+    assert list(ahead.taken()) == [("huge", [3])]  # alone over the budget: taken at once
+    ahead.submitted("c", work(4), 50)
+    assert list(ahead.taken(everything=True)) == [("c", [4])]
+
+
 def test_copies_split_over_calls_and_computed_ahead_keep_their_pixels_and_windows(monkeypatch):
     # Each example brings more copies than a call holds (5 copies, 2 per call), and
     # AugmentBatchFn makes one call's records while the pool computes the next: records leave

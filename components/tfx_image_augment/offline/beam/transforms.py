@@ -138,7 +138,7 @@ class DecodeFn(_SplitFn):
         self._waiting: list[tuple[CheckedExample, dict | None, WindowedValue]] = []
         self._waiting_pixels = 0
         # Groups submitted to the pool: (the group, [its decode]).
-        self._decoding = _WorkAhead(GROUPS_AHEAD)
+        self._decoding = _WorkAhead(GROUPS_AHEAD, MAX_BATCH_PIXELS)
 
     def process(
         self,
@@ -155,6 +155,10 @@ class DecodeFn(_SplitFn):
         except Quarantined as bad:
             yield self._quarantined(record, bad, place)
             return
+        if self._waiting_pixels + checked.pixel_count > MAX_BATCH_PIXELS:
+            # A group stays within MAX_BATCH_PIXELS unless one image is larger, like a call
+            # (the work ahead overlaps two groups only within that bound).
+            yield from self._decode_waiting()
         self._waiting.append((checked, class_counts, place))
         self._waiting_pixels += checked.pixel_count
         if len(self._waiting) >= DECODE_BATCH or self._waiting_pixels >= MAX_BATCH_PIXELS:
@@ -169,21 +173,23 @@ class DecodeFn(_SplitFn):
         """Submits the waiting records' decode to the pool, and yields the groups before it:
         this thread, which Beam's work and the records' checks hold, never waits behind the
         core's kernels for a decode it does not need yet."""
-        waiting, self._waiting, self._waiting_pixels = self._waiting, [], 0
+        waiting, pixels = self._waiting, self._waiting_pixels
+        self._waiting, self._waiting_pixels = [], 0
         if waiting:
+            yield from self._decoded_out(room_for=pixels)
             checked = [checked for checked, _, _ in waiting]
             decoding = _core_pool().submit(decode_checked, checked, self._config)
-            self._decoding.submitted(waiting, [decoding])
+            self._decoding.submitted(waiting, [decoding], pixels)
         yield from self._decoded_out()
 
     def teardown(self):
         if hasattr(self, "_decoding"):
             self._decoding.cancel()
 
-    def _decoded_out(self, everything: bool = False):
+    def _decoded_out(self, everything: bool = False, room_for: int = 0):
         """Yields the examples (or quarantined records) of the groups whose decode is taken
         back (`_WorkAhead.taken`)."""
-        for waiting, (outcomes,) in self._decoding.taken(everything):
+        for waiting, (outcomes,) in self._decoding.taken(everything, room_for):
             for (checked, class_counts, place), decoded in zip(waiting, outcomes, strict=True):
                 try:
                     if isinstance(decoded, Quarantined):
@@ -259,7 +265,7 @@ class AugmentBatchFn(_SplitFn):
         self._originals = _counter(self._split, "originals_written")
 
     def start_bundle(self):
-        self._in_flight = _WorkAhead(CALLS_AHEAD)
+        self._in_flight = _WorkAhead(CALLS_AHEAD, MAX_BATCH_PIXELS)
 
     def teardown(self):
         if hasattr(self, "_in_flight"):
@@ -295,30 +301,30 @@ class AugmentBatchFn(_SplitFn):
         calls = self._calls(copies)
         if not calls:
             done()
-        for number, items in enumerate(calls, start=1):
+        for number, (items, pixels) in enumerate(calls, start=1):
+            yield from self._records_out(room_for=pixels)
             # The call's copies in CORE_THREADS parts at once: one part's kernels run while
             # another part's Python dispatches its ops. Every copy's pixels are the same in
             # any batch, so the parts change no bit.
             parts = _split(items, CORE_THREADS)
             results = [_core_pool().submit(self._compute, part) for part in parts]
-            self._in_flight.submitted(
-                _Call(place, parts, done if number == len(calls) else None), results
-            )
+            call = _Call(place, parts, done if number == len(calls) else None)
+            self._in_flight.submitted(call, results, pixels)
             yield from self._records_out()
 
-    def _records_out(self, everything: bool = False):
+    def _records_out(self, everything: bool = False, room_for: int = 0):
         """Yields the records of the calls taken back (`_WorkAhead.taken`)."""
-        for call, computed in self._in_flight.taken(everything):
+        for call, computed in self._in_flight.taken(everything, room_for):
             for part, result in zip(call.parts, computed, strict=True):
                 for record in self._records(part, result):
                     yield call.place.with_value(record)
             if call.done is not None:
                 call.done()
 
-    def _calls(self, copies: list[_Copy]) -> list[list[_Copy]]:
-        """`copies` in core calls: images of one shape, dtype and format (and, for detection
-        records, one keypoint count) together, at most `batch_size` copies and
-        MAX_BATCH_PIXELS pixels per call (one example may bring more than a call holds)."""
+    def _calls(self, copies: list[_Copy]) -> list[tuple[list[_Copy], int]]:
+        """`copies` in core calls, each with its pixels: images of one shape, dtype and format
+        (and, for detection records, one keypoint count) together, at most `batch_size` copies
+        and MAX_BATCH_PIXELS pixels per call (one example may bring more than a call holds)."""
         groups: dict[tuple, list[_Copy]] = defaultdict(list)
         for copy in copies:
             decoded = copy.decoded
@@ -341,11 +347,11 @@ class AugmentBatchFn(_SplitFn):
             # Instance masks are one uint8 plane per object, and mixing partners whole images:
             # they count as pixels too.
             planes = 1 + self._plan.partner_count + max(_mask_planes(c.decoded) for c in items) // 4
-            per_call = max(
-                1, min(self._config.batch_size, MAX_BATCH_PIXELS // (height * width * planes))
-            )
+            pixels = height * width * planes
+            per_call = max(1, min(self._config.batch_size, MAX_BATCH_PIXELS // pixels))
             calls.extend(
-                items[start : start + per_call] for start in range(0, len(items), per_call)
+                (items[start : start + per_call], pixels * len(items[start : start + per_call]))
+                for start in range(0, len(items), per_call)
             )
         return calls
 
@@ -624,23 +630,32 @@ def _core_pool():
 
 class _WorkAhead:
     """A DoFn's work in the pool, taken back in the order it was submitted: the DoFn carries on
-    while the pool computes, and hands on the oldest items once more than `ahead` wait."""
+    while the pool computes, and hands on the oldest items once more than `ahead` wait.
 
-    def __init__(self, ahead: int):
-        self._ahead = ahead
-        self._items: deque[tuple[Any, list[Future]]] = deque()
+    Each item weighs its pixels. Work ahead holds at most `ahead` items beside the newest and
+    (ahead + 1) x `largest` pixels in all: the memory of `ahead` + 1 full batches, never two
+    oversized ones at once (a 49 MP photo's copies took 3.2 GB one at a time, 6.7 GB in
+    pairs)."""
 
-    def submitted(self, payload: Any, futures: list[Future]) -> None:
-        self._items.append((payload, futures))
+    def __init__(self, ahead: int, largest: int):
+        self._ahead, self._budget = ahead, (ahead + 1) * largest
+        self._items: deque[tuple[Any, list[Future], int]] = deque()
+        self._pixels = 0
 
-    def taken(self, everything: bool = False):
+    def submitted(self, payload: Any, futures: list[Future], pixels: int) -> None:
+        self._items.append((payload, futures, pixels))
+        self._pixels += pixels
+
+    def taken(self, everything: bool = False, room_for: int = 0):
         """Yields (payload, its futures' results) of the oldest items until `ahead` are left
-        (none with `everything`: the bundle's end). If one failed, the work queued after it is
-        cancelled before its error is raised: the pool does not go on computing for a bundle
-        that failed."""
+        (none with `everything`: the bundle's end) within the pixel budget, with room in it for
+        `room_for` more (what the caller is about to submit). If one failed, the work queued
+        after it is cancelled before its error is raised: the pool does not go on computing for
+        a bundle that failed."""
         keep = 0 if everything else self._ahead
-        while len(self._items) > keep:
-            payload, futures = self._items.popleft()
+        while len(self._items) > keep or (self._items and self._pixels + room_for > self._budget):
+            payload, futures, pixels = self._items.popleft()
+            self._pixels -= pixels
             try:
                 results = [future.result() for future in futures]
             except BaseException:
@@ -650,7 +665,7 @@ class _WorkAhead:
 
     def cancel(self) -> None:
         """Drops the work not started yet (a failed bundle's: its retry computes it again)."""
-        for _, futures in self._items:
+        for _, futures, _ in self._items:
             for future in futures:
                 future.cancel()
 
@@ -814,7 +829,18 @@ class AugmentSplit(beam.PTransform):
     def expand(self, pipeline):
         split, config_json = self._split, self._config.to_json()
         records = read_input(pipeline, f"Read[{split}]", self._input)
-        if streams_unshuffled(records.pipeline.options):
+        unshuffled = streams_unshuffled(records.pipeline.options)
+        # What the counts (class sizes for balancing, the number of records for mixing) are
+        # made of. Unshuffled, a PCollection read by two stages is held whole by the in-memory
+        # DirectRunner until both have run, and the decode stage waits for the counts: so
+        # there the input is read a second time for them, and the decode stage streams
+        # (balanced, 224 px JPEGs, K=4: 959 -> 1,262 MiB from 1,000 to 6,000 inputs before).
+        # Elsewhere the shuffle below already holds the records, and they are read once.
+        if unshuffled and (uses_class_counts(self._config) or self._config.plan.mixing_ops):
+            counted = read_input(pipeline, f"ReadToCount[{split}]", self._input)
+        else:
+            counted = records
+        if unshuffled:
             # The in-memory DirectRunner runs one stage at a time, each over all of its input:
             # a Reshuffle there is a buffer of every encoded record, held (about 3 copies by the
             # time its GroupByKey is read) while the next stage runs, so peak memory grew with
@@ -835,7 +861,7 @@ class AugmentSplit(beam.PTransform):
             # sees the same counts, and only encoded records wait for them.
             config = self._config
             side_inputs["class_counts"] = beam.pvalue.AsDict(
-                records
+                counted
                 | f"Labels[{split}]" >> beam.FlatMap(label_of_record, config)
                 | f"CountClasses[{split}]" >> beam.combiners.Count.PerElement()
             )
@@ -843,7 +869,7 @@ class AugmentSplit(beam.PTransform):
             DecodeFn(config_json, split, self._progress_dir), **side_inputs
         ).with_outputs(QUARANTINE_TAG, main="ok")
         if self._config.plan.mixing_ops:
-            written = self._mix(decoded.ok, records, config_json)
+            written = self._mix(decoded.ok, counted, config_json)
         else:
             written = (
                 decoded.ok
@@ -867,12 +893,13 @@ class AugmentSplit(beam.PTransform):
         _write(decoded[QUARANTINE_TAG], self._quarantine, f"WriteQuarantine[{split}]")
         return augmented
 
-    def _mix(self, decoded, records, config_json: str):
+    def _mix(self, decoded, counted, config_json: str):
         """Copies meet their partners (`offline/mixing.py`): keyed by bucket, grouped, and
-        augmented a bucket at a time. Only encoded records wait in the shuffle."""
+        augmented a bucket at a time. Only encoded records wait in the shuffle. `counted`: the
+        records to count (see `expand`)."""
         split = self._split
         num_records = beam.pvalue.AsSingleton(
-            records | f"CountRecords[{split}]" >> beam.combiners.Count.Globally()
+            counted | f"CountRecords[{split}]" >> beam.combiners.Count.Globally()
         )
         members = decoded | f"MixFanOut[{split}]" >> beam.ParDo(
             MixFanOutFn(config_json, split, self._progress_dir), num_records
