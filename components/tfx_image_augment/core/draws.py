@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import functools
+
 import tensorflow as tf
 
 from tfx_image_augment.core.plan import Gate, Plan
@@ -61,14 +63,34 @@ def _unit_floats(bits: tf.Tensor) -> tf.Tensor:
     return tf.bitcast(mantissa, tf.float32) - 1.0
 
 
+# plan -> its draw table as a tf.function, traced once and called by every graph that needs it.
+_TABLES: dict = {}
+
+
 def draw_table(plan: Plan, seeds: tf.Tensor) -> tf.Tensor:
     """[B, num_draws] uniforms in [0, 1): node n's draws are
     `stateless_uniform([draws], stateless_fold_in(image_seed, n's id))`, bit for bit, computed for
     the whole batch at once (integer arithmetic only, so no image's bits depend on its batch)."""
-    batch = tf.shape(seeds)[0]
     if plan.num_draws == 0:
-        return tf.zeros([batch, 0], tf.float32)
-    seeds = tf.cast(seeds, tf.int64)
+        return tf.zeros([tf.shape(seeds)[0], 0], tf.float32)
+    table = _TABLES.get(plan)
+    if table is None:
+        # Its ~950 small integer ops were half of a SavedModel export's tracing when each of
+        # the model's signatures (and each input kind offline) traced them again. Integer
+        # arithmetic and a bitcast: called or inlined, the bits are the same.
+        table = _TABLES.setdefault(
+            plan,
+            tf.function(
+                functools.partial(_draw_table, plan),
+                input_signature=[tf.TensorSpec([None, 2], tf.int64)],
+                autograph=False,
+            ),
+        )
+    return table(tf.cast(seeds, tf.int64))
+
+
+def _draw_table(plan: Plan, seeds: tf.Tensor) -> tf.Tensor:
+    batch = tf.shape(seeds)[0]
     # fold_in(seed, id) = (first int32 of the seed's Philox stream, id): one value per image.
     seed_lo, seed_hi = _low_high(tf.bitcast(seeds[:, 0], tf.uint64))
     other_lo, other_hi = _low_high(tf.bitcast(seeds[:, 1], tf.uint64))
