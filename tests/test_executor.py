@@ -318,29 +318,41 @@ def test_batches_are_bounded_by_pixels_and_a_huge_image_goes_alone():
         assert_that(sizes, check)
 
 
-def test_work_ahead_never_holds_two_oversized_calls_at_once():
+def test_work_ahead_holds_two_calls_or_one_image_at_the_pixel_limit_and_cancels_on_failure():
     # Calls (and decode groups) are bounded by pixels, so that memory is; working one call
-    # ahead doubled that bound, and a 49 MP photo's two copies ran side by side (3.2 -> 6.7 GB
-    # peak). Full calls still overlap; one larger than a call's bound runs alone.
+    # ahead let two 49 MP photos' copies run side by side (4.2 -> 6.7 GB peak). In flight:
+    # two full calls, or as many pixels as one image at max_image_pixels, whichever is more.
     from concurrent.futures import Future
 
+    import pytest
+    from tfx_image_augment.offline.beam.transforms import MAX_BATCH_PIXELS as FULL
     from tfx_image_augment.offline.beam.transforms import _WorkAhead
 
-    def work(result):
+    def done(result):
         future = Future()
         future.set_result(result)
-        return [future]
+        return future
 
-    ahead = _WorkAhead(ahead=1, largest=100)
-    ahead.submitted("a", work(1), 100)
-    assert list(ahead.taken(room_for=100)) == []  # a full call beside a full call: overlap
-    ahead.submitted("b", work(2), 100)
+    ahead = _WorkAhead(ahead=1, max_image_pixels=3 * FULL)
+    ahead.submitted("a", [done(1)], FULL)
+    assert list(ahead.taken(room_for=FULL)) == []  # two full calls overlap
+    ahead.submitted("b", [done(2)], FULL)
     assert list(ahead.taken()) == [("a", [1])]  # one ahead
-    assert list(ahead.taken(room_for=101)) == [("b", [2])]  # no room: wait for b first
-    ahead.submitted("huge", work(3), 1000)
-    assert list(ahead.taken()) == [("huge", [3])]  # alone over the budget: taken at once
-    ahead.submitted("c", work(4), 50)
-    assert list(ahead.taken(everything=True)) == [("c", [4])]
+    assert list(ahead.taken(room_for=2 * FULL + 1)) == [("b", [2])]  # no room: b first
+    ahead.submitted("photo", [done(3)], 3 * FULL // 2)  # two of these fit the image limit
+    assert list(ahead.taken(room_for=3 * FULL // 2)) == []
+    ahead.submitted("photo 2", [done(4)], 3 * FULL // 2)
+    assert list(ahead.taken()) == [("photo", [3])]
+    ahead.submitted("huge", [done(5)], 4 * FULL)  # above the limit: runs alone
+    assert list(ahead.taken()) == [("photo 2", [4]), ("huge", [5])]
+
+    failed, pending_part, queued = Future(), Future(), Future()
+    failed.set_exception(MemoryError("out of memory"))
+    ahead.submitted("failed", [failed, pending_part], FULL)
+    ahead.submitted("queued", [queued], FULL)
+    with pytest.raises(MemoryError):
+        list(ahead.taken())
+    assert pending_part.cancelled() and queued.cancelled()  # the pool stops for a failed bundle
 
 
 def test_copies_split_over_calls_and_computed_ahead_keep_their_pixels_and_windows(monkeypatch):

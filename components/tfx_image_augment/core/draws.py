@@ -63,7 +63,8 @@ def _unit_floats(bits: tf.Tensor) -> tf.Tensor:
     return tf.bitcast(mantissa, tf.float32) - 1.0
 
 
-# plan -> its draw table as a tf.function, traced once and called by every graph that needs it.
+# A plan's nodes ((id, draws), ...) -> their draw table as a tf.function, traced once and called
+# by every graph that needs it.
 _TABLES: dict = {}
 
 
@@ -73,15 +74,15 @@ def draw_table(plan: Plan, seeds: tf.Tensor) -> tf.Tensor:
     the whole batch at once (integer arithmetic only, so no image's bits depend on its batch)."""
     if plan.num_draws == 0:
         return tf.zeros([tf.shape(seeds)[0], 0], tf.float32)
-    table = _TABLES.get(plan)
+    table = _TABLES.get(plan.nodes)
     if table is None:
         # Its ~950 small integer ops were half of a SavedModel export's tracing when each of
         # the model's signatures (and each input kind offline) traced them again. Integer
         # arithmetic and a bitcast: called or inlined, the bits are the same.
         table = _TABLES.setdefault(
-            plan,
+            plan.nodes,
             tf.function(
-                functools.partial(_draw_table, plan),
+                functools.partial(_draw_table, plan.nodes),
                 input_signature=[tf.TensorSpec([None, 2], tf.int64)],
                 autograph=False,
             ),
@@ -89,7 +90,7 @@ def draw_table(plan: Plan, seeds: tf.Tensor) -> tf.Tensor:
     return table(tf.cast(seeds, tf.int64))
 
 
-def _draw_table(plan: Plan, seeds: tf.Tensor) -> tf.Tensor:
+def _draw_table(nodes: tuple, seeds: tf.Tensor) -> tf.Tensor:
     batch = tf.shape(seeds)[0]
     # fold_in(seed, id) = (first int32 of the seed's Philox stream, id): one value per image.
     seed_lo, seed_hi = _low_high(tf.bitcast(seeds[:, 0], tf.uint64))
@@ -99,9 +100,7 @@ def _draw_table(plan: Plan, seeds: tf.Tensor) -> tf.Tensor:
     folded = _philox((zeros, zeros, *counter_high), key)[0]  # an int32, as uint32 bits
     # Each node's seed (folded, id) - the int32 sign-extended to 64 bits, as TensorFlow reads it
     # - then its groups of four uniforms, group g at counter (g, 0, counter_high).
-    columns = [
-        (node_id, group) for node_id, draws in plan.nodes for group in range((draws + 3) // 4)
-    ]
+    columns = [(node_id, group) for node_id, draws in nodes for group in range((draws + 3) // 4)]
     node_ids = tf.constant([node for node, _ in columns], tf.uint32)[None, :]
     groups = tf.constant([group for _, group in columns], tf.uint32)[None, :]
     width = tf.shape(node_ids)[1]
@@ -115,7 +114,7 @@ def _draw_table(plan: Plan, seeds: tf.Tensor) -> tf.Tensor:
     bits = _philox((tf.tile(groups, [batch, 1]), column_zeros, *node_counter), node_key)
     uniforms = tf.reshape(tf.stack(bits, axis=-1), [batch, -1])  # [B, columns * 4]
     keep, start = [], 0
-    for _, draws in plan.nodes:
+    for _, draws in nodes:
         keep.extend(range(start, start + draws))
         start += 4 * ((draws + 3) // 4)
     return _unit_floats(tf.gather(uniforms, keep, axis=1))

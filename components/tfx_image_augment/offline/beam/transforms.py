@@ -138,7 +138,7 @@ class DecodeFn(_SplitFn):
         self._waiting: list[tuple[CheckedExample, dict | None, WindowedValue]] = []
         self._waiting_pixels = 0
         # Groups submitted to the pool: (the group, [its decode]).
-        self._decoding = _WorkAhead(GROUPS_AHEAD, MAX_BATCH_PIXELS)
+        self._decoding = _WorkAhead(GROUPS_AHEAD, self._config.max_image_pixels)
 
     def process(
         self,
@@ -265,7 +265,7 @@ class AugmentBatchFn(_SplitFn):
         self._originals = _counter(self._split, "originals_written")
 
     def start_bundle(self):
-        self._in_flight = _WorkAhead(CALLS_AHEAD, MAX_BATCH_PIXELS)
+        self._in_flight = _WorkAhead(CALLS_AHEAD, self._config.max_image_pixels)
 
     def teardown(self):
         if hasattr(self, "_in_flight"):
@@ -632,13 +632,15 @@ class _WorkAhead:
     """A DoFn's work in the pool, taken back in the order it was submitted: the DoFn carries on
     while the pool computes, and hands on the oldest items once more than `ahead` wait.
 
-    Each item weighs its pixels. Work ahead holds at most `ahead` items beside the newest and
-    (ahead + 1) x `largest` pixels in all: the memory of `ahead` + 1 full batches, never two
-    oversized ones at once (a 49 MP photo's copies took 3.2 GB one at a time, 6.7 GB in
-    pairs)."""
+    Each item weighs its pixels. In flight together: at most the pixels of `ahead` + 1 full
+    calls (MAX_BATCH_PIXELS each), or of one image at `max_image_pixels` (what a run must hold
+    for one such image anyway), whichever is more. So 12 MP photos' calls still overlap under
+    the default 50 MP limit, and two 49 MP ones do not (with a call ahead they took 6.7 GB
+    together here, 4.2 GB one at a time); an item above the budget runs alone."""
 
-    def __init__(self, ahead: int, largest: int):
-        self._ahead, self._budget = ahead, (ahead + 1) * largest
+    def __init__(self, ahead: int, max_image_pixels: int):
+        self._ahead = ahead
+        self._budget = max((ahead + 1) * MAX_BATCH_PIXELS, max_image_pixels)
         self._items: deque[tuple[Any, list[Future], int]] = deque()
         self._pixels = 0
 
@@ -659,6 +661,8 @@ class _WorkAhead:
             try:
                 results = [future.result() for future in futures]
             except BaseException:
+                for future in futures:  # the failed item's other parts
+                    future.cancel()
                 self.cancel()
                 raise
             yield payload, results
