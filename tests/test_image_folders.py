@@ -103,3 +103,32 @@ def test_a_folder_without_images_says_to_give_a_glob_of_tfrecords(tmp_path):
     (tmp_path / "records" / "data.tfrecord").write_bytes(b"")
     with pytest.raises(ValueError, match="for TFRecord files give a glob"):
         scan_folder(str(tmp_path / "records"))
+
+
+def test_a_folder_balanced_locally_counts_its_classes_from_the_paths(tmp_path):
+    # The in-memory runner counts classes in a second read of the input (so that decoding
+    # streams, issue 19); for a folder that read takes the labels from the paths, opening no
+    # image file a second time.
+    import apache_beam as beam
+    from apache_beam.options.pipeline_options import PipelineOptions
+    from tfx_image_augment.cli.commands import main
+    from tfx_image_augment.offline.beam.transforms import AugmentSplit
+    from tfx_image_augment.offline.config import AugmentConfig
+
+    photos = _photo_folder(tmp_path / "photos")
+    for i in (1, 2):
+        (photos / "flower" / f"{i:02d}.jpg").unlink()  # 3 china photos, 1 flower
+    out = tmp_path / "out"
+    args = ["run", "--input", str(photos), "--output", str(out), "--copies", "2", "--seed", "3"]
+    args += ["--label-feature", "label", "--balance", "equal", "--max-copies", "10"]
+    assert main([*args, "--", "--direct_num_workers=1"]) == 0
+    summary = json.loads((out / "augment_summary.json").read_text())
+    assert summary["classes"] == {"in": {"0": 3, "1": 1}, "out": {"0": 9, "1": 9}}
+
+    config = AugmentConfig(label_feature="label", balance="equal").validate()
+    pipeline = beam.Pipeline(options=PipelineOptions(["--direct_num_workers=1"]))
+    _ = pipeline | AugmentSplit("train", scan_folder(str(photos)), "o", "q", config)
+    steps = [t.unique_name for t in pipeline.to_runner_api().components.transforms.values()]
+    counting = [name for name in steps if "/ReadToCount[train]/" in name]
+    assert any(name.endswith("/LabelsOnly") for name in counting)
+    assert not any("ReadImages" in name for name in counting)

@@ -719,28 +719,34 @@ def _write(pcoll, prefix: str, label: str, num_shards: int = 0):
 
 class ReadImageFolder(beam.PTransform):
     """The images of a folder (`io.folders`) as serialized tf.Examples, one file per element:
-    the file names come from the launcher, the bytes are read by the workers."""
+    the file names come from the launcher, the bytes are read by the workers. Without
+    `with_images`, the records have empty image bytes and read no file: their labels (from the
+    paths) are all that counting them needs."""
 
-    def __init__(self, folder: ImageFolder):
+    def __init__(self, folder: ImageFolder, with_images: bool = True):
         super().__init__()
-        self._folder = folder
+        self._folder, self._with_images = folder, with_images
 
     def expand(self, pipeline):
-        return (
-            pipeline
-            | "Files" >> beam.Create(list(self._folder.files))
-            | "ReadImages" >> beam.Map(_folder_record, self._folder)
-        )
+        files = pipeline | "Files" >> beam.Create(list(self._folder.files))
+        if not self._with_images:
+            return files | "LabelsOnly" >> beam.Map(_folder_label_record, self._folder)
+        return files | "ReadImages" >> beam.Map(_folder_record, self._folder)
 
 
 def _folder_record(relative_path: str, folder: ImageFolder) -> bytes:
     return image_record(folder, relative_path, read_file(folder.root, relative_path))
 
 
-def read_input(pipeline, label: str, source: str | ImageFolder):
-    """The records of a split's input: a glob of TFRecord files, or a folder of images."""
+def _folder_label_record(relative_path: str, folder: ImageFolder) -> bytes:
+    return image_record(folder, relative_path, b"")
+
+
+def read_input(pipeline, label: str, source: str | ImageFolder, with_images: bool = True):
+    """The records of a split's input: a glob of TFRecord files, or a folder of images (whose
+    files are not read without `with_images`: see ReadImageFolder)."""
     if isinstance(source, ImageFolder):
-        return pipeline | label >> ReadImageFolder(source)
+        return pipeline | label >> ReadImageFolder(source, with_images)
     return read_tfrecords(pipeline, label, source)
 
 
@@ -839,9 +845,10 @@ class AugmentSplit(beam.PTransform):
         # DirectRunner until both have run, and the decode stage waits for the counts: so
         # there the input is read a second time for them, and the decode stage streams
         # (balanced, 224 px JPEGs, K=4: 959 -> 1,262 MiB from 1,000 to 6,000 inputs before).
-        # Elsewhere the shuffle below already holds the records, and they are read once.
+        # (A folder of images is not read again: its labels come from the paths.) Elsewhere
+        # the shuffle below already holds the records, and they are read once.
         if unshuffled and (uses_class_counts(self._config) or self._config.plan.mixing_ops):
-            counted = read_input(pipeline, f"ReadToCount[{split}]", self._input)
+            counted = read_input(pipeline, f"ReadToCount[{split}]", self._input, with_images=False)
         else:
             counted = records
         if unshuffled:
