@@ -39,19 +39,15 @@ NORMAL_IMAGES = 24
 SCALING_SIZES = (1000, 12000)
 SCALING_COPIES = 4
 EMPTY_POLICY = '{"version": 1, "ops": []}'
-# variant -> (policy, extra CLI arguments) of the scaling runs; the first is the target's.
+# variant -> (policy, extra CLI arguments, its ratios' name suffix) of the scaling runs.
 SCALING_VARIANTS = {
-    "empty policy": (EMPTY_POLICY, []),
+    "empty policy": (EMPTY_POLICY, [], ""),
     "empty policy, classes balanced": (
         EMPTY_POLICY,
         ["--label-feature", "label", "--balance", "equal"],
+        "_balanced",
     ),
-    "mixup": ('{"version": 1, "ops": [{"op": "mixup"}]}', []),
-}
-RATIO_SUFFIX = {
-    "empty policy": "",
-    "empty policy, classes balanced": "_balanced",
-    "mixup": "_mixup",
+    "mixup": ('{"version": 1, "ops": [{"op": "mixup"}]}', [], "_mixup"),
 }
 
 
@@ -121,7 +117,7 @@ def scaling(root: pathlib.Path, sizes: tuple[int, ...]) -> list[dict]:
     rows = []
     for count in sizes:
         pattern = workloads.photo_jpeg(root / "scaling", count)
-        for i, (variant, (policy, extra)) in enumerate(SCALING_VARIANTS.items()):
+        for i, (variant, (policy, extra, _)) in enumerate(SCALING_VARIANTS.items()):
             output = root / f"scaling_out_{count}_{i}"
             result = run(pattern, output, extra, policy, SCALING_COPIES)
             rows.append({"variant": variant, "inputs": count, **result})
@@ -132,7 +128,7 @@ def scaling(root: pathlib.Path, sizes: tuple[int, ...]) -> list[dict]:
 def scaling_ratios(rows: list[dict]) -> dict:
     """rss_<many>k_over_<few>k_224[_variant] for every measured size over the smallest."""
     found = {}
-    for variant, suffix in RATIO_SUFFIX.items():
+    for variant, (_, _, suffix) in SCALING_VARIANTS.items():
         # Rows written before the variants were the empty policy's.
         by_size = {
             row["inputs"]: row["peak_rss_mib"]

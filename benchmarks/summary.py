@@ -21,6 +21,7 @@ import re
 import statistics
 
 from benchmarks.common import RESULTS_DIR, machine
+from benchmarks.memory import scaling_ratios
 from benchmarks.offline import CODEC, FLOOR, HANDWRITTEN, OUR_CONFIGS, OURS, PEER_CONFIGS
 from benchmarks.workloads import PROJECT_ROOT
 
@@ -110,17 +111,8 @@ def _paired(numerator: list[float], denominator: list[float]) -> dict:
 def ratios(offline: dict, core_ops: dict, memory: dict | None = None) -> dict:
     found: dict[str, dict] = {}
     scaling = (memory or {}).get("scaling", {})
-    for variant, name in (
-        ("empty policy", "rss_12k_over_1k_224"),
-        ("empty policy, classes balanced", "rss_12k_over_1k_224_balanced"),
-    ):
-        rss_224 = {
-            row["inputs"]: row["peak_rss_mib"]
-            for row in scaling.get("rows", [])
-            if row.get("variant", "empty policy") == variant  # older rows: the empty policy
-        }
-        if 1000 in rss_224 and 12000 in rss_224:  # one run each: no spread
-            value = round(rss_224[12000] / rss_224[1000], 2)
+    for name, value in scaling_ratios(scaling.get("rows", [])).items():
+        if name in TARGETS:  # one run each: no spread
             found[name] = {"median": value, "min": value, "max": value, "inputs": [1000, 12000]}
     if offline:
         rows = offline["rows"]

@@ -347,12 +347,11 @@ class AugmentBatchFn(_SplitFn):
             # Instance masks are one uint8 plane per object, and mixing partners whole images:
             # they count as pixels too.
             planes = 1 + self._plan.partner_count + max(_mask_planes(c.decoded) for c in items) // 4
-            pixels = height * width * planes
-            per_call = max(1, min(self._config.batch_size, MAX_BATCH_PIXELS // pixels))
-            calls.extend(
-                (items[start : start + per_call], pixels * len(items[start : start + per_call]))
-                for start in range(0, len(items), per_call)
-            )
+            per_copy = height * width * planes
+            per_call = max(1, min(self._config.batch_size, MAX_BATCH_PIXELS // per_copy))
+            for start in range(0, len(items), per_call):
+                call = items[start : start + per_call]
+                calls.append((call, per_copy * len(call)))
         return calls
 
     def _compute(self, items: list[_Copy]) -> _Computed:
